@@ -1,0 +1,460 @@
+//! auth: registry authentication — WWW-Authenticate challenges, Basic credentials, and bearer tokens cached per host and scope.
+//!
+//! Flow: a request goes out with whatever this module already knows for (host, scopes). On a
+//! 401 the caller hands the challenge to [`Auth::on_unauthorized`], which records it, fetches a
+//! fresh token (or picks Basic credentials) and the request is sent once more. Tokens are
+//! refreshed before they expire. Secrets are only ever held in [`Secret`].
+
+pub mod docker_config;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
+
+pub use docker_config::{Credential, CredentialStore, Secret};
+
+use crate::registry::RegistryError;
+
+/// Lifetime assumed when a token response gives none (the distribution token spec's default).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A token is refreshed when less than this fraction of its lifetime is left (and at least 5 s early).
+const REFRESH_MARGIN_DIVISOR: u32 = 5;
+
+/// What a registry asked for in `WWW-Authenticate`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    /// `Basic realm=...`
+    Basic,
+    /// `Bearer realm=...,service=...,scope=...`
+    Bearer {
+        /// The token endpoint.
+        realm: String,
+        /// The service name to ask a token for.
+        service: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` header value.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header
+        .split_once(char::is_whitespace)
+        .unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_params(rest);
+    let realm = params.get("realm")?.clone();
+    Some(Challenge::Bearer {
+        realm,
+        service: params.get("service").cloned(),
+    })
+}
+
+/// Parses `key="value", key2=value2` (values may contain commas inside quotes).
+fn parse_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        let key: String = chars
+            .by_ref()
+            .take_while(|c| *c != '=')
+            .collect::<String>()
+            .trim()
+            .to_ascii_lowercase();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+            value = value.trim().to_owned();
+        }
+        out.insert(key, value);
+    }
+    out
+}
+
+/// A token scope such as `repository:acme/api:pull,push`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope(String);
+
+impl Scope {
+    /// Pull access to a repository.
+    pub fn pull(repository: &str) -> Scope {
+        Scope(format!("repository:{repository}:pull"))
+    }
+    /// Pull and push access to a repository.
+    pub fn push(repository: &str) -> Scope {
+        Scope(format!("repository:{repository}:pull,push"))
+    }
+    /// The scope string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+struct Token {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+type TokenSlot = Arc<tokio::sync::Mutex<Option<Token>>>;
+
+/// Credentials, challenges and tokens for every registry of a run.
+pub struct Auth {
+    store: CredentialStore,
+    creds: Mutex<HashMap<String, Option<Credential>>>,
+    challenges: Mutex<HashMap<String, Challenge>>,
+    tokens: Mutex<HashMap<(String, Vec<Scope>), TokenSlot>>,
+    token_requests: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Auth {
+    /// Uses the given credential files.
+    pub fn new(store: CredentialStore) -> Self {
+        Auth {
+            store,
+            creds: Mutex::default(),
+            challenges: Mutex::default(),
+            tokens: Mutex::default(),
+            token_requests: Default::default(),
+        }
+    }
+
+    /// Token requests made so far.
+    pub fn token_requests(&self) -> u64 {
+        self.token_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The credential for a host, looked up once (credential helpers are programs: run them off the async threads).
+    async fn credential(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
+        if let Some(c) = self.creds.lock().expect("creds lock").get(host) {
+            return Ok(c.clone());
+        }
+        let store = self.store.clone();
+        let h = host.to_owned();
+        let found = tokio::task::spawn_blocking(move || store.lookup(&h))
+            .await
+            .map_err(|e| RegistryError::Protocol {
+                host: host.to_owned(),
+                detail: format!("credential lookup panicked: {e}"),
+            })??;
+        tracing::debug!(host, found = found.is_some(), "credential lookup");
+        self.creds
+            .lock()
+            .expect("creds lock")
+            .insert(host.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// The Authorization header to send now, from what is already known (no network unless a token must be fetched or refreshed).
+    pub async fn header(
+        &self,
+        client: &reqwest::Client,
+        host: &str,
+        scopes: &[Scope],
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        let challenge = self
+            .challenges
+            .lock()
+            .expect("challenge lock")
+            .get(host)
+            .cloned();
+        match challenge {
+            None => Ok(None),
+            Some(c) => self.header_for(client, host, scopes, &c, false).await,
+        }
+    }
+
+    /// After a 401: remember the challenge, drop the token that failed, and return a fresh header (or `None` if there is nothing to try).
+    pub async fn on_unauthorized(
+        &self,
+        client: &reqwest::Client,
+        host: &str,
+        scopes: &[Scope],
+        www_authenticate: Option<&str>,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        let Some(challenge) = www_authenticate.and_then(parse_challenge) else {
+            return Ok(None);
+        };
+        self.challenges
+            .lock()
+            .expect("challenge lock")
+            .insert(host.to_owned(), challenge.clone());
+        self.header_for(client, host, scopes, &challenge, true)
+            .await
+    }
+
+    async fn header_for(
+        &self,
+        client: &reqwest::Client,
+        host: &str,
+        scopes: &[Scope],
+        challenge: &Challenge,
+        force_refresh: bool,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        match challenge {
+            Challenge::Basic => Ok(match self.credential(host).await? {
+                Some(Credential::Basic { username, password }) => {
+                    Some(basic_header(&username, &password))
+                }
+                _ => None,
+            }),
+            Challenge::Bearer { realm, service } => {
+                let mut key_scopes = scopes.to_vec();
+                key_scopes.sort();
+                key_scopes.dedup();
+                let slot = self
+                    .tokens
+                    .lock()
+                    .expect("token lock")
+                    .entry((host.to_owned(), key_scopes.clone()))
+                    .or_default()
+                    .clone();
+                // One fetch per (host, scopes) at a time: concurrent requests wait for it.
+                let mut token = slot.lock().await;
+                let fresh = token
+                    .as_ref()
+                    .is_some_and(|t| Instant::now() < t.refresh_at);
+                if !fresh || force_refresh {
+                    let t = self
+                        .fetch_token(client, host, realm, service.as_deref(), &key_scopes)
+                        .await?;
+                    *token = Some(t);
+                }
+                let value = token.as_ref().map(|t| t.value.expose()).unwrap_or_default();
+                Ok(Some(sensitive(&format!("Bearer {value}"))))
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        client: &reqwest::Client,
+        host: &str,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[Scope],
+    ) -> Result<Token, RegistryError> {
+        let mut url = url::Url::parse(realm).map_err(|e| RegistryError::Token {
+            realm: realm.to_owned(),
+            detail: format!("bad realm: {e}"),
+        })?;
+        let realm_shown = format!("{}{}", url.host_str().unwrap_or_default(), url.path());
+        let token_err = |detail: String| RegistryError::Token {
+            realm: realm_shown.clone(),
+            detail,
+        };
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(token_err(format!(
+                "realm scheme {} is not http(s)",
+                url.scheme()
+            )));
+        }
+        let credential = self.credential(host).await?;
+        // Never send a password in clear text to a realm on another machine.
+        let realm_loopback = url.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if credential.is_some() && url.scheme() == "http" && !realm_loopback {
+            return Err(token_err(
+                "refusing to send credentials to a plain-http token realm".into(),
+            ));
+        }
+        self.token_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request = match &credential {
+            Some(Credential::IdentityToken(refresh)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.expose()),
+                    ("client_id", "ferry"),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
+                let joined = scopes
+                    .iter()
+                    .map(Scope::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                form.push(("scope", &joined));
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish();
+                client
+                    .post(url.clone())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            basic => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in scopes {
+                        q.append_pair("scope", s.as_str());
+                    }
+                }
+                let mut r = client.get(url.clone());
+                if let Some(Credential::Basic { username, password }) = basic {
+                    r = r.header(
+                        reqwest::header::AUTHORIZATION,
+                        basic_header(username, password),
+                    );
+                }
+                r
+            }
+        };
+        tracing::debug!(host, realm = %realm_shown, scopes = ?scopes.iter().map(Scope::as_str).collect::<Vec<_>>(), "requesting token");
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| token_err(crate::transport::describe(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = crate::transport::read_capped(resp, 4096).await;
+            let detail = match status.as_u16() {
+                401 => "credentials refused (401)".to_owned(),
+                s => format!(
+                    "status {s}: {}",
+                    crate::transport::one_line(&String::from_utf8_lossy(&body))
+                ),
+            };
+            return Err(if status.as_u16() == 401 {
+                RegistryError::Unauthorized {
+                    host: host.to_owned(),
+                    detail: format!("token server {realm_shown}: {detail}"),
+                }
+            } else {
+                token_err(detail)
+            });
+        }
+        let body = crate::transport::read_capped(resp, 1 << 20).await;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| token_err(format!("bad token response: {e}")))?;
+        let value = parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| token_err("no token in response".into()))?;
+        let lifetime = parsed
+            .expires_in
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        let margin = (lifetime / REFRESH_MARGIN_DIVISOR)
+            .max(Duration::from_secs(5))
+            .min(lifetime / 2);
+        tracing::debug!(host, lifetime_s = lifetime.as_secs(), "token refreshed");
+        Ok(Token {
+            value: Secret::new(value),
+            refresh_at: Instant::now() + lifetime - margin,
+        })
+    }
+}
+
+/// A Basic Authorization header, marked sensitive so it is never printed.
+pub fn basic_header(username: &str, password: &Secret) -> HeaderValue {
+    let raw = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    sensitive(&format!("Basic {raw}"))
+}
+
+fn sensitive(s: &str) -> HeaderValue {
+    let mut v = HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+    v.set_sensitive(true);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_challenges() {
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into())
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"bearer realm=http://127.0.0.1:9/token, service="a\"b""#),
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:9/token".into(),
+                service: Some("a\"b".into())
+            })
+        );
+        assert_eq!(parse_challenge("Negotiate abc"), None);
+        assert_eq!(parse_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(Scope::pull("a/b").as_str(), "repository:a/b:pull");
+        assert_eq!(Scope::push("a/b").as_str(), "repository:a/b:pull,push");
+    }
+
+    #[test]
+    fn basic_header_is_sensitive() {
+        let h = basic_header("u", &Secret::new("p"));
+        assert!(h.is_sensitive());
+        assert_eq!(format!("{h:?}"), "Sensitive");
+    }
+}

@@ -1,0 +1,716 @@
+//! copy::engine: carries out copy plans — resolves the source once, HEAD-checks destinations, moves blobs, then manifests, then tags, and reports per destination.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::fanout::{fanout, OnBytes, DEFAULT_QUEUE_BYTES};
+use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
+use crate::auth::{Auth, CredentialStore};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::{filter_index, Descriptor, Manifest, Platform};
+use crate::reference::ImageRef;
+use crate::registry::http::HttpRepo;
+use crate::registry::ocidir::LayoutRepo;
+use crate::registry::{ManifestRef, Mount, RegistryError, Repo};
+use crate::report::Progress;
+use crate::transport::{Transport, TransportOptions};
+
+/// Default number of blobs in flight at once, over all registries.
+pub const DEFAULT_JOBS: usize = 8;
+/// Default number of blob transfers touching one registry host at once.
+pub const DEFAULT_PER_HOST: usize = 6;
+/// [`DEFAULT_JOBS`] for clap defaults.
+pub const DEFAULT_JOBS_STR: &str = "8";
+/// [`DEFAULT_PER_HOST`] for clap defaults.
+pub const DEFAULT_PER_HOST_STR: &str = "6";
+/// Manifests fetched or HEAD-checked at once per image.
+const MANIFEST_CONCURRENCY: usize = 8;
+
+/// How a copy runs.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    /// Copy only these platforms of an index (the result is a new index). Empty: everything.
+    pub platforms: Vec<Platform>,
+    /// Read and plan, but write nothing.
+    pub dry_run: bool,
+    /// Blobs in flight at once (default [`DEFAULT_JOBS`]).
+    pub jobs: usize,
+    /// Blob transfers per registry host at once (default [`DEFAULT_PER_HOST`]).
+    pub per_host: usize,
+    /// Memory per destination queue before spilling to disk (default [`DEFAULT_QUEUE_BYTES`]).
+    pub queue_bytes: usize,
+    /// How to connect.
+    pub transport: TransportOptions,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            platforms: Vec::new(),
+            dry_run: false,
+            jobs: DEFAULT_JOBS,
+            per_host: DEFAULT_PER_HOST,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            transport: TransportOptions::default(),
+        }
+    }
+}
+
+/// The outcome at one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Content and tag were written.
+    Copied,
+    /// Nothing needed doing.
+    UpToDate,
+    /// Dry run: this is what would happen.
+    Planned,
+    /// Something failed; no tag was written.
+    Failed,
+}
+
+/// What happened at one destination.
+#[derive(Clone, Debug, Serialize)]
+pub struct DestReport {
+    /// The destination as given.
+    pub reference: String,
+    /// The digest it now holds (or would).
+    pub digest: Digest,
+    /// The outcome.
+    pub status: Status,
+    /// Where the tag pointed before, if it existed and moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_from: Option<Digest>,
+    /// Blobs uploaded from the source.
+    pub blobs_uploaded: u64,
+    /// Blobs linked from another repository of the same registry.
+    pub blobs_mounted: u64,
+    /// Blobs already present.
+    pub blobs_skipped: u64,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Requests sent to this destination.
+    pub requests: u64,
+    /// The error, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// In a dry run: the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<DestPlan>,
+}
+
+/// What a copy did, for every destination.
+#[derive(Clone, Debug, Serialize)]
+pub struct CopyReport {
+    /// The source as given.
+    pub source: String,
+    /// The digest copied.
+    pub digest: Digest,
+    /// When `--platform` made a new index: the original index's digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filtered_from: Option<Digest>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Bytes read from the source's blobs.
+    pub source_bytes_read: u64,
+    /// Per destination, in the order given.
+    pub destinations: Vec<DestReport>,
+}
+
+impl CopyReport {
+    /// How many destinations failed.
+    pub fn failed(&self) -> usize {
+        self.destinations
+            .iter()
+            .filter(|d| d.status == Status::Failed)
+            .count()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    uploaded: AtomicU64,
+    mounted: AtomicU64,
+    skipped: AtomicU64,
+    bytes: AtomicU64,
+}
+
+struct Dest {
+    reference: ImageRef,
+    repo: Option<Arc<dyn Repo>>,
+    error: Mutex<Option<String>>,
+    counters: Counters,
+}
+
+impl Dest {
+    fn fail(&self, e: impl std::fmt::Display) {
+        let mut slot = self.error.lock().expect("dest error lock");
+        if slot.is_none() {
+            *slot = Some(e.to_string());
+        }
+    }
+    fn failed(&self) -> bool {
+        self.error.lock().expect("dest error lock").is_some()
+    }
+    fn repo(&self) -> &Arc<dyn Repo> {
+        self.repo
+            .as_ref()
+            .expect("only live destinations are asked for their repo")
+    }
+}
+
+/// Copies images; keeps what it learnt (blobs present where) for the whole run.
+pub struct Engine {
+    transport: Transport,
+    auth: Arc<Auth>,
+    options: CopyOptions,
+    present: Mutex<HashSet<(String, Digest)>>,
+    blob_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    host_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    source_bytes: AtomicU64,
+}
+
+impl Engine {
+    /// An engine with credentials from the environment's Docker config files.
+    pub fn new(options: CopyOptions) -> Self {
+        Self::with_credentials(options, CredentialStore::from_env())
+    }
+
+    /// An engine with explicit credential files.
+    pub fn with_credentials(options: CopyOptions, creds: CredentialStore) -> Self {
+        Engine {
+            transport: Transport::new(options.transport.clone()),
+            auth: Arc::new(Auth::new(creds)),
+            options,
+            present: Mutex::default(),
+            blob_locks: Mutex::default(),
+            host_limits: Mutex::default(),
+            source_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens a store for a reference; `push` asks for write access.
+    pub fn open(&self, r: &ImageRef, push: bool) -> Result<Arc<dyn Repo>, RegistryError> {
+        Ok(match r {
+            ImageRef::Remote(rr) => Arc::new(HttpRepo::new(
+                &self.transport,
+                self.auth.clone(),
+                rr.registry.clone(),
+                rr.repository.clone(),
+                push,
+            )?),
+            ImageRef::Layout(l) => Arc::new(LayoutRepo::new(l.path.clone())),
+        })
+    }
+
+    /// Copies `source` to every destination; per-destination failures are in the report, not the error.
+    pub async fn copy(
+        &self,
+        source: &ImageRef,
+        dests: &[ImageRef],
+        progress: &Progress,
+    ) -> Result<CopyReport> {
+        let source_err = |e: RegistryError| Error::Source {
+            reference: source.to_string(),
+            source: Box::new(e),
+        };
+        let src = self.open(source, false).map_err(source_err)?;
+        let root_ref = match (source.digest(), source.tag()) {
+            (Some(d), _) => ManifestRef::Digest(d.clone()),
+            (None, Some(t)) => ManifestRef::Tag(t.clone()),
+            (None, None) => {
+                return Err(Error::Usage(format!(
+                    "source {source} names neither a tag nor a digest"
+                )))
+            }
+        };
+        let mut root = src
+            .manifest_get(&root_ref, None)
+            .await
+            .map_err(source_err)?;
+        let mut filtered_from = None;
+        if !self.options.platforms.is_empty() {
+            if !root.is_index() {
+                return Err(Error::Usage(format!(
+                    "--platform needs a multi-platform source, and {source} ({}) is a single image",
+                    root.digest
+                )));
+            }
+            let Some(bytes) =
+                filter_index(&root, &self.options.platforms).map_err(|e| source_err(e.into()))?
+            else {
+                let wanted: Vec<String> = self
+                    .options
+                    .platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                return Err(Error::Usage(format!(
+                    "{source} has no manifest for platform {}",
+                    wanted.join(", ")
+                )));
+            };
+            filtered_from = Some(root.digest.clone());
+            root =
+                Manifest::parse(bytes, Some(&root.media_type)).map_err(|e| source_err(e.into()))?;
+        }
+        tracing::info!(source = %source, digest = %root.digest, "resolved source");
+
+        let push = !self.options.dry_run;
+        let dests: Vec<Dest> = dests
+            .iter()
+            .map(|d| {
+                let (repo, error) = match self.open(d, push) {
+                    Ok(r) => (Some(r), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                Dest {
+                    reference: d.clone(),
+                    repo,
+                    error: Mutex::new(error),
+                    counters: Counters::default(),
+                }
+            })
+            .collect();
+
+        // 1. What does each destination hold? (One HEAD in the common "already there" case.)
+        let mut states: Vec<DestState> =
+            futures::future::join_all(dests.iter().map(|d| self.precheck(d, &root.digest))).await;
+
+        // 2. Read the rest of the source graph only if someone needs content.
+        let needs_content = dests
+            .iter()
+            .zip(&states)
+            .any(|(d, s)| !d.failed() && !s.root_present);
+        let children = if needs_content {
+            self.read_children(&*src, &root).await.map_err(source_err)?
+        } else {
+            Vec::new()
+        };
+        let image = SourceImage {
+            reference: source.pinned(&root.digest),
+            root,
+            filtered_from,
+            children,
+        };
+        if needs_content && !image.children.is_empty() {
+            let children = &image.children;
+            let checks = dests
+                .iter()
+                .zip(states.iter_mut())
+                .filter(|(d, s)| !d.failed() && !s.root_present)
+                .map(|(d, s)| async move {
+                    let present = stream::iter(children)
+                        .map(|m| async move {
+                            (
+                                m.digest.clone(),
+                                d.repo()
+                                    .manifest_head(&ManifestRef::Digest(m.digest.clone()))
+                                    .await,
+                            )
+                        })
+                        .buffer_unordered(MANIFEST_CONCURRENCY)
+                        .collect::<Vec<_>>()
+                        .await;
+                    for (digest, r) in present {
+                        match r {
+                            Ok(Some(_)) => {
+                                s.children_present.insert(digest);
+                            }
+                            Ok(None) => {}
+                            Err(e) => d.fail(e),
+                        }
+                    }
+                });
+            futures::future::join_all(checks).await;
+        }
+
+        // 3. The plan: pure.
+        let plans: Vec<DestPlan> = dests
+            .iter()
+            .zip(&states)
+            .map(|(d, s)| plan_destination(&image, &d.reference, s))
+            .collect();
+        for (i, p) in plans.iter().enumerate() {
+            progress.plan(i, p.blob_bytes, p.blob_count as u64);
+        }
+        if self.options.dry_run {
+            return Ok(self.report(&image, &dests, &plans, progress, true));
+        }
+
+        // 4. Blobs: each read at most once, fanned out to every destination that lacks it.
+        let mut wanted: Vec<(Descriptor, Vec<usize>)> = Vec::new();
+        let mut slot: HashMap<Digest, usize> = HashMap::new();
+        for (i, p) in plans.iter().enumerate() {
+            if p.action != Action::Copy || dests[i].failed() {
+                continue;
+            }
+            for b in &p.blobs {
+                let at = *slot.entry(b.digest.clone()).or_insert_with(|| {
+                    wanted.push((b.clone(), Vec::new()));
+                    wanted.len() - 1
+                });
+                wanted[at].1.push(i);
+            }
+        }
+        stream::iter(wanted)
+            .map(|(blob, who)| self.transfer(&src, blob, who, &dests, progress))
+            .buffer_unordered(self.options.jobs.max(1))
+            .collect::<Vec<()>>()
+            .await;
+
+        // 5. Manifests by digest, children first, then the tag, then read it back.
+        let writes = dests
+            .iter()
+            .zip(&plans)
+            .filter(|(d, p)| !d.failed() && p.action != Action::UpToDate)
+            .map(|(d, p)| async {
+                if let Err(e) = self.write_manifests(d, p, &image).await {
+                    d.fail(e);
+                }
+            });
+        futures::future::join_all(writes).await;
+        Ok(self.report(&image, &dests, &plans, progress, false))
+    }
+
+    async fn precheck(&self, d: &Dest, root: &Digest) -> DestState {
+        let mut state = DestState::default();
+        if d.failed() {
+            return state;
+        }
+        let repo = d.repo();
+        if let Some(tag) = d.reference.tag() {
+            match repo.manifest_head(&ManifestRef::Tag(tag.clone())).await {
+                Ok(info) => state.tag_digest = info.map(|i| i.digest),
+                Err(e) => {
+                    d.fail(e);
+                    return state;
+                }
+            }
+            if state.tag_digest.as_ref() == Some(root) {
+                state.root_present = true;
+                return state;
+            }
+        }
+        match repo.manifest_head(&ManifestRef::Digest(root.clone())).await {
+            Ok(info) => state.root_present = info.is_some(),
+            Err(e) => d.fail(e),
+        }
+        state
+    }
+
+    /// Every manifest under the root, read by digest and verified, deepest first.
+    async fn read_children(
+        &self,
+        src: &dyn Repo,
+        root: &Manifest,
+    ) -> Result<Vec<Manifest>, RegistryError> {
+        let mut levels: Vec<Vec<Manifest>> = Vec::new();
+        let mut next: Vec<Descriptor> = root.children.clone();
+        let mut seen: HashSet<Digest> = HashSet::new();
+        while !next.is_empty() {
+            next.retain(|d| seen.insert(d.digest.clone()));
+            let fetched: Vec<Manifest> = stream::iter(&next)
+                .map(|d| async move {
+                    src.manifest_get(&ManifestRef::Digest(d.digest.clone()), Some(&d.media_type))
+                        .await
+                })
+                .buffered(MANIFEST_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+            next = fetched
+                .iter()
+                .flat_map(|m| m.children.iter().cloned())
+                .collect();
+            levels.push(fetched);
+        }
+        Ok(levels.into_iter().rev().flatten().collect())
+    }
+
+    fn host_limit(&self, host: &str) -> Arc<Semaphore> {
+        self.host_limits
+            .lock()
+            .expect("host limits")
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.options.per_host.max(1))))
+            .clone()
+    }
+
+    /// Makes one blob present at every listed destination: HEAD, then mount, then one read fanned out to the rest.
+    async fn transfer(
+        &self,
+        src: &Arc<dyn Repo>,
+        blob: Descriptor,
+        who: Vec<usize>,
+        dests: &[Dest],
+        progress: &Progress,
+    ) {
+        let blob = &blob;
+        let lock = self
+            .blob_locks
+            .lock()
+            .expect("blob locks")
+            .entry(blob.digest.clone())
+            .or_default()
+            .clone();
+        let _serial = lock.lock().await;
+        let live: Vec<usize> = who.into_iter().filter(|&i| !dests[i].failed()).collect();
+
+        // Present already? (Known from this run, or by HEAD.)
+        let heads = futures::future::join_all(live.iter().map(|&i| async move {
+            let key = (dests[i].repo().name(), blob.digest.clone());
+            if self.present.lock().expect("present").contains(&key) {
+                return (i, Ok(true));
+            }
+            (
+                i,
+                dests[i]
+                    .repo()
+                    .blob_head(&blob.digest)
+                    .await
+                    .map(|s| s.is_some()),
+            )
+        }))
+        .await;
+        let mut missing = Vec::new();
+        for (i, r) in heads {
+            match r {
+                Ok(true) => {
+                    self.mark_present(&dests[i], &blob.digest);
+                    dests[i].counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    progress.blob_done(i, blob.size, false);
+                }
+                Ok(false) => missing.push(i),
+                Err(e) => dests[i].fail(e),
+            }
+        }
+
+        // Mount from a repository of the same registry known to hold it (the source, or another destination).
+        let mut upload = Vec::new();
+        for i in missing {
+            let repo = dests[i].repo();
+            let candidate = repo.mount_key().and_then(|(host, own)| {
+                let from_src = src
+                    .mount_key()
+                    .filter(|(h, r)| *h == host && *r != own)
+                    .map(|(_, r)| r);
+                from_src.or_else(|| {
+                    dests
+                        .iter()
+                        .filter(|o| !o.failed())
+                        .filter_map(|o| o.repo.as_ref())
+                        .filter(|o| {
+                            self.present
+                                .lock()
+                                .expect("present")
+                                .contains(&(o.name(), blob.digest.clone()))
+                        })
+                        .find_map(|o| {
+                            o.mount_key()
+                                .filter(|(h, r)| *h == host && *r != own)
+                                .map(|(_, r)| r)
+                        })
+                })
+            });
+            if let Some(from) = candidate {
+                match repo.blob_mount(&blob.digest, &from).await {
+                    Ok(Mount::Mounted) => {
+                        self.mark_present(&dests[i], &blob.digest);
+                        dests[i].counters.mounted.fetch_add(1, Ordering::Relaxed);
+                        progress.blob_done(i, blob.size, false);
+                        continue;
+                    }
+                    Ok(Mount::Refused) => {}
+                    Err(e) => {
+                        dests[i].fail(e);
+                        continue;
+                    }
+                }
+            }
+            upload.push(i);
+        }
+        if upload.is_empty() {
+            return;
+        }
+
+        // One read, many writes. Host slots are taken in a fixed order so transfers never deadlock.
+        let mut hosts: Vec<String> = upload
+            .iter()
+            .filter_map(|&i| dests[i].repo().mount_key().map(|(h, _)| h))
+            .chain(src.mount_key().map(|(h, _)| h))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let mut permits = Vec::new();
+        for h in &hosts {
+            permits.push(
+                self.host_limit(h)
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed"),
+            );
+        }
+        let body = match src.blob_get(&blob.digest).await {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("failed to read blob from source {}: {e}", src.name());
+                upload.iter().for_each(|&i| dests[i].fail(&msg));
+                return;
+            }
+        };
+        let callbacks: Vec<OnBytes> = upload.iter().map(|&i| progress.on_bytes(i)).collect();
+        let (producer, streams) = fanout(
+            body,
+            blob.digest.clone(),
+            blob.size,
+            callbacks,
+            self.options.queue_bytes,
+        );
+        let puts = upload.iter().zip(streams).map(|(&i, s)| async move {
+            (
+                i,
+                dests[i].repo().blob_put(&blob.digest, blob.size, s).await,
+            )
+        });
+        let (read, results) = tokio::join!(producer.run(), futures::future::join_all(puts));
+        drop(permits);
+        match read {
+            Ok(stats) => {
+                self.source_bytes.fetch_add(stats.read, Ordering::Relaxed);
+                for (i, r) in results {
+                    match r {
+                        Ok(()) => {
+                            self.mark_present(&dests[i], &blob.digest);
+                            dests[i].counters.uploaded.fetch_add(1, Ordering::Relaxed);
+                            dests[i]
+                                .counters
+                                .bytes
+                                .fetch_add(blob.size, Ordering::Relaxed);
+                            progress.blob_done(i, 0, true);
+                        }
+                        Err(e) => {
+                            dests[i].fail(format!("failed to upload blob {}: {e}", blob.digest))
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = format!("source {} served bad content: {e}", src.name());
+                upload.iter().for_each(|&i| dests[i].fail(&msg));
+            }
+        }
+    }
+
+    fn mark_present(&self, d: &Dest, digest: &Digest) {
+        self.present
+            .lock()
+            .expect("present")
+            .insert((d.repo().name(), digest.clone()));
+    }
+
+    async fn write_manifests(
+        &self,
+        d: &Dest,
+        p: &DestPlan,
+        image: &SourceImage,
+    ) -> Result<(), RegistryError> {
+        let repo = d.repo();
+        let by_digest: HashMap<&Digest, &Manifest> = image
+            .children
+            .iter()
+            .chain(std::iter::once(&image.root))
+            .map(|m| (&m.digest, m))
+            .collect();
+        for digest in &p.manifests {
+            let m = by_digest[digest];
+            repo.manifest_put(&ManifestRef::Digest(digest.clone()), m)
+                .await
+                .map_err(|e| wrap(format!("failed to put manifest {digest}"), e))?;
+        }
+        let Some(tag) = &p.tag else { return Ok(()) };
+        let tag_ref = ManifestRef::Tag(tag.clone());
+        repo.manifest_put(&tag_ref, &image.root)
+            .await
+            .map_err(|e| wrap(format!("failed to tag {tag}"), e))?;
+        match repo.manifest_head(&tag_ref).await? {
+            Some(info) if info.digest == image.root.digest => Ok(()),
+            other => Err(RegistryError::Protocol {
+                host: repo.name(),
+                detail: format!(
+                    "tag {tag} reads back as {}, not {}",
+                    other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
+                    image.root.digest
+                ),
+            }),
+        }
+    }
+
+    fn report(
+        &self,
+        image: &SourceImage,
+        dests: &[Dest],
+        plans: &[DestPlan],
+        progress: &Progress,
+        dry_run: bool,
+    ) -> CopyReport {
+        let destinations = dests
+            .iter()
+            .zip(plans)
+            .enumerate()
+            .map(|(i, (d, p))| {
+                let error = d.error.lock().expect("dest error lock").clone();
+                let status = match (&error, p.action, dry_run) {
+                    (Some(_), _, _) => Status::Failed,
+                    (None, Action::UpToDate, _) => Status::UpToDate,
+                    (None, _, true) => Status::Planned,
+                    (None, _, false) => Status::Copied,
+                };
+                progress.finish(i, status);
+                DestReport {
+                    reference: d.reference.to_string(),
+                    digest: image.root.digest.clone(),
+                    status,
+                    tag_from: p.tag_from.clone().filter(|f| *f != image.root.digest),
+                    blobs_uploaded: d.counters.uploaded.load(Ordering::Relaxed),
+                    blobs_mounted: d.counters.mounted.load(Ordering::Relaxed),
+                    blobs_skipped: d.counters.skipped.load(Ordering::Relaxed),
+                    bytes_uploaded: d.counters.bytes.load(Ordering::Relaxed),
+                    requests: d.repo.as_ref().map_or(0, |r| r.stats().requests),
+                    error,
+                    plan: dry_run.then(|| p.clone()),
+                }
+            })
+            .collect();
+        CopyReport {
+            source: image.reference.to_string(),
+            digest: image.root.digest.clone(),
+            filtered_from: image.filtered_from.clone(),
+            dry_run,
+            source_bytes_read: self.source_bytes.load(Ordering::Relaxed),
+            destinations,
+        }
+    }
+}
+
+/// Adds what was being done to a store error, keeping its kind.
+fn wrap(doing: String, e: RegistryError) -> RegistryError {
+    match e {
+        RegistryError::Protocol { host, detail } => RegistryError::Protocol {
+            host,
+            detail: format!("{doing}: {detail}"),
+        },
+        other => {
+            tracing::debug!(%doing, "store error");
+            other
+        }
+    }
+}

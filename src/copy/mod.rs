@@ -1,0 +1,11 @@
+//! copy: copies an image DAG by digest from one store to many — plan first, then blobs (read once, fanned out), child manifests, the root, and the tag last.
+
+pub mod engine;
+pub mod fanout;
+pub mod plan;
+
+pub use engine::{
+    CopyOptions, CopyReport, DestReport, Engine, Status, DEFAULT_JOBS, DEFAULT_JOBS_STR,
+    DEFAULT_PER_HOST, DEFAULT_PER_HOST_STR,
+};
+pub use plan::{plan_destination, Action, DestPlan, DestState, SourceImage};

@@ -1,0 +1,57 @@
+//! error: the crate's top-level error, with the context a one-line message needs, and its exit codes.
+
+use crate::reference::InvalidReference;
+use crate::registry::RegistryError;
+
+/// Exit code: everything succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: some work failed (a destination, a registry, bad content).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or configuration; nothing was attempted.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: a policy gate refused.
+pub const EXIT_GATE: u8 = 3;
+
+/// What can stop a ferry command as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A reference could not be parsed.
+    #[error(transparent)]
+    Reference(#[from] InvalidReference),
+    /// Flags or configuration were wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The source image could not be read.
+    #[error("failed to read {reference}: {source}")]
+    Source {
+        /// The source reference.
+        reference: String,
+        /// The cause.
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// Some destinations failed (their errors are in the report).
+    #[error("{failed} of {total} destinations failed")]
+    Partial {
+        /// How many failed.
+        failed: usize,
+        /// How many there were.
+        total: usize,
+    },
+    /// Writing the report failed.
+    #[error("failed to write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Reference(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::Source { .. } | Error::Partial { .. } | Error::Output(_) => EXIT_FAILED,
+        }
+    }
+}
+
+/// A result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! ferry: move container images between registries by digest, byte-exact, read once and fanned out.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod copy;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod reference;
+pub mod registry;
+pub mod report;
+pub mod sample;
+pub mod transport;
+
+pub use error::{Error, Result};

@@ -1,0 +1,42 @@
+//! ferry's binary: parse arguments, set up logging, run the library, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferry::cli::{self, Cli};
+use ferry::error::{EXIT_OK, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "ferry=info",
+        2 => "ferry=debug",
+        _ => "ferry=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: failed to start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

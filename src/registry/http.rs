@@ -1,0 +1,657 @@
+//! registry::http: the OCI distribution API over HTTP(S) — auth retries, strict digest checks, streamed blob uploads, mounts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use reqwest::header::{
+    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION,
+    WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Response, StatusCode};
+use url::Url;
+
+use super::{BlobStream, ManifestInfo, ManifestRef, Mount, RegistryError, Repo, RepoStats, Result};
+use crate::auth::{Auth, Scope};
+use crate::digest::Digest;
+use crate::manifest::{self, Manifest};
+use crate::reference::{Registry, Repository, Tag};
+use crate::transport::{describe, one_line, read_capped, Transport};
+
+/// Page size asked for when listing tags (ECR refuses more than 1000).
+pub const TAGS_PAGE_SIZE: usize = 1000;
+/// Largest error body read from a registry.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// One repository on a registry, reached over HTTP(S).
+pub struct HttpRepo {
+    registry: Registry,
+    repository: Repository,
+    base: String,
+    client: reqwest::Client,
+    auth: Arc<Auth>,
+    scopes: Vec<Scope>,
+    requests: AtomicU64,
+    /// Upload sessions a refused mount (202) already opened, used by the next upload of that blob.
+    pending_uploads: Mutex<HashMap<Digest, Url>>,
+}
+
+/// What a request carries as its body.
+enum Body {
+    None,
+    Bytes(Bytes),
+    /// A stream can be sent only once: a 401 on it is final.
+    Stream(Option<reqwest::Body>),
+}
+
+impl Body {
+    fn take(&mut self) -> Option<Option<reqwest::Body>> {
+        match self {
+            Body::None => Some(None),
+            Body::Bytes(b) => Some(Some(reqwest::Body::from(b.clone()))),
+            Body::Stream(s) => s.take().map(Some),
+        }
+    }
+}
+
+impl HttpRepo {
+    /// A handle on `registry/repository`; `push` asks tokens for pull and push, otherwise pull only.
+    pub fn new(
+        transport: &Transport,
+        auth: Arc<Auth>,
+        registry: Registry,
+        repository: Repository,
+        push: bool,
+    ) -> Result<Self> {
+        let scopes = vec![if push {
+            Scope::push(repository.as_str())
+        } else {
+            Scope::pull(repository.as_str())
+        }];
+        Ok(HttpRepo {
+            base: transport.base_url(&registry),
+            client: transport.client(&registry)?,
+            registry,
+            repository,
+            auth,
+            scopes,
+            requests: AtomicU64::new(0),
+            pending_uploads: Mutex::default(),
+        })
+    }
+
+    fn host(&self) -> String {
+        self.registry.to_string()
+    }
+
+    fn url(&self, tail: &str) -> Result<Url> {
+        Url::parse(&format!("{}/v2/{}/{}", self.base, self.repository, tail)).map_err(|e| {
+            RegistryError::Protocol {
+                host: self.host(),
+                detail: format!("bad url: {e}"),
+            }
+        })
+    }
+
+    /// Sends a request with auth; on a 401 from this registry, learns the challenge and tries once more.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        scopes: &[Scope],
+        headers: HeaderMap,
+        mut body: Body,
+    ) -> Result<Response> {
+        let host = self.host();
+        let mut auth_header = self.auth.header(&self.client, &host, scopes).await?;
+        for attempt in 0..2 {
+            let Some(payload) = body.take() else {
+                return Err(RegistryError::Unauthorized {
+                    host,
+                    detail: "credentials refused during an upload".into(),
+                });
+            };
+            let mut rb = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(h) = &auth_header {
+                rb = rb.header(AUTHORIZATION, h.clone());
+            }
+            if let Some(p) = payload {
+                rb = rb.body(p);
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(%method, path = url.path(), "request");
+            let resp = rb.send().await.map_err(|e| RegistryError::Connect {
+                host: host.clone(),
+                detail: describe(&e),
+            })?;
+            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+                return Ok(resp);
+            }
+            // A 401 from a host we were redirected to is not ours to answer with our credentials.
+            if resp.url().host_str() != url.host_str()
+                || resp.url().port_or_known_default() != url.port_or_known_default()
+            {
+                return Ok(resp);
+            }
+            let www = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match self
+                .auth
+                .on_unauthorized(&self.client, &host, scopes, www.as_deref())
+                .await?
+            {
+                Some(h) => auth_header = Some(h),
+                None => return Ok(resp),
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Turns an unexpected answer into an error naming the host, method, path and the registry's own words.
+    async fn fail(&self, method: &Method, what: &str, resp: Response) -> RegistryError {
+        let status = resp.status().as_u16();
+        let path = resp.url().path().to_owned();
+        let body = read_capped(resp, MAX_ERROR_BODY).await;
+        let detail = registry_error_text(&body);
+        let host = self.host();
+        match status {
+            401 => RegistryError::Unauthorized {
+                host,
+                detail: if detail.is_empty() {
+                    "authentication required".into()
+                } else {
+                    detail
+                },
+            },
+            403 => RegistryError::Denied {
+                host,
+                detail: if detail.is_empty() {
+                    "forbidden".into()
+                } else {
+                    detail
+                },
+            },
+            404 => RegistryError::NotFound {
+                what: format!(
+                    "{what} in {}/{} ({})",
+                    self.registry,
+                    self.repository,
+                    if detail.is_empty() {
+                        "404".into()
+                    } else {
+                        detail
+                    }
+                ),
+            },
+            _ => RegistryError::Status {
+                host,
+                method: method.to_string(),
+                path,
+                status,
+                detail,
+            },
+        }
+    }
+
+    fn accept(extra: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let value = match extra {
+            Some(x) if !manifest::ACCEPT.contains(x) && !x.contains(',') => {
+                format!("{}, {x}", manifest::ACCEPT)
+            }
+            _ => manifest::ACCEPT.to_owned(),
+        };
+        h.insert(ACCEPT, value.parse().expect("accept header is ascii"));
+        h
+    }
+
+    fn header_digest(&self, headers: &HeaderMap) -> Result<Option<Digest>> {
+        match headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            None => Ok(None),
+            Some(v) => Digest::parse(v.trim())
+                .map(Some)
+                .map_err(|e| RegistryError::Protocol {
+                    host: self.host(),
+                    detail: format!("Docker-Content-Digest: {e}"),
+                }),
+        }
+    }
+
+    async fn start_upload(&self) -> Result<Url> {
+        let url = self.url("blobs/uploads/")?;
+        let resp = self
+            .send(
+                Method::POST,
+                url,
+                &self.scopes,
+                HeaderMap::new(),
+                Body::None,
+            )
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.fail(&Method::POST, "upload", resp).await);
+        }
+        self.location(&resp)
+    }
+
+    fn location(&self, resp: &Response) -> Result<Url> {
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Protocol {
+                host: self.host(),
+                detail: "upload answer has no Location".into(),
+            })?;
+        // Use the Location verbatim: it may name another host and carry state in its query.
+        resp.url().join(loc).map_err(|e| RegistryError::Protocol {
+            host: self.host(),
+            detail: format!("bad upload Location: {e}"),
+        })
+    }
+}
+
+/// Pulls `code: message` pairs out of a registry error body, on one line.
+fn registry_error_text(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(e) if !e.errors.is_empty() => one_line(
+            &e.errors
+                .iter()
+                .map(|i| {
+                    if i.message.is_empty() {
+                        i.code.clone()
+                    } else {
+                        format!("{}: {}", i.code, i.message)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        _ => one_line(&String::from_utf8_lossy(body)),
+    }
+}
+
+#[async_trait]
+impl Repo for HttpRepo {
+    fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    fn mount_key(&self) -> Option<(String, Repository)> {
+        Some((self.registry.to_string(), self.repository.clone()))
+    }
+
+    async fn manifest_head(&self, r: &ManifestRef) -> Result<Option<ManifestInfo>> {
+        let url = self.url(&format!("manifests/{r}"))?;
+        let resp = self
+            .send(
+                Method::HEAD,
+                url,
+                &self.scopes,
+                Self::accept(None),
+                Body::None,
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => {
+                return Err(self
+                    .fail(&Method::HEAD, &format!("manifest {r}"), resp)
+                    .await)
+            }
+        }
+        let headers = resp.headers();
+        let media_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let size = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        match self.header_digest(headers)? {
+            Some(digest) => Ok(Some(ManifestInfo {
+                digest,
+                media_type,
+                size,
+            })),
+            // Old registries omit the header: fetch and hash instead.
+            None => {
+                let m = self.manifest_get(r, None).await?;
+                Ok(Some(ManifestInfo {
+                    digest: m.digest,
+                    media_type: Some(m.media_type),
+                    size: Some(m.bytes.len() as u64),
+                }))
+            }
+        }
+    }
+
+    async fn manifest_get(&self, r: &ManifestRef, extra_accept: Option<&str>) -> Result<Manifest> {
+        let url = self.url(&format!("manifests/{r}"))?;
+        let resp = self
+            .send(
+                Method::GET,
+                url,
+                &self.scopes,
+                Self::accept(extra_accept),
+                Body::None,
+            )
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self
+                .fail(&Method::GET, &format!("manifest {r}"), resp)
+                .await);
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let header_digest = self.header_digest(resp.headers())?;
+        let body = read_capped(resp, manifest::MAX_MANIFEST_BYTES + 1).await;
+        if body.len() > manifest::MAX_MANIFEST_BYTES {
+            return Err(RegistryError::Protocol {
+                host: self.host(),
+                detail: format!(
+                    "manifest {r} is over {} bytes",
+                    manifest::MAX_MANIFEST_BYTES
+                ),
+            });
+        }
+        let bytes = Bytes::from(body);
+        let actual = Digest::of(&bytes);
+        let expected = match r {
+            ManifestRef::Digest(d) => Some(d.clone()),
+            ManifestRef::Tag(_) => header_digest,
+        };
+        if let Some(expected) = expected.filter(|e| *e != actual) {
+            return Err(RegistryError::DigestMismatch {
+                expected,
+                actual,
+                len: bytes.len() as u64,
+            });
+        }
+        Ok(Manifest::parse(bytes, content_type.as_deref())?)
+    }
+
+    async fn manifest_put(&self, r: &ManifestRef, m: &Manifest) -> Result<()> {
+        let url = self.url(&format!("manifests/{r}"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            m.media_type.parse().map_err(|_| RegistryError::Protocol {
+                host: self.host(),
+                detail: "media type is not a header value".into(),
+            })?,
+        );
+        let resp = self
+            .send(
+                Method::PUT,
+                url,
+                &self.scopes,
+                headers,
+                Body::Bytes(m.bytes.clone()),
+            )
+            .await?;
+        if !matches!(
+            resp.status(),
+            StatusCode::CREATED | StatusCode::OK | StatusCode::ACCEPTED
+        ) {
+            return Err(self
+                .fail(&Method::PUT, &format!("manifest {r}"), resp)
+                .await);
+        }
+        if let Some(stored) = self.header_digest(resp.headers())? {
+            if stored != m.digest {
+                return Err(RegistryError::Protocol {
+                    host: self.host(),
+                    detail: format!(
+                        "stored manifest {r} as {stored}, not the {} it was sent as",
+                        m.digest
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn blob_head(&self, d: &Digest) -> Result<Option<u64>> {
+        let url = self.url(&format!("blobs/{d}"))?;
+        let resp = self
+            .send(
+                Method::HEAD,
+                url,
+                &self.scopes,
+                HeaderMap::new(),
+                Body::None,
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::OK => Ok(resp
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .or(Some(0))),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.fail(&Method::HEAD, &format!("blob {d}"), resp).await),
+        }
+    }
+
+    async fn blob_get(&self, d: &Digest) -> Result<BlobStream> {
+        let url = self.url(&format!("blobs/{d}"))?;
+        let resp = self
+            .send(Method::GET, url, &self.scopes, HeaderMap::new(), Body::None)
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.fail(&Method::GET, &format!("blob {d}"), resp).await);
+        }
+        let host = self.host();
+        Ok(resp
+            .bytes_stream()
+            .map_err(move |e| RegistryError::Connect {
+                host: host.clone(),
+                detail: describe(&e),
+            })
+            .boxed())
+    }
+
+    async fn blob_put(&self, d: &Digest, size: u64, body: BlobStream) -> Result<()> {
+        let pending = self.pending_uploads.lock().expect("uploads lock").remove(d);
+        let mut url = match pending {
+            Some(u) => u,
+            None => self.start_upload().await?,
+        };
+        url.query_pairs_mut().append_pair("digest", d.as_str());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            "application/octet-stream".parse().expect("static header"),
+        );
+        headers.insert(CONTENT_LENGTH, size.into());
+        let stream = reqwest::Body::wrap_stream(body);
+        let resp = self
+            .send(
+                Method::PUT,
+                url,
+                &self.scopes,
+                headers,
+                Body::Stream(Some(stream)),
+            )
+            .await?;
+        if !matches!(
+            resp.status(),
+            StatusCode::CREATED | StatusCode::OK | StatusCode::NO_CONTENT
+        ) {
+            return Err(self.fail(&Method::PUT, &format!("blob {d}"), resp).await);
+        }
+        Ok(())
+    }
+
+    async fn blob_mount(&self, d: &Digest, from: &Repository) -> Result<Mount> {
+        let mut url = self.url("blobs/uploads/")?;
+        url.query_pairs_mut()
+            .append_pair("mount", d.as_str())
+            .append_pair("from", from.as_str());
+        let scopes = [self.scopes[0].clone(), Scope::pull(from.as_str())];
+        let resp = self
+            .send(Method::POST, url, &scopes, HeaderMap::new(), Body::None)
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            StatusCode::ACCEPTED => {
+                // The registry opened an ordinary upload instead: keep it for the upload that follows.
+                if let Ok(loc) = self.location(&resp) {
+                    self.pending_uploads
+                        .lock()
+                        .expect("uploads lock")
+                        .insert(d.clone(), loc);
+                }
+                Ok(Mount::Refused)
+            }
+            status => {
+                tracing::debug!(registry = %self.registry, %status, "mount refused");
+                Ok(Mount::Refused)
+            }
+        }
+    }
+
+    async fn tags_list(&self) -> Result<Vec<Tag>> {
+        let mut url = self.url("tags/list")?;
+        url.query_pairs_mut()
+            .append_pair("n", &TAGS_PAGE_SIZE.to_string());
+        let mut tags = Vec::new();
+        loop {
+            let resp = self
+                .send(
+                    Method::GET,
+                    url.clone(),
+                    &self.scopes,
+                    HeaderMap::new(),
+                    Body::None,
+                )
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if resp.status() != StatusCode::OK {
+                return Err(self.fail(&Method::GET, "tags", resp).await);
+            }
+            let next = resp
+                .headers()
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .and_then(|l| resp.url().join(&l).ok());
+            #[derive(serde::Deserialize)]
+            struct TagList {
+                #[serde(default)]
+                tags: Option<Vec<String>>,
+            }
+            let body = read_capped(resp, 16 << 20).await;
+            let list: TagList =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                    host: self.host(),
+                    detail: format!("bad tag list: {e}"),
+                })?;
+            tags.extend(
+                list.tags
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| Tag::parse(t).ok()),
+            );
+            match next {
+                Some(n) if n.host_str() == url.host_str() => url = n,
+                _ => return Ok(tags),
+            }
+        }
+    }
+
+    async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>> {
+        let url = self.url(&format!("referrers/{d}"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, manifest::OCI_INDEX.parse().expect("static header"));
+        let resp = self
+            .send(Method::GET, url, &self.scopes, headers, Body::None)
+            .await?;
+        match resp.status() {
+            StatusCode::OK => {
+                let body = read_capped(resp, manifest::MAX_MANIFEST_BYTES).await;
+                Ok(Some(Manifest::parse(
+                    Bytes::from(body),
+                    Some(manifest::OCI_INDEX),
+                )?))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.fail(&Method::GET, "referrers", resp).await),
+        }
+    }
+
+    fn stats(&self) -> RepoStats {
+        RepoStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            token_requests: self.auth.token_requests(),
+        }
+    }
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header
+        .split(',')
+        .find(|part| part.contains("rel=\"next\"") || part.contains("rel=next"))
+        .and_then(|part| {
+            let start = part.find('<')? + 1;
+            let end = part.find('>')?;
+            Some(part[start..end].to_owned())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_error_bodies() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(
+            registry_error_text(body),
+            "MANIFEST_UNKNOWN: manifest unknown"
+        );
+        assert_eq!(registry_error_text(b"plain\ntext"), "plain text");
+    }
+
+    #[test]
+    fn finds_next_link() {
+        assert_eq!(
+            next_link(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/x/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(r#"</a>; rel="prev""#), None);
+    }
+}

@@ -1,0 +1,222 @@
+//! registry: the one narrow seam every image store sits behind (manifest head/get/put, blob head/get/put/mount, tags, referrers).
+//!
+//! Two stores implement it: [`http::HttpRepo`] speaks the OCI distribution API, and
+//! [`ocidir::LayoutRepo`] reads and writes an OCI image layout on disk. The copy engine only
+//! ever sees [`Repo`], and unit tests can put a fake behind it.
+
+pub mod http;
+pub mod ocidir;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::digest::Digest;
+use crate::manifest::{Manifest, ManifestError};
+use crate::reference::{Repository, Tag};
+
+/// A stream of blob bytes. Producers yield errors to abort a transfer midway.
+pub type BlobStream = BoxStream<'static, Result<Bytes, RegistryError>>;
+
+/// How a manifest is addressed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ManifestRef {
+    /// By tag: may move.
+    Tag(Tag),
+    /// By digest: immutable.
+    Digest(Digest),
+}
+
+impl std::fmt::Display for ManifestRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManifestRef::Tag(t) => f.write_str(t.as_str()),
+            ManifestRef::Digest(d) => f.write_str(d.as_str()),
+        }
+    }
+}
+
+/// What a manifest HEAD tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestInfo {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its media type, when the store says.
+    pub media_type: Option<String>,
+    /// Its size in bytes, when the store says.
+    pub size: Option<u64>,
+}
+
+/// Whether a cross-repository mount happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mount {
+    /// The blob is now in the repository.
+    Mounted,
+    /// The store declined (HTTP 202, or unsupported); upload instead.
+    Refused,
+}
+
+/// Why a store operation failed. Messages are one line, lowercase, and never carry secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The manifest or blob does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// Credentials were missing or refused.
+    #[error("unauthorized at {host}: {detail}")]
+    Unauthorized {
+        /// The registry host.
+        host: String,
+        /// The registry's words.
+        detail: String,
+    },
+    /// Authenticated, but not allowed.
+    #[error("access denied at {host}: {detail}")]
+    Denied {
+        /// The registry host.
+        host: String,
+        /// The registry's words.
+        detail: String,
+    },
+    /// Any other unexpected HTTP answer.
+    #[error("{method} {path} at {host} answered {status}: {detail}")]
+    Status {
+        /// The registry host.
+        host: String,
+        /// HTTP method.
+        method: String,
+        /// URL path (no query: upload URLs carry state tokens).
+        path: String,
+        /// HTTP status code.
+        status: u16,
+        /// The registry's error code and message, if any.
+        detail: String,
+    },
+    /// Could not reach the registry.
+    #[error("cannot reach {host}: {detail}")]
+    Connect {
+        /// The registry host.
+        host: String,
+        /// What went wrong, from the innermost error.
+        detail: String,
+    },
+    /// The token server failed.
+    #[error("token request to {realm} failed: {detail}")]
+    Token {
+        /// The realm's host and path.
+        realm: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Reading credentials failed.
+    #[error(transparent)]
+    Credentials(#[from] crate::auth::docker_config::CredentialError),
+    /// Bytes did not hash to the digest that named them.
+    #[error("digest mismatch for {expected}: content hashes to {actual} ({len} bytes)")]
+    DigestMismatch {
+        /// The digest that was asked for.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+        /// How many bytes were read.
+        len: u64,
+    },
+    /// A blob's length differs from its descriptor.
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// From the descriptor.
+        expected: u64,
+        /// Actually read.
+        actual: u64,
+    },
+    /// A manifest could not be used.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The registry broke the protocol.
+    #[error("protocol error from {host}: {detail}")]
+    Protocol {
+        /// The registry host.
+        host: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A filesystem error in an OCI layout.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The transfer was cancelled because another part of it failed.
+    #[error("transfer aborted: {0}")]
+    Aborted(Arc<RegistryError>),
+}
+
+impl RegistryError {
+    /// True when the error means "it is not there".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::NotFound { .. })
+    }
+}
+
+/// A result from a store.
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Counters a store keeps, for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RepoStats {
+    /// Requests sent to the registry (not counting the token server).
+    pub requests: u64,
+    /// Token requests sent to the token server.
+    pub token_requests: u64,
+}
+
+/// One repository in one store: the seam between the copy engine and the world.
+#[async_trait]
+pub trait Repo: Send + Sync {
+    /// A name for messages: `host/repo` or `ocidir://path`.
+    fn name(&self) -> String;
+
+    /// Which registry, if any, and repository this is, for cross-repository mounts.
+    fn mount_key(&self) -> Option<(String, Repository)>;
+
+    /// Looks a manifest up without fetching it; `None` if absent.
+    async fn manifest_head(&self, r: &ManifestRef) -> Result<Option<ManifestInfo>>;
+
+    /// Fetches a manifest. By digest, the bytes are verified against it.
+    /// `extra_accept` adds a media type (an index entry's unknown type) to the Accept list.
+    async fn manifest_get(&self, r: &ManifestRef, extra_accept: Option<&str>) -> Result<Manifest>;
+
+    /// Stores a manifest's exact bytes under a digest or a tag.
+    async fn manifest_put(&self, r: &ManifestRef, m: &Manifest) -> Result<()>;
+
+    /// The blob's size, or `None` if absent.
+    async fn blob_head(&self, d: &Digest) -> Result<Option<u64>>;
+
+    /// Streams a blob's bytes, unverified: the reader verifies as it goes.
+    async fn blob_get(&self, d: &Digest) -> Result<BlobStream>;
+
+    /// Uploads a blob from a stream of exactly `size` bytes that must hash to `d`.
+    async fn blob_put(&self, d: &Digest, size: u64, body: BlobStream) -> Result<()>;
+
+    /// Asks the store to link a blob from another repository of the same registry.
+    async fn blob_mount(&self, d: &Digest, from: &Repository) -> Result<Mount>;
+
+    /// Every tag in the repository.
+    async fn tags_list(&self) -> Result<Vec<Tag>>;
+
+    /// The referrers index of a manifest, or `None` where the API is not supported.
+    async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>>;
+
+    /// Counters so far.
+    fn stats(&self) -> RepoStats;
+}

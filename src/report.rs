@@ -1,0 +1,162 @@
+//! report: progress bars on a terminal, and the text or JSON account of what a copy did.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::copy::fanout::OnBytes;
+use crate::copy::{Action, CopyReport, Status};
+
+/// Per-destination progress bars (bytes and blobs); inert when not on a terminal.
+pub struct Progress {
+    bars: Vec<ProgressBar>,
+    _multi: Option<MultiProgress>,
+}
+
+impl Progress {
+    /// No output at all.
+    pub fn hidden(n: usize) -> Self {
+        Progress {
+            bars: (0..n).map(|_| ProgressBar::hidden()).collect(),
+            _multi: None,
+        }
+    }
+
+    /// One bar per destination on stderr, if stderr is a terminal.
+    pub fn for_terminal(names: &[String]) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        if multi.is_hidden() {
+            return Self::hidden(names.len());
+        }
+        let style = ProgressStyle::with_template(
+            "{prefix:30!} {bar:30} {bytes:>10}/{total_bytes:<10} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bars = names
+            .iter()
+            .map(|n| {
+                let b = multi.add(ProgressBar::new(0));
+                b.set_style(style.clone());
+                b.set_prefix(n.clone());
+                b
+            })
+            .collect();
+        Progress {
+            bars,
+            _multi: Some(multi),
+        }
+    }
+
+    /// Sets what destination `i` has to receive.
+    pub fn plan(&self, i: usize, bytes: u64, blobs: u64) {
+        if let Some(b) = self.bars.get(i) {
+            b.set_length(bytes);
+            b.set_message(format!("0/{blobs} blobs"));
+            b.set_position(0);
+            b.set_message(format!("0/{blobs} blobs"));
+            b.reset_eta();
+            let _ = blobs;
+        }
+    }
+
+    /// A callback counting bytes streamed to destination `i`.
+    pub fn on_bytes(&self, i: usize) -> OnBytes {
+        let bar = self
+            .bars
+            .get(i)
+            .cloned()
+            .unwrap_or_else(ProgressBar::hidden);
+        Arc::new(move |n| bar.inc(n))
+    }
+
+    /// A blob is done at destination `i`; `skipped_bytes` advances the bar for blobs not streamed.
+    pub fn blob_done(&self, i: usize, skipped_bytes: u64, _uploaded: bool) {
+        if let Some(b) = self.bars.get(i) {
+            b.inc(skipped_bytes);
+        }
+    }
+
+    /// The destination is finished.
+    pub fn finish(&self, i: usize, status: Status) {
+        if let Some(b) = self.bars.get(i) {
+            b.finish_with_message(format!("{status:?}").to_lowercase());
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A few lines for people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Copied => "copied",
+        Status::UpToDate => "up-to-date",
+        Status::Planned => "planned",
+        Status::Failed => "failed",
+    }
+}
+
+/// Writes a copy report in the chosen format.
+pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> std::io::Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        return writeln!(out);
+    }
+    match &report.filtered_from {
+        Some(from) => writeln!(
+            out,
+            "{} -> {} (new index for the chosen platforms, filtered from {from})",
+            report.source, report.digest
+        )?,
+        None => writeln!(out, "{} -> {}", report.source, report.digest)?,
+    }
+    for d in &report.destinations {
+        match (&d.error, &d.plan) {
+            (Some(e), _) => writeln!(out, "  failed      {}: {e}", d.reference)?,
+            (None, Some(p)) => {
+                let what = match p.action {
+                    Action::UpToDate => "up to date".to_owned(),
+                    Action::TagOnly => "content present; tag only".to_owned(),
+                    Action::Copy => format!(
+                        "{} manifests, {} blobs ({} bytes) to check and copy",
+                        p.manifests.len(),
+                        p.blob_count,
+                        p.blob_bytes
+                    ),
+                };
+                let tag = match (&p.tag, &p.tag_from) {
+                    (Some(t), Some(from)) if *from != p.digest => {
+                        format!("; tag {t}: {from} -> {}", p.digest)
+                    }
+                    (Some(t), None) => format!("; tag {t}: (new) -> {}", p.digest),
+                    _ => String::new(),
+                };
+                writeln!(
+                    out,
+                    "  {:<11} {}: {what}{tag}",
+                    status_word(d.status),
+                    d.reference
+                )?
+            }
+            (None, None) => writeln!(
+                out,
+                "  {:<11} {} ({} uploaded, {} mounted, {} present; {} bytes; {} requests)",
+                status_word(d.status),
+                d.reference,
+                d.blobs_uploaded,
+                d.blobs_mounted,
+                d.blobs_skipped,
+                d.bytes_uploaded,
+                d.requests
+            )?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! transport: HTTP clients per registry — HTTPS with system roots plus optional CA files, plain HTTP only for loopback or when asked, never a silent fallback.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::reference::Registry;
+use crate::registry::RegistryError;
+
+/// Connection timeout per attempt.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest silence tolerated while reading a response body.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most redirects followed for one request (blob GETs are commonly redirected to storage).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// How ferry connects to registries.
+#[derive(Clone, Debug, Default)]
+pub struct TransportOptions {
+    /// Registries (host[:port]) to reach over plain HTTP although they are not loopback.
+    pub plain_http: HashSet<String>,
+    /// Registries reached over HTTPS even though they are loopback.
+    pub force_https: HashSet<String>,
+    /// Extra CA certificates (PEM) per registry host[:port].
+    pub ca_files: HashMap<String, PathBuf>,
+    /// Directories searched for `<host[:port]>/ca.crt` (like `/etc/docker/certs.d`).
+    pub cert_dirs: Vec<PathBuf>,
+}
+
+impl TransportOptions {
+    /// The default certificate directories Docker and containers use.
+    pub fn with_default_cert_dirs(mut self) -> Self {
+        self.cert_dirs
+            .extend(["/etc/docker/certs.d", "/etc/containers/certs.d"].map(PathBuf::from));
+        self
+    }
+}
+
+/// Builds and caches one HTTP client per registry.
+#[derive(Debug)]
+pub struct Transport {
+    options: TransportOptions,
+    clients: Mutex<HashMap<String, reqwest::Client>>,
+}
+
+impl Transport {
+    /// A transport with these options.
+    pub fn new(options: TransportOptions) -> Self {
+        Transport {
+            options,
+            clients: Mutex::default(),
+        }
+    }
+
+    /// `http` for loopback registries (as crane does) and those listed as plain; `https` otherwise.
+    pub fn scheme(&self, registry: &Registry) -> &'static str {
+        let name = registry.as_str();
+        if self.options.force_https.contains(name) {
+            "https"
+        } else if self.options.plain_http.contains(name) || registry.is_loopback() {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// `scheme://api-host` for a registry.
+    pub fn base_url(&self, registry: &Registry) -> String {
+        format!("{}://{}", self.scheme(registry), registry.api_host())
+    }
+
+    /// The client for a registry, with its CA certificates loaded.
+    pub fn client(&self, registry: &Registry) -> Result<reqwest::Client, RegistryError> {
+        let key = registry.as_str().to_owned();
+        if let Some(c) = self.clients.lock().expect("client lock").get(&key) {
+            return Ok(c.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            // reqwest drops Authorization on any redirect that changes host, port or scheme.
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS));
+        let mut ca_files: Vec<PathBuf> = self
+            .options
+            .ca_files
+            .get(&key)
+            .cloned()
+            .into_iter()
+            .collect();
+        for dir in &self.options.cert_dirs {
+            let candidate = dir.join(&key).join("ca.crt");
+            if candidate.is_file() {
+                ca_files.push(candidate);
+            }
+        }
+        for path in ca_files {
+            let pem = std::fs::read(&path).map_err(|e| RegistryError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                RegistryError::Connect {
+                    host: key.clone(),
+                    detail: format!("cannot load CA file {}: {}", path.display(), describe(&e)),
+                }
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| RegistryError::Connect {
+            host: key.clone(),
+            detail: format!("cannot build HTTP client: {}", describe(&e)),
+        })?;
+        self.clients
+            .lock()
+            .expect("client lock")
+            .insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// Describes a reqwest error by its innermost cause, on one line, without URLs (they can carry upload state tokens).
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(l) = last {
+        msg.push_str(": ");
+        msg.push_str(&one_line(&l));
+    }
+    msg
+}
+
+/// Squashes whitespace so a message stays on one line, and caps its length.
+pub fn one_line(s: &str) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() > 300 {
+        joined.chars().take(300).collect::<String>() + "…"
+    } else {
+        joined
+    }
+}
+
+/// Reads at most `cap` bytes of a body (error and token bodies are never trusted to be small).
+pub async fn read_capped(resp: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_plain_http_unless_forced() {
+        let t = Transport::new(TransportOptions::default());
+        assert_eq!(t.scheme(&Registry::new("127.0.0.1:5000")), "http");
+        assert_eq!(t.scheme(&Registry::new("localhost")), "http");
+        assert_eq!(t.scheme(&Registry::new("ghcr.io")), "https");
+        assert_eq!(
+            t.base_url(&Registry::new("docker.io")),
+            "https://registry-1.docker.io"
+        );
+        let mut o = TransportOptions::default();
+        o.plain_http.insert("reg.internal:5000".into());
+        o.force_https.insert("127.0.0.1:5443".into());
+        let t = Transport::new(o);
+        assert_eq!(t.scheme(&Registry::new("reg.internal:5000")), "http");
+        assert_eq!(t.scheme(&Registry::new("127.0.0.1:5443")), "https");
+    }
+
+    #[test]
+    fn one_line_squashes() {
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+    }
+}
