@@ -617,12 +617,13 @@ impl Engine {
             .insert((d.repo().name(), digest.clone()));
     }
 
+    /// Puts the manifests a destination lacks (children first), then the tag, then reads the tag back.
     async fn write_manifests(
         &self,
         d: &Dest,
         p: &DestPlan,
         image: &SourceImage,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), String> {
         let repo = d.repo();
         let by_digest: HashMap<&Digest, &Manifest> = image
             .children
@@ -631,26 +632,23 @@ impl Engine {
             .map(|m| (&m.digest, m))
             .collect();
         for digest in &p.manifests {
-            let m = by_digest[digest];
-            repo.manifest_put(&ManifestRef::Digest(digest.clone()), m)
+            repo.manifest_put(&ManifestRef::Digest(digest.clone()), by_digest[digest])
                 .await
-                .map_err(|e| wrap(format!("failed to put manifest {digest}"), e))?;
+                .map_err(|e| format!("failed to put manifest {digest}: {e}"))?;
         }
         let Some(tag) = &p.tag else { return Ok(()) };
         let tag_ref = ManifestRef::Tag(tag.clone());
         repo.manifest_put(&tag_ref, &image.root)
             .await
-            .map_err(|e| wrap(format!("failed to tag {tag}"), e))?;
-        match repo.manifest_head(&tag_ref).await? {
-            Some(info) if info.digest == image.root.digest => Ok(()),
-            other => Err(RegistryError::Protocol {
-                host: repo.name(),
-                detail: format!(
-                    "tag {tag} reads back as {}, not {}",
-                    other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
-                    image.root.digest
-                ),
-            }),
+            .map_err(|e| format!("failed to tag {tag}: {e}"))?;
+        match repo.manifest_head(&tag_ref).await {
+            Ok(Some(info)) if info.digest == image.root.digest => Ok(()),
+            Ok(other) => Err(format!(
+                "tag {tag} reads back as {}, not {}: something else moved it",
+                other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
+                image.root.digest
+            )),
+            Err(e) => Err(format!("failed to read back tag {tag}: {e}")),
         }
     }
 
@@ -697,20 +695,6 @@ impl Engine {
             dry_run,
             source_bytes_read: self.source_bytes.load(Ordering::Relaxed),
             destinations,
-        }
-    }
-}
-
-/// Adds what was being done to a store error, keeping its kind.
-fn wrap(doing: String, e: RegistryError) -> RegistryError {
-    match e {
-        RegistryError::Protocol { host, detail } => RegistryError::Protocol {
-            host,
-            detail: format!("{doing}: {detail}"),
-        },
-        other => {
-            tracing::debug!(%doing, "store error");
-            other
         }
     }
 }
