@@ -1,6 +1,7 @@
 //! report: progress bars on a terminal, and the text or JSON account of what a copy did.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -10,15 +11,38 @@ use crate::copy::{Action, CopyReport, Status};
 
 /// Per-destination progress bars (bytes and blobs); inert when not on a terminal.
 pub struct Progress {
-    bars: Vec<ProgressBar>,
+    bars: Vec<Bar>,
     _multi: Option<MultiProgress>,
+}
+
+struct Bar {
+    bar: ProgressBar,
+    blobs_done: AtomicU64,
+    blobs_total: AtomicU64,
+}
+
+impl Bar {
+    fn new(bar: ProgressBar) -> Self {
+        Bar {
+            bar,
+            blobs_done: AtomicU64::new(0),
+            blobs_total: AtomicU64::new(0),
+        }
+    }
+    fn show_blobs(&self) {
+        let (done, total) = (
+            self.blobs_done.load(Ordering::Relaxed),
+            self.blobs_total.load(Ordering::Relaxed),
+        );
+        self.bar.set_message(format!("{done}/{total} blobs"));
+    }
 }
 
 impl Progress {
     /// No output at all.
     pub fn hidden(n: usize) -> Self {
         Progress {
-            bars: (0..n).map(|_| ProgressBar::hidden()).collect(),
+            bars: (0..n).map(|_| Bar::new(ProgressBar::hidden())).collect(),
             _multi: None,
         }
     }
@@ -30,7 +54,7 @@ impl Progress {
             return Self::hidden(names.len());
         }
         let style = ProgressStyle::with_template(
-            "{prefix:30!} {bar:30} {bytes:>10}/{total_bytes:<10} {msg}",
+            "{prefix:32!} {bar:30} {bytes:>10}/{total_bytes:<10} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         let bars = names
@@ -39,7 +63,7 @@ impl Progress {
                 let b = multi.add(ProgressBar::new(0));
                 b.set_style(style.clone());
                 b.set_prefix(n.clone());
-                b
+                Bar::new(b)
             })
             .collect();
         Progress {
@@ -51,12 +75,9 @@ impl Progress {
     /// Sets what destination `i` has to receive.
     pub fn plan(&self, i: usize, bytes: u64, blobs: u64) {
         if let Some(b) = self.bars.get(i) {
-            b.set_length(bytes);
-            b.set_message(format!("0/{blobs} blobs"));
-            b.set_position(0);
-            b.set_message(format!("0/{blobs} blobs"));
-            b.reset_eta();
-            let _ = blobs;
+            b.bar.set_length(bytes);
+            b.blobs_total.store(blobs, Ordering::Relaxed);
+            b.show_blobs();
         }
     }
 
@@ -65,22 +86,23 @@ impl Progress {
         let bar = self
             .bars
             .get(i)
-            .cloned()
-            .unwrap_or_else(ProgressBar::hidden);
+            .map_or_else(ProgressBar::hidden, |b| b.bar.clone());
         Arc::new(move |n| bar.inc(n))
     }
 
-    /// A blob is done at destination `i`; `skipped_bytes` advances the bar for blobs not streamed.
-    pub fn blob_done(&self, i: usize, skipped_bytes: u64, _uploaded: bool) {
+    /// A blob is done at destination `i`; `unstreamed_bytes` advances the bar for blobs found present or mounted.
+    pub fn blob_done(&self, i: usize, unstreamed_bytes: u64) {
         if let Some(b) = self.bars.get(i) {
-            b.inc(skipped_bytes);
+            b.bar.inc(unstreamed_bytes);
+            b.blobs_done.fetch_add(1, Ordering::Relaxed);
+            b.show_blobs();
         }
     }
 
     /// The destination is finished.
     pub fn finish(&self, i: usize, status: Status) {
         if let Some(b) = self.bars.get(i) {
-            b.finish_with_message(format!("{status:?}").to_lowercase());
+            b.bar.finish_with_message(status_word(status));
         }
     }
 }

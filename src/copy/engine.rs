@@ -487,7 +487,7 @@ impl Engine {
                 Ok(true) => {
                     self.mark_present(&dests[i], &blob.digest);
                     dests[i].counters.skipped.fetch_add(1, Ordering::Relaxed);
-                    progress.blob_done(i, blob.size, false);
+                    progress.blob_done(i, blob.size);
                 }
                 Ok(false) => missing.push(i),
                 Err(e) => dests[i].fail(e),
@@ -526,7 +526,7 @@ impl Engine {
                     Ok(Mount::Mounted) => {
                         self.mark_present(&dests[i], &blob.digest);
                         dests[i].counters.mounted.fetch_add(1, Ordering::Relaxed);
-                        progress.blob_done(i, blob.size, false);
+                        progress.blob_done(i, blob.size);
                         continue;
                     }
                     Ok(Mount::Refused) => {}
@@ -595,7 +595,7 @@ impl Engine {
                                 .counters
                                 .bytes
                                 .fetch_add(blob.size, Ordering::Relaxed);
-                            progress.blob_done(i, 0, true);
+                            progress.blob_done(i, 0);
                         }
                         Err(e) => {
                             dests[i].fail(format!("failed to upload blob {}: {e}", blob.digest))
