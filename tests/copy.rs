@@ -16,14 +16,19 @@ struct Bed {
 
 impl Bed {
     fn new(regs: &[&TestRegistry]) -> Bed {
+        let logins: Vec<(String, String, String)> =
+            regs.iter().filter_map(|r| Some((r.host(), r.username()?.to_owned(), r.password()?.to_owned()))).collect();
+        Bed::with_logins(&logins)
+    }
+
+    /// A bed whose Docker config holds exactly these (host, user, password) logins.
+    fn with_logins(logins: &[(String, String, String)]) -> Bed {
+        use base64::Engine as _;
         let dir = tempfile::tempdir().unwrap();
         let mut auths = serde_json::Map::new();
-        for r in regs {
-            if let (Some(u), Some(p)) = (r.username(), r.password()) {
-                use base64::Engine as _;
-                let auth = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-                auths.insert(r.host(), serde_json::json!({ "auth": auth }));
-            }
+        for (host, u, p) in logins {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            auths.insert(host.clone(), serde_json::json!({ "auth": auth }));
         }
         std::fs::create_dir_all(dir.path().join("docker")).unwrap();
         std::fs::write(dir.path().join("docker/config.json"), serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap()).unwrap();
@@ -238,7 +243,7 @@ fn ocidir_to_ocidir_and_schema1_refused() {
 fn bad_input_fails_cleanly() {
     let src = TestRegistry::start(Mode::Plain);
     let dst = TestRegistry::start(Mode::Basic);
-    let bed = Bed::new(&[&src]); // no credentials for dst: anonymous
+    let bed = Bed::with_logins(&[(dst.host(), "ferry".into(), "not-the-password".into())]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
     let w = layout.add_image(&ImageSpec { tag: "ok".into(), seed: 9, ..ImageSpec::default() }).unwrap();
     let source = format!("{}/good/img:ok", src.host());
@@ -258,7 +263,7 @@ fn bad_input_fails_cleanly() {
     let o = bed.ferry(&["copy", "nonexistent.invalid/a/b:c", &dest]);
     assert_eq!(o.status.code(), Some(1));
     assert!(one_line(&o).contains("nonexistent.invalid"));
-    // Wrong (here: missing) password at the destination.
+    // Wrong password at the destination.
     let o = bed.ferry(&["copy", &source, &dest]);
     assert_eq!(o.status.code(), Some(1));
     let text = String::from_utf8_lossy(&o.stdout);
