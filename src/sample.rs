@@ -296,7 +296,7 @@ impl Layout {
                 "layers": layers.iter().map(|b| json!({"mediaType": layer_type, "digest": b.digest.as_str(), "size": b.size})).collect::<Vec<_>>(),
             });
             if !docker {
-                doc["annotations"] = json!({"org.opencontainers.image.title": spec.tag, "ferry.sample.platform": p.json()});
+                doc["annotations"] = json!({"org.opencontainers.image.title": spec.tag, "ferry.sample.platform": p.json().to_string()});
             }
             for b in std::iter::once(&config).chain(&layers) {
                 unique.insert(b.digest.clone(), b.size);

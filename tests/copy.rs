@@ -16,8 +16,10 @@ struct Bed {
 
 impl Bed {
     fn new(regs: &[&TestRegistry]) -> Bed {
-        let logins: Vec<(String, String, String)> =
-            regs.iter().filter_map(|r| Some((r.host(), r.username()?.to_owned(), r.password()?.to_owned()))).collect();
+        let logins: Vec<(String, String, String)> = regs
+            .iter()
+            .filter_map(|r| Some((r.host(), r.username()?.to_owned(), r.password()?.to_owned())))
+            .collect();
         Bed::with_logins(&logins)
     }
 
@@ -31,7 +33,11 @@ impl Bed {
             auths.insert(host.clone(), serde_json::json!({ "auth": auth }));
         }
         std::fs::create_dir_all(dir.path().join("docker")).unwrap();
-        std::fs::write(dir.path().join("docker/config.json"), serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("docker/config.json"),
+            serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
+        )
+        .unwrap();
         Bed { dir }
     }
 
@@ -51,7 +57,12 @@ impl Bed {
 
     fn ferry_ok(&self, args: &[&str]) -> Value {
         let out = self.ferry(args);
-        assert!(out.status.success(), "ferry {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "ferry {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 }
@@ -66,25 +77,49 @@ fn creds(r: &TestRegistry) -> Option<(&str, &str)> {
 
 /// Every manifest digest of a written sample image: the root and its children.
 fn all_manifests(w: &Written) -> Vec<String> {
-    std::iter::once(w.digest.clone()).chain(w.children.iter().cloned()).collect()
+    std::iter::once(w.digest.clone())
+        .chain(w.children.iter().cloned())
+        .collect()
 }
 
 /// Asserts, with skopeo, that every manifest of `w` at `host/repo` hashes to its digest.
 fn assert_byte_exact(r: &TestRegistry, repo: &str, tag: Option<&str>, w: &Written) {
     for d in all_manifests(w) {
-        let raw = support::skopeo::inspect_raw(&format!("{}/{repo}@{d}", r.host()), creds(r), r.tls());
-        assert_eq!(format!("sha256:{}", support::skopeo::sha256_hex(&raw)), d, "manifest {d} at {}/{repo}", r.host());
+        let raw =
+            support::skopeo::inspect_raw(&format!("{}/{repo}@{d}", r.host()), creds(r), r.tls());
+        assert_eq!(
+            format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
+            d,
+            "manifest {d} at {}/{repo}",
+            r.host()
+        );
     }
     if let Some(tag) = tag {
-        let raw = support::skopeo::inspect_raw(&format!("{}/{repo}:{tag}", r.host()), creds(r), r.tls());
-        assert_eq!(format!("sha256:{}", support::skopeo::sha256_hex(&raw)), w.digest, "tag {tag} at {}/{repo}", r.host());
+        let raw =
+            support::skopeo::inspect_raw(&format!("{}/{repo}:{tag}", r.host()), creds(r), r.tls());
+        assert_eq!(
+            format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
+            w.digest,
+            "tag {tag} at {}/{repo}",
+            r.host()
+        );
     }
 }
 
 fn small_images(layout: &Layout) -> Vec<Written> {
-    let base = vec![LayerSpec { seed: 1, size: 300 << 10 }];
+    let base = vec![LayerSpec {
+        seed: 1,
+        size: 300 << 10,
+    }];
     vec![
-        layout.add_image(&ImageSpec { tag: "oci-multi".into(), seed: 10, base_layers: base.clone(), ..ImageSpec::default() }).unwrap(),
+        layout
+            .add_image(&ImageSpec {
+                tag: "oci-multi".into(),
+                seed: 10,
+                base_layers: base.clone(),
+                ..ImageSpec::default()
+            })
+            .unwrap(),
         layout
             .add_image(&ImageSpec {
                 tag: "docker-list".into(),
@@ -95,19 +130,36 @@ fn small_images(layout: &Layout) -> Vec<Written> {
                 ..ImageSpec::default()
             })
             .unwrap(),
-        layout.add_image(&ImageSpec { tag: "single".into(), seed: 30, platforms: vec![], attestation: false, base_layers: base, ..ImageSpec::default() }).unwrap(),
-        layout.add_artifact("artifact", "application/vnd.acme.rocket.v1+json", 40).unwrap(),
+        layout
+            .add_image(&ImageSpec {
+                tag: "single".into(),
+                seed: 30,
+                platforms: vec![],
+                attestation: false,
+                base_layers: base,
+                ..ImageSpec::default()
+            })
+            .unwrap(),
+        layout
+            .add_artifact("artifact", "application/vnd.acme.rocket.v1+json", 40)
+            .unwrap(),
     ]
 }
 
 fn dest_reports(report: &Value) -> &Vec<Value> {
-    report["destinations"].as_array().expect("destinations array")
+    report["destinations"]
+        .as_array()
+        .expect("destinations array")
 }
 
 #[test]
 fn fans_out_byte_exact_to_three_registries_reading_each_blob_once() {
     let src = TestRegistry::start(Mode::Plain);
-    let dests = [TestRegistry::start(Mode::Plain), TestRegistry::start(Mode::Basic), TestRegistry::start(Mode::Token)];
+    let dests = [
+        TestRegistry::start(Mode::Plain),
+        TestRegistry::start(Mode::Basic),
+        TestRegistry::start(Mode::Token),
+    ];
     let bed = Bed::new(&[&src, &dests[0], &dests[1], &dests[2]]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
     let images = small_images(&layout);
@@ -119,8 +171,16 @@ fn fans_out_byte_exact_to_three_registries_reading_each_blob_once() {
         bed.ferry_ok(&["copy", &from, &source, "--output", "json"]);
         assert_byte_exact(&src, "acme/api", Some(tag), w);
 
-        let before: u64 = src.access_log().iter().filter(|e| e.method == "GET" && e.path.contains("/blobs/")).map(|e| e.bytes).sum();
-        let targets: Vec<String> = dests.iter().map(|d| format!("{}/mirror/api:{tag}", d.host())).collect();
+        let before: u64 = src
+            .access_log()
+            .iter()
+            .filter(|e| e.method == "GET" && e.path.contains("/blobs/"))
+            .map(|e| e.bytes)
+            .sum();
+        let targets: Vec<String> = dests
+            .iter()
+            .map(|d| format!("{}/mirror/api:{tag}", d.host()))
+            .collect();
         let mut args = vec!["copy", &source];
         args.extend(targets.iter().map(String::as_str));
         args.extend(["--output", "json"]);
@@ -133,10 +193,23 @@ fn fans_out_byte_exact_to_three_registries_reading_each_blob_once() {
             assert_byte_exact(d, "mirror/api", Some(tag), w);
         }
         // Read once: blob bytes served by the source for this copy vs the image's unique blob bytes.
-        let after: u64 = src.access_log().iter().filter(|e| e.method == "GET" && e.path.contains("/blobs/")).map(|e| e.bytes).sum();
+        let after: u64 = src
+            .access_log()
+            .iter()
+            .filter(|e| e.method == "GET" && e.path.contains("/blobs/"))
+            .map(|e| e.bytes)
+            .sum();
         let read = after - before;
-        eprintln!("{tag}: source served {read} blob bytes for {} unique ({:.3}x)", w.blob_bytes, read as f64 / w.blob_bytes.max(1) as f64);
-        assert!(read as f64 <= 1.05 * w.blob_bytes as f64, "{tag}: read {read} bytes for {} unique", w.blob_bytes);
+        eprintln!(
+            "{tag}: source served {read} blob bytes for {} unique ({:.3}x)",
+            w.blob_bytes,
+            read as f64 / w.blob_bytes.max(1) as f64
+        );
+        assert!(
+            read as f64 <= 1.05 * w.blob_bytes as f64,
+            "{tag}: read {read} bytes for {} unique",
+            w.blob_bytes
+        );
 
         // Re-running uploads nothing and costs at most 2 requests per destination.
         let again = bed.ferry_ok(&args);
@@ -149,8 +222,15 @@ fn fans_out_byte_exact_to_three_registries_reading_each_blob_once() {
     // skopeo can pull what ferry wrote.
     for d in &dests {
         let out = tempfile::tempdir().unwrap();
-        support::skopeo::copy(&format!("docker://{}/mirror/api:oci-multi", d.host()), creds(d), d.tls(), &format!("oci:{}:x", out.path().display()), None, support::skopeo::TlsOpt::None)
-            .unwrap();
+        support::skopeo::copy(
+            &format!("docker://{}/mirror/api:oci-multi", d.host()),
+            creds(d),
+            d.tls(),
+            &format!("oci:{}:x", out.path().display()),
+            None,
+            support::skopeo::TlsOpt::None,
+        )
+        .unwrap();
     }
 }
 
@@ -159,18 +239,50 @@ fn platform_subset_is_a_new_index() {
     let src = TestRegistry::start(Mode::Plain);
     let bed = Bed::new(&[&src]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout.add_image(&ImageSpec { tag: "multi".into(), seed: 3, ..ImageSpec::default() }).unwrap();
+    let w = layout
+        .add_image(&ImageSpec {
+            tag: "multi".into(),
+            seed: 3,
+            ..ImageSpec::default()
+        })
+        .unwrap();
     let from = format!("ocidir://{}:multi", bed.layout("images").display());
     let dest = format!("{}/only/arm:v1", src.host());
-    let report = bed.ferry_ok(&["copy", &from, &dest, "--platform", "linux/arm64", "--output", "json"]);
+    let report = bed.ferry_ok(&[
+        "copy",
+        &from,
+        &dest,
+        "--platform",
+        "linux/arm64",
+        "--output",
+        "json",
+    ]);
     assert_eq!(report["filtered_from"], w.digest.as_str());
     let new_digest = report["digest"].as_str().unwrap().to_owned();
     assert_ne!(new_digest, w.digest);
     let raw = support::skopeo::inspect_raw(&format!("{dest}"), None, src.tls());
-    assert_eq!(format!("sha256:{}", support::skopeo::sha256_hex(&raw)), new_digest);
+    assert_eq!(
+        format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
+        new_digest
+    );
     let index: Value = serde_json::from_slice(&raw).unwrap();
-    let platforms: Vec<String> = index["manifests"].as_array().unwrap().iter().map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())).collect();
-    assert_eq!(platforms, ["linux/arm64", "unknown/unknown"], "arm64 and its attestation");
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        ["linux/arm64", "unknown/unknown"],
+        "arm64 and its attestation"
+    );
 }
 
 #[test]
@@ -178,11 +290,23 @@ fn mounts_within_a_registry_instead_of_uploading() {
     let reg = TestRegistry::start(Mode::Token);
     let bed = Bed::new(&[&reg]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout.add_image(&ImageSpec { tag: "m".into(), seed: 5, ..ImageSpec::default() }).unwrap();
+    let w = layout
+        .add_image(&ImageSpec {
+            tag: "m".into(),
+            seed: 5,
+            ..ImageSpec::default()
+        })
+        .unwrap();
     let from = format!("ocidir://{}:m", bed.layout("images").display());
     let source = format!("{}/team-a/app:m", reg.host());
     bed.ferry_ok(&["copy", &from, &source]);
-    let report = bed.ferry_ok(&["copy", &source, &format!("{}/team-b/app:m", reg.host()), "--output", "json"]);
+    let report = bed.ferry_ok(&[
+        "copy",
+        &source,
+        &format!("{}/team-b/app:m", reg.host()),
+        "--output",
+        "json",
+    ]);
     let d = &dest_reports(&report)[0];
     assert_eq!(d["blobs_uploaded"], 0, "{d}");
     assert!(d["blobs_mounted"].as_u64().unwrap() > 0, "{d}");
@@ -194,14 +318,28 @@ fn tls_registry_needs_its_ca() {
     let reg = TestRegistry::start(Mode::Tls);
     let bed = Bed::new(&[&reg]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout.add_image(&ImageSpec { tag: "t".into(), seed: 6, ..ImageSpec::default() }).unwrap();
+    let w = layout
+        .add_image(&ImageSpec {
+            tag: "t".into(),
+            seed: 6,
+            ..ImageSpec::default()
+        })
+        .unwrap();
     let from = format!("ocidir://{}:t", bed.layout("images").display());
     let dest = format!("{}/secure/app:t", reg.host());
     let ca = format!("{}={}", reg.host(), reg.ca_cert_path().display());
     // Without the CA: a clear failure, nothing written.
     let out = bed.ferry(&["copy", &from, &dest, "--https", &reg.host()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    bed.ferry_ok(&["copy", &from, &dest, "--https", &reg.host(), "--ca-file", &ca]);
+    bed.ferry_ok(&[
+        "copy",
+        &from,
+        &dest,
+        "--https",
+        &reg.host(),
+        "--ca-file",
+        &ca,
+    ]);
     assert_byte_exact(&reg, "secure/app", Some("t"), &w);
 }
 
@@ -211,14 +349,33 @@ fn dry_run_writes_nothing() {
     let dst = TestRegistry::start(Mode::Basic);
     let bed = Bed::new(&[&src, &dst]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
-    layout.add_image(&ImageSpec { tag: "d".into(), seed: 7, ..ImageSpec::default() }).unwrap();
+    layout
+        .add_image(&ImageSpec {
+            tag: "d".into(),
+            seed: 7,
+            ..ImageSpec::default()
+        })
+        .unwrap();
     let source = format!("{}/a/b:d", src.host());
-    bed.ferry_ok(&["copy", &format!("ocidir://{}:d", bed.layout("images").display()), &source]);
-    let out = bed.ferry(&["copy", &source, &format!("{}/x/y:d", dst.host()), "--dry-run"]);
+    bed.ferry_ok(&[
+        "copy",
+        &format!("ocidir://{}:d", bed.layout("images").display()),
+        &source,
+    ]);
+    let out = bed.ferry(&[
+        "copy",
+        &source,
+        &format!("{}/x/y:d", dst.host()),
+        "--dry-run",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("planned"), "{text}");
-    let writes: Vec<_> = dst.access_log().into_iter().filter(|e| !matches!(e.method.as_str(), "GET" | "HEAD")).collect();
+    let writes: Vec<_> = dst
+        .access_log()
+        .into_iter()
+        .filter(|e| !matches!(e.method.as_str(), "GET" | "HEAD"))
+        .collect();
     assert!(writes.is_empty(), "dry run wrote: {writes:?}");
 }
 
@@ -226,14 +383,26 @@ fn dry_run_writes_nothing() {
 fn ocidir_to_ocidir_and_schema1_refused() {
     let bed = Bed::new(&[]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout.add_image(&ImageSpec { tag: "x".into(), seed: 8, ..ImageSpec::default() }).unwrap();
+    let w = layout
+        .add_image(&ImageSpec {
+            tag: "x".into(),
+            seed: 8,
+            ..ImageSpec::default()
+        })
+        .unwrap();
     layout.add_schema1("old").unwrap();
     let from = format!("ocidir://{}:x", bed.layout("images").display());
     let to = format!("ocidir://{}:y", bed.layout("copy").display());
     bed.ferry_ok(&["copy", &from, &to]);
-    let index: Value = serde_json::from_slice(&std::fs::read(bed.layout("copy").join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(bed.layout("copy").join("index.json")).unwrap())
+            .unwrap();
     assert_eq!(index["manifests"][0]["digest"], w.digest.as_str());
-    let out = bed.ferry(&["copy", &format!("ocidir://{}:old", bed.layout("images").display()), &to]);
+    let out = bed.ferry(&[
+        "copy",
+        &format!("ocidir://{}:old", bed.layout("images").display()),
+        &to,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("schema 1"), "{}", stderr(&out));
 }
@@ -245,18 +414,36 @@ fn bad_input_fails_cleanly() {
     let dst = TestRegistry::start(Mode::Basic);
     let bed = Bed::with_logins(&[(dst.host(), "ferry".into(), "not-the-password".into())]);
     let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout.add_image(&ImageSpec { tag: "ok".into(), seed: 9, ..ImageSpec::default() }).unwrap();
+    let w = layout
+        .add_image(&ImageSpec {
+            tag: "ok".into(),
+            seed: 9,
+            ..ImageSpec::default()
+        })
+        .unwrap();
     let source = format!("{}/good/img:ok", src.host());
-    bed.ferry_ok(&["copy", &format!("ocidir://{}:ok", bed.layout("images").display()), &source]);
+    bed.ferry_ok(&[
+        "copy",
+        &format!("ocidir://{}:ok", bed.layout("images").display()),
+        &source,
+    ]);
     let dest = format!("{}/never/tagged:t", dst.host());
 
     let one_line = |o: &Output| {
         let e = stderr(o);
-        assert_eq!(e.trim_end().lines().count(), 1, "expected one line, got: {e}");
+        assert_eq!(
+            e.trim_end().lines().count(),
+            1,
+            "expected one line, got: {e}"
+        );
         e
     };
     // Malformed reference: usage error, exit 2, nothing sent.
-    let o = bed.ferry(&["copy", &format!("{}/good/img@sha256:../../x", src.host()), &dest]);
+    let o = bed.ferry(&[
+        "copy",
+        &format!("{}/good/img@sha256:../../x", src.host()),
+        &dest,
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line(&o).contains("invalid reference"));
     // Unknown host.
@@ -267,7 +454,10 @@ fn bad_input_fails_cleanly() {
     let o = bed.ferry(&["copy", &source, &dest]);
     assert_eq!(o.status.code(), Some(1));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("unauthorized") && text.contains(&dst.host()), "{text}");
+    assert!(
+        text.contains("unauthorized") && text.contains(&dst.host()),
+        "{text}"
+    );
     // Missing manifest.
     let o = bed.ferry(&["copy", &format!("{}/good/img:nope", src.host()), &dest]);
     assert_eq!(o.status.code(), Some(1));
@@ -276,19 +466,33 @@ fn bad_input_fails_cleanly() {
     let plain = TestRegistry::start(Mode::Plain);
     let target = format!("{}/never/tagged:t", plain.host());
     let child = &w.children[0];
-    let m: Value = serde_json::from_slice(&std::fs::read(bed.layout("images").join("blobs/sha256").join(&child[7..])).unwrap()).unwrap();
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(bed.layout("images").join("blobs/sha256").join(&child[7..])).unwrap(),
+    )
+    .unwrap();
     let layer = m["layers"][0]["digest"].as_str().unwrap().to_owned();
-    let data = src.storage_dir().join(format!("docker/registry/v2/blobs/sha256/{}/{}/data", &layer[7..9], &layer[7..]));
+    let data = src.storage_dir().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &layer[7..9],
+        &layer[7..]
+    ));
     let mut bytes = std::fs::read(&data).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&data, bytes).unwrap();
     let o = bed.ferry(&["copy", &source, &target, "--output", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let err = dest_reports(&report)[0]["error"].as_str().unwrap().to_owned();
+    let err = dest_reports(&report)[0]["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(err.contains("digest mismatch"), "{err}");
     for (reg, repo) in [(&dst, "never/tagged"), (&plain, "never/tagged")] {
-        let tags: Vec<_> = reg.access_log().into_iter().filter(|e| e.method == "PUT" && e.path.contains(&format!("/v2/{repo}/manifests/"))).collect();
+        let tags: Vec<_> = reg
+            .access_log()
+            .into_iter()
+            .filter(|e| e.method == "PUT" && e.path.contains(&format!("/v2/{repo}/manifests/")))
+            .collect();
         assert!(tags.is_empty(), "no manifest may be written: {tags:?}");
     }
 }
@@ -296,7 +500,11 @@ fn bad_input_fails_cleanly() {
 #[test]
 fn demo_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(support::ferry_bin()).args(["demo", "--dir"]).arg(dir.path()).output().unwrap();
+    let out = std::process::Command::new(support::ferry_bin())
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(Path::new(&dir.path().join("mirror-b/index.json")).exists());
 }

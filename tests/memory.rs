@@ -10,12 +10,20 @@ use support::registry::{Mode, TestRegistry};
 
 /// Runs a command to completion, sampling VmHWM (peak resident set) from /proc while it runs.
 fn run_with_peak_rss(cmd: &mut Command) -> (std::process::ExitStatus, u64, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0;
     let status = loop {
         if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
                 peak_kib = peak_kib.max(kib);
             }
         }
@@ -26,16 +34,30 @@ fn run_with_peak_rss(cmd: &mut Command) -> (std::process::ExitStatus, u64, Strin
     };
     let mut out = String::new();
     use std::io::Read;
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status, peak_kib, out + &err)
 }
 
 #[test]
 fn one_gib_layer_to_three_destinations_in_flat_memory() {
     let src = TestRegistry::start(Mode::Plain);
-    let dests = [TestRegistry::start(Mode::Plain), TestRegistry::start(Mode::Plain), TestRegistry::start(Mode::Plain)];
+    let dests = [
+        TestRegistry::start(Mode::Plain),
+        TestRegistry::start(Mode::Plain),
+        TestRegistry::start(Mode::Plain),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::create(&dir.path().join("big")).unwrap();
     let w = layout
@@ -45,24 +67,53 @@ fn one_gib_layer_to_three_destinations_in_flat_memory() {
             platforms: vec![],
             attestation: false,
             base_layers: vec![],
-            own_layers: vec![LayerSpec { seed: 99, size: 1 << 30 }],
+            own_layers: vec![LayerSpec {
+                seed: 99,
+                size: 1 << 30,
+            }],
             ..ImageSpec::default()
         })
         .unwrap();
     assert!(w.blob_bytes >= 1 << 30);
     let source = format!("{}/big/image:v1", src.host());
-    let seed = Command::new(support::ferry_bin()).args(["copy", &format!("ocidir://{}:big", dir.path().join("big").display()), &source]).output().unwrap();
-    assert!(seed.status.success(), "{}", String::from_utf8_lossy(&seed.stderr));
+    let seed = Command::new(support::ferry_bin())
+        .args([
+            "copy",
+            &format!("ocidir://{}:big", dir.path().join("big").display()),
+            &source,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        seed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seed.stderr)
+    );
 
-    let targets: Vec<String> = dests.iter().map(|d| format!("{}/big/copy:v1", d.host())).collect();
+    let targets: Vec<String> = dests
+        .iter()
+        .map(|d| format!("{}/big/copy:v1", d.host()))
+        .collect();
     let started = std::time::Instant::now();
-    let (status, peak_kib, output) = run_with_peak_rss(Command::new(support::ferry_bin()).arg("copy").arg(&source).args(&targets).args(["--output", "json"]));
+    let (status, peak_kib, output) = run_with_peak_rss(
+        Command::new(support::ferry_bin())
+            .arg("copy")
+            .arg(&source)
+            .args(&targets)
+            .args(["--output", "json"]),
+    );
     assert!(status.success(), "{output}");
     let mib = peak_kib as f64 / 1024.0;
-    eprintln!("1 GiB layer to 3 destinations: peak RSS {mib:.1} MiB, {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "1 GiB layer to 3 destinations: peak RSS {mib:.1} MiB, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert!(mib <= 100.0, "peak RSS {mib:.1} MiB");
     for d in &dests {
         let raw = support::skopeo::inspect_raw(&format!("{}/big/copy:v1", d.host()), None, d.tls());
-        assert_eq!(format!("sha256:{}", support::skopeo::sha256_hex(&raw)), w.digest);
+        assert_eq!(
+            format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
+            w.digest
+        );
     }
 }

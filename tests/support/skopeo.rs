@@ -1,0 +1,112 @@
+//! skopeo as an independent client: reads back what ferry wrote (`inspect --raw`) and pulls it (`copy`), with no user auth files involved.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+/// How skopeo reaches a registry.
+#[derive(Clone, Debug)]
+pub enum TlsOpt {
+    /// Plain HTTP (`--tls-verify=false`).
+    Insecure,
+    /// HTTPS trusting the CA in this directory (`--cert-dir`).
+    CertDir(PathBuf),
+    /// Not a registry (oci: layouts).
+    None,
+}
+
+/// A permissive policy and an empty auth file, so nothing of the user's is read.
+fn scratch() -> &'static (PathBuf, PathBuf) {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-skopeo-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let policy = dir.join("policy.json");
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        let auth = dir.join("auth.json");
+        std::fs::write(&auth, "{}").unwrap();
+        (policy, auth)
+    })
+}
+
+fn base() -> Command {
+    let (policy, auth) = scratch();
+    let mut c = Command::new("skopeo");
+    c.arg("--policy")
+        .arg(policy)
+        .env("REGISTRY_AUTH_FILE", auth)
+        .env_remove("DOCKER_CONFIG");
+    c
+}
+
+fn tls_args(prefix: &str, tls: &TlsOpt) -> Vec<String> {
+    match tls {
+        TlsOpt::Insecure => vec![format!("--{prefix}tls-verify=false")],
+        TlsOpt::CertDir(d) => vec![format!("--{prefix}cert-dir={}", d.display())],
+        TlsOpt::None => vec![],
+    }
+}
+
+fn creds_args(prefix: &str, creds: Option<(&str, &str)>) -> Vec<String> {
+    creds
+        .map(|(u, p)| vec![format!("--{prefix}creds={u}:{p}")])
+        .unwrap_or_default()
+}
+
+/// `skopeo inspect --raw docker://REFERENCE`: the manifest bytes exactly as served. Panics on failure.
+pub fn inspect_raw(reference: &str, creds: Option<(&str, &str)>, tls: TlsOpt) -> Vec<u8> {
+    let out = base()
+        .arg("inspect")
+        .arg("--raw")
+        .args(tls_args("", &tls))
+        .args(creds_args("", creds))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect --raw {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `skopeo copy --all --preserve-digests SRC DST` with per-side credentials and TLS.
+pub fn copy(
+    src: &str,
+    src_creds: Option<(&str, &str)>,
+    src_tls: TlsOpt,
+    dst: &str,
+    dst_creds: Option<(&str, &str)>,
+    dst_tls: TlsOpt,
+) -> Result<(), String> {
+    let out = base()
+        .args(["copy", "--all", "--preserve-digests", "--quiet"])
+        .args(tls_args("src-", &src_tls))
+        .args(creds_args("src-", src_creds))
+        .args(tls_args("dest-", &dst_tls))
+        .args(creds_args("dest-", dst_creds))
+        .arg(src)
+        .arg(dst)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Lowercase hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
