@@ -260,7 +260,7 @@ fn platform_subset_is_a_new_index() {
     assert_eq!(report["filtered_from"], w.digest.as_str());
     let new_digest = report["digest"].as_str().unwrap().to_owned();
     assert_ne!(new_digest, w.digest);
-    let raw = support::skopeo::inspect_raw(&format!("{dest}"), None, src.tls());
+    let raw = support::skopeo::inspect_raw(&dest, None, src.tls());
     assert_eq!(
         format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
         new_digest
