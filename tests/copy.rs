@@ -45,6 +45,22 @@ impl Bed {
         self.dir.path().join(name)
     }
 
+    /// Adds a default sample image under `tag` to the bed's "images" layout; returns it and its `ocidir://` reference.
+    fn image(&self, tag: &str, seed: u64) -> (Written, String) {
+        let layout = Layout::create(&self.layout("images")).unwrap();
+        let w = layout
+            .add_image(&ImageSpec {
+                tag: tag.into(),
+                seed,
+                ..ImageSpec::default()
+            })
+            .unwrap();
+        (
+            w,
+            format!("ocidir://{}:{tag}", self.layout("images").display()),
+        )
+    }
+
     fn ferry(&self, args: &[&str]) -> Output {
         std::process::Command::new(support::ferry_bin())
             .args(args)
@@ -238,15 +254,7 @@ fn fans_out_byte_exact_to_three_registries_reading_each_blob_once() {
 fn platform_subset_is_a_new_index() {
     let src = TestRegistry::start(Mode::Plain);
     let bed = Bed::new(&[&src]);
-    let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout
-        .add_image(&ImageSpec {
-            tag: "multi".into(),
-            seed: 3,
-            ..ImageSpec::default()
-        })
-        .unwrap();
-    let from = format!("ocidir://{}:multi", bed.layout("images").display());
+    let (w, from) = bed.image("multi", 3);
     let dest = format!("{}/only/arm:v1", src.host());
     let report = bed.ferry_ok(&[
         "copy",
@@ -289,15 +297,7 @@ fn platform_subset_is_a_new_index() {
 fn mounts_within_a_registry_instead_of_uploading() {
     let reg = TestRegistry::start(Mode::Token);
     let bed = Bed::new(&[&reg]);
-    let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout
-        .add_image(&ImageSpec {
-            tag: "m".into(),
-            seed: 5,
-            ..ImageSpec::default()
-        })
-        .unwrap();
-    let from = format!("ocidir://{}:m", bed.layout("images").display());
+    let (w, from) = bed.image("m", 5);
     let source = format!("{}/team-a/app:m", reg.host());
     bed.ferry_ok(&["copy", &from, &source]);
     let report = bed.ferry_ok(&[
@@ -317,15 +317,7 @@ fn mounts_within_a_registry_instead_of_uploading() {
 fn tls_registry_needs_its_ca() {
     let reg = TestRegistry::start(Mode::Tls);
     let bed = Bed::new(&[&reg]);
-    let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout
-        .add_image(&ImageSpec {
-            tag: "t".into(),
-            seed: 6,
-            ..ImageSpec::default()
-        })
-        .unwrap();
-    let from = format!("ocidir://{}:t", bed.layout("images").display());
+    let (w, from) = bed.image("t", 6);
     let dest = format!("{}/secure/app:t", reg.host());
     let ca = format!("{}={}", reg.host(), reg.ca_cert_path().display());
     // Without the CA: a clear failure, nothing written.
@@ -348,20 +340,9 @@ fn dry_run_writes_nothing() {
     let src = TestRegistry::start(Mode::Plain);
     let dst = TestRegistry::start(Mode::Basic);
     let bed = Bed::new(&[&src, &dst]);
-    let layout = Layout::create(&bed.layout("images")).unwrap();
-    layout
-        .add_image(&ImageSpec {
-            tag: "d".into(),
-            seed: 7,
-            ..ImageSpec::default()
-        })
-        .unwrap();
+    let (_, from) = bed.image("d", 7);
     let source = format!("{}/a/b:d", src.host());
-    bed.ferry_ok(&[
-        "copy",
-        &format!("ocidir://{}:d", bed.layout("images").display()),
-        &source,
-    ]);
+    bed.ferry_ok(&["copy", &from, &source]);
     let out = bed.ferry(&[
         "copy",
         &source,
@@ -382,16 +363,11 @@ fn dry_run_writes_nothing() {
 #[test]
 fn ocidir_to_ocidir_and_schema1_refused() {
     let bed = Bed::new(&[]);
-    let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout
-        .add_image(&ImageSpec {
-            tag: "x".into(),
-            seed: 8,
-            ..ImageSpec::default()
-        })
+    let (w, from) = bed.image("x", 8);
+    Layout::create(&bed.layout("images"))
+        .unwrap()
+        .add_schema1("old")
         .unwrap();
-    layout.add_schema1("old").unwrap();
-    let from = format!("ocidir://{}:x", bed.layout("images").display());
     let to = format!("ocidir://{}:y", bed.layout("copy").display());
     bed.ferry_ok(&["copy", &from, &to]);
     let index: Value =
@@ -413,20 +389,9 @@ fn bad_input_fails_cleanly() {
     let src = TestRegistry::start(Mode::Plain);
     let dst = TestRegistry::start(Mode::Basic);
     let bed = Bed::with_logins(&[(dst.host(), "ferry".into(), "not-the-password".into())]);
-    let layout = Layout::create(&bed.layout("images")).unwrap();
-    let w = layout
-        .add_image(&ImageSpec {
-            tag: "ok".into(),
-            seed: 9,
-            ..ImageSpec::default()
-        })
-        .unwrap();
+    let (w, from) = bed.image("ok", 9);
     let source = format!("{}/good/img:ok", src.host());
-    bed.ferry_ok(&[
-        "copy",
-        &format!("ocidir://{}:ok", bed.layout("images").display()),
-        &source,
-    ]);
+    bed.ferry_ok(&["copy", &from, &source]);
     let dest = format!("{}/never/tagged:t", dst.host());
 
     let one_line = |o: &Output| {
