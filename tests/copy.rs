@@ -473,3 +473,55 @@ fn demo_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(Path::new(&dir.path().join("mirror-b/index.json")).exists());
 }
+
+/// Token auth honours scopes: anonymous users may pull `public/*` and nothing else, and may not push.
+#[test]
+fn token_scopes_anonymous_pull_only_public() {
+    let reg = TestRegistry::start(Mode::Token);
+    let owner = Bed::new(&[&reg]);
+    let (w, from) = owner.image("p", 11);
+    owner.ferry_ok(&["copy", &from, &format!("{}/public/tool:p", reg.host())]);
+    owner.ferry_ok(&["copy", &from, &format!("{}/private/tool:p", reg.host())]);
+
+    let anonymous = Bed::with_logins(&[]);
+    let out = anonymous.layout("pulled");
+    anonymous.ferry_ok(&[
+        "copy",
+        &format!("{}/public/tool:p", reg.host()),
+        &format!("ocidir://{}:p", out.display()),
+    ]);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], w.digest.as_str());
+
+    let o = anonymous.ferry(&[
+        "copy",
+        &format!("{}/private/tool:p", reg.host()),
+        &format!("ocidir://{}:q", out.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unauthorized") || stderr(&o).contains("denied"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = anonymous.ferry(&[
+        "copy",
+        &format!("{}/public/tool:p", reg.host()),
+        &format!("{}/public/copy:p", reg.host()),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "anonymous push must fail: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let scopes = reg.token.as_ref().unwrap().scopes_seen();
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s == "repository:public/copy:pull,push"),
+        "{scopes:?}"
+    );
+}
