@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::copy::{CopyOptions, Engine, DEFAULT_JOBS_STR, DEFAULT_PER_HOST_STR};
+use crate::copy::{CopyOptions, Engine, DEFAULT_JOBS, DEFAULT_PER_HOST};
 use crate::error::{Error, Result};
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
@@ -97,10 +97,10 @@ pub struct CopyArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub output: Format,
     /// Blobs in flight at once.
-    #[arg(long, default_value = DEFAULT_JOBS_STR)]
+    #[arg(long, default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
     /// Blob transfers per registry host at once.
-    #[arg(long, default_value = DEFAULT_PER_HOST_STR)]
+    #[arg(long, default_value_t = DEFAULT_PER_HOST)]
     pub per_host: usize,
     /// Connection settings.
     #[command(flatten)]

@@ -25,10 +25,6 @@ use crate::transport::{Transport, TransportOptions};
 pub const DEFAULT_JOBS: usize = 8;
 /// Default number of blob transfers touching one registry host at once.
 pub const DEFAULT_PER_HOST: usize = 6;
-/// [`DEFAULT_JOBS`] for clap defaults.
-pub const DEFAULT_JOBS_STR: &str = "8";
-/// [`DEFAULT_PER_HOST`] for clap defaults.
-pub const DEFAULT_PER_HOST_STR: &str = "6";
 /// Manifests fetched or HEAD-checked at once per image.
 const MANIFEST_CONCURRENCY: usize = 8;
 
