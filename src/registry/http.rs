@@ -181,16 +181,12 @@ impl HttpRepo {
                 },
             },
             404 => RegistryError::NotFound {
-                what: format!(
-                    "{what} in {}/{} ({})",
-                    self.registry,
-                    self.repository,
-                    if detail.is_empty() {
-                        "404".into()
-                    } else {
-                        detail
-                    }
-                ),
+                what: what.to_owned(),
+                place: if detail.is_empty() {
+                    self.name()
+                } else {
+                    format!("{} ({detail})", self.name())
+                },
             },
             _ => RegistryError::Status {
                 host,

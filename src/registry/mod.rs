@@ -62,10 +62,12 @@ pub enum Mount {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The manifest or blob does not exist.
-    #[error("{what} not found")]
+    #[error("{what} not found in {place}")]
     NotFound {
-        /// What was looked for.
+        /// What was looked for: `manifest v1`, `blob sha256:…`.
         what: String,
+        /// Where: `host/repo` or `ocidir://path`, with the registry's own words if any.
+        place: String,
     },
     /// Credentials were missing or refused.
     #[error("unauthorized at {host}: {detail}")]

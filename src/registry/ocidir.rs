@@ -187,7 +187,8 @@ impl Repo for LayoutRepo {
                 Some((d, mt, _)) => (d, mt),
                 None => {
                     return Err(RegistryError::NotFound {
-                        what: format!("tag {t} in {}", self.name()),
+                        what: format!("tag {t}"),
+                        place: self.name(),
                     })
                 }
             },
@@ -198,7 +199,8 @@ impl Repo for LayoutRepo {
             Ok(b) => Bytes::from(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::NotFound {
-                    what: format!("manifest {digest} in {}", self.name()),
+                    what: format!("manifest {digest}"),
+                    place: self.name(),
                 })
             }
             Err(e) => return Err(io_err(&path)(e)),
@@ -257,7 +259,8 @@ impl Repo for LayoutRepo {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::NotFound {
-                    what: format!("blob {d} in {}", self.name()),
+                    what: format!("blob {d}"),
+                    place: self.name(),
                 })
             }
             Err(e) => return Err(io_err(&path)(e)),
