@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::copy::{CopyOptions, Engine, DEFAULT_JOBS, DEFAULT_PER_HOST};
 use crate::error::{Error, Result};
 use crate::manifest::Platform;
+use crate::policy::{Overrides, Policies};
+use crate::promote::{Context, PromoteOptions};
 use crate::reference::ImageRef;
 use crate::report::{self, Format, Progress};
 use crate::transport::TransportOptions;
@@ -20,6 +22,14 @@ pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// The policy directory.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_POLICIES",
+        default_value = "policies"
+    )]
+    pub policies: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -30,8 +40,103 @@ pub struct Cli {
 pub enum Command {
     /// Copy an image (every platform, attestation and artifact under it) to one or more destinations.
     Copy(CopyArgs),
-    /// Generate a sample image in an OCI layout and copy it to two other layouts: no server, no credentials.
+    /// Promote an image to an environment: gates, content to every target, then its tags everywhere.
+    Promote(PromoteArgs),
+    /// Move an environment's tags back to an earlier digest on every target.
+    Rollback(RollbackArgs),
+    /// Where an environment's tag points at each target, and whether they agree.
+    Status(EnvArgs),
+    /// An environment's promotions and rollbacks, newest first, from the ledgers in its targets.
+    History(HistoryArgs),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Promote sample images through staging and prod over OCI layouts on disk, then roll back: no server, no credentials.
     Demo(DemoArgs),
+}
+
+/// `ferry policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate every policy file and print the resolved policies.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+}
+
+/// `ferry promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The environment (a file `<env>.yaml` in the policy directory).
+    pub env: String,
+    /// The image: a reference in the policy's source repository, or just `:TAG` or `@DIGEST`.
+    pub image: String,
+    /// Read, check the gates and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Go past a refused promote_from gate (protected tags still never move). Needs --reason.
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why --force was needed; recorded in history.
+    #[arg(long, requires = "force", value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Copy only these platforms, instead of the policy's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings (registries.yaml takes precedence per registry).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The environment.
+    pub env: String,
+    /// Go back to this digest, or to where this tag points at the targets.
+    #[arg(long, value_name = "DIGEST|TAG", conflicts_with = "steps")]
+    pub to: Option<String>,
+    /// How many distinct digests back in history.
+    #[arg(long, default_value_t = 1)]
+    pub steps: usize,
+    /// Check and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry status`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The environment.
+    pub env: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The environment, its status flags.
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Show at most this many records.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 /// Connection flags shared by commands that talk to registries.
@@ -74,6 +179,7 @@ impl ConnectArgs {
             force_https: self.https.iter().map(|h| h.to_ascii_lowercase()).collect(),
             ca_files,
             cert_dirs: Vec::new(),
+            endpoints: HashMap::new(),
         }
         .with_default_cert_dirs())
     }
@@ -120,10 +226,168 @@ pub struct DemoArgs {
 
 /// Runs a parsed command; the caller maps the error to an exit code.
 pub async fn run(cli: Cli) -> Result<()> {
+    let dir = cli.policies;
     match cli.command {
         Command::Copy(args) => copy(args).await,
+        Command::Promote(args) => {
+            let ctx = context(&dir, &args.connect, &args.platform)?;
+            let opts = PromoteOptions {
+                dry_run: args.dry_run,
+                force_reason: args.reason.filter(|_| args.force),
+            };
+            let report = ctx
+                .promote(&args.env, &args.image, &opts, &progress_for(args.output))
+                .await?;
+            finish_promote(&report, args.output)
+        }
+        Command::Rollback(args) => {
+            let ctx = context(&dir, &args.connect, &[])?;
+            let report = ctx
+                .rollback(
+                    &args.env,
+                    args.to.as_deref(),
+                    args.steps,
+                    args.dry_run,
+                    &progress_for(args.output),
+                )
+                .await?;
+            finish_promote(&report, args.output)
+        }
+        Command::Status(args) => {
+            let ctx = context(&dir, &args.connect, &[])?;
+            let report = ctx.status(&args.env).await?;
+            let mut stdout = std::io::stdout().lock();
+            report::write_status(&mut stdout, &report, args.output)?;
+            stdout.flush()?;
+            match report.drift.len() {
+                0 => Ok(()),
+                _ => Err(Error::Failed(format!(
+                    "{} has drifted: {}",
+                    report.environment,
+                    report.drift.join("; ")
+                ))),
+            }
+        }
+        Command::History(args) => {
+            let ctx = context(&dir, &args.env.connect, &[])?;
+            let (records, errors) = ctx.history(&args.env.env).await?;
+            for e in errors {
+                tracing::warn!("{e}");
+            }
+            let newest: Vec<_> = records.into_iter().rev().take(args.limit).collect();
+            let mut stdout = std::io::stdout().lock();
+            report::write_history(&mut stdout, &newest, args.env.output)?;
+            Ok(stdout.flush()?)
+        }
+        Command::Policy(PolicyCommand::Check { output }) => {
+            let policies = Policies::load(&dir, &Overrides::default())
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            let mut stdout = std::io::stdout().lock();
+            match output {
+                Format::Json => serde_json::to_writer_pretty(&mut stdout, &policies)
+                    .map_err(std::io::Error::other)?,
+                Format::Text => serde_yaml_like(&mut stdout, &policies)?,
+            }
+            writeln!(stdout)?;
+            Ok(stdout.flush()?)
+        }
         Command::Demo(args) => demo(args).await,
     }
+}
+
+/// Policies from the directory, with the command line's connection flags under registries.yaml.
+fn context(dir: &std::path::Path, connect: &ConnectArgs, platforms: &[String]) -> Result<Context> {
+    let overrides = Overrides {
+        platforms: platforms.to_vec(),
+    };
+    let policies = Policies::load(dir, &overrides).map_err(|e| Error::Usage(e.to_string()))?;
+    let options = CopyOptions {
+        transport: policies.transport(connect.transport()?),
+        host_limits: policies.host_limits(),
+        anonymous: policies.anonymous(),
+        ..Default::default()
+    };
+    Ok(Context { policies, options })
+}
+
+fn progress_for(output: Format) -> impl Fn(usize) -> Progress {
+    move |n| {
+        if output == Format::Text {
+            Progress::for_terminal(&(1..=n).map(|i| format!("target {i}")).collect::<Vec<_>>())
+        } else {
+            Progress::hidden(n)
+        }
+    }
+}
+
+fn finish_promote(report: &crate::promote::PromoteReport, output: Format) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    report::write_promote(&mut stdout, report, output)?;
+    stdout.flush()?;
+    match report.failed() {
+        0 => Ok(()),
+        failed => Err(Error::Partial {
+            failed,
+            total: report.targets.len(),
+        }),
+    }
+}
+
+/// The resolved policies as indented text.
+fn serde_yaml_like(out: &mut dyn Write, p: &Policies) -> std::io::Result<()> {
+    writeln!(out, "policies in {}", p.dir.display())?;
+    for (name, r) in &p.registries {
+        writeln!(
+            out,
+            "registry {name}: endpoint {}, auth {:?}, plain_http {}, max_concurrency {}",
+            r.endpoint.as_deref().unwrap_or("(default)"),
+            r.auth,
+            r.plain_http,
+            r.max_concurrency
+                .map_or("(default)".to_owned(), |m| m.to_string())
+        )?;
+    }
+    for e in p.environments.values() {
+        writeln!(out, "environment {} ({})", e.environment, e.file.display())?;
+        writeln!(out, "  source: {}", e.source.repository_name())?;
+        if let Some(f) = &e.promote_from {
+            writeln!(out, "  promote_from: {f}")?;
+        }
+        for t in &e.targets {
+            writeln!(out, "  target: {t}")?;
+        }
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "(none)".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        writeln!(
+            out,
+            "  tags: {}",
+            list(e.tags.iter().map(ToString::to_string).collect())
+        )?;
+        writeln!(
+            out,
+            "  protect: {}",
+            list(e.protect.iter().map(|p| String::from(p.clone())).collect())
+        )?;
+        writeln!(
+            out,
+            "  platforms: {}",
+            if e.platforms.is_empty() {
+                "all".to_owned()
+            } else {
+                e.platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )?;
+    }
+    write!(out, "all policies valid")
 }
 
 async fn copy(args: CopyArgs) -> Result<()> {
@@ -193,21 +457,88 @@ async fn demo(args: DemoArgs) -> Result<()> {
             .map_err(Error::Output)?
             .keep(),
     };
-    let src = dir.join("source");
-    let layout = crate::sample::Layout::create(&src).map_err(Error::Output)?;
-    let mut first = None;
+    let ci = dir.join("ci");
+    let layout = crate::sample::Layout::create(&ci).map_err(Error::Output)?;
+    let mut tags = Vec::new();
     for spec in crate::sample::demo_specs() {
-        let w = layout.add_image(&spec).map_err(Error::Output)?;
-        first.get_or_insert(w.tag);
+        tags.push(layout.add_image(&spec).map_err(Error::Output)?.tag);
     }
-    let tag = first.ok_or_else(|| Error::Usage("the demo set is empty".into()))?;
-    if args.output == Format::Text {
-        println!("sample image written to {}", src.display());
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies)?;
+    for (name, text) in DEMO_POLICIES {
+        std::fs::write(policies.join(name), text)?;
     }
-    let source = ImageRef::parse(&format!("ocidir://{}:{tag}", src.display()))?;
-    let dests = ["mirror-a", "mirror-b"]
-        .map(|n| ImageRef::parse(&format!("ocidir://{}:{tag}", dir.join(n).display())))
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    run_copy(&source, &dests, CopyOptions::default(), args.output).await
+    let text = args.output == Format::Text;
+    let say = |s: String| {
+        if text {
+            println!("\n$ {s}");
+        }
+    };
+    if text {
+        println!(
+            "sample images {} written to {}; policies in {}",
+            tags.join(", "),
+            ci.display(),
+            policies.display()
+        );
+    }
+    let ctx = context(&policies, &ConnectArgs::default(), &[])?;
+    let quiet = |n| Progress::hidden(n);
+    for tag in &tags {
+        for env in ["staging", "prod"] {
+            say(format!("ferry promote {env} :{tag}"));
+            let r = ctx
+                .promote(env, &format!(":{tag}"), &PromoteOptions::default(), &quiet)
+                .await?;
+            finish_promote(&r, args.output)?;
+        }
+    }
+    say("ferry promote prod :v1.0.0   # not staging's digest: the gate refuses".into());
+    match ctx
+        .promote("prod", ":v1.0.0", &PromoteOptions::default(), &quiet)
+        .await
+    {
+        Err(e @ Error::Gate(_)) if text => println!("ferry: {e} (exit {})", e.exit_code()),
+        Err(Error::Gate(_)) => {}
+        Err(e) => return Err(e),
+        Ok(_) => return Err(Error::Failed("the demo's gate did not refuse".into())),
+    }
+    say("ferry status prod".into());
+    let mut stdout = std::io::stdout().lock();
+    report::write_status(&mut stdout, &ctx.status("prod").await?, args.output)?;
+    drop(stdout);
+    say("ferry rollback prod".into());
+    let r = ctx.rollback("prod", None, 1, false, &quiet).await?;
+    finish_promote(&r, args.output)?;
+    say("ferry status prod".into());
+    let status = ctx.status("prod").await?;
+    let (records, _) = ctx.history("prod").await?;
+    let mut stdout = std::io::stdout().lock();
+    report::write_status(&mut stdout, &status, args.output)?;
+    drop(stdout);
+    say("ferry history prod".into());
+    let newest: Vec<_> = records.into_iter().rev().collect();
+    let mut stdout = std::io::stdout().lock();
+    report::write_history(&mut stdout, &newest, args.output)?;
+    if text {
+        writeln!(
+            stdout,
+            "\nthe three \"registries\" are OCI layouts in {}; try: ferry --policies {} status prod",
+            dir.display(),
+            policies.display()
+        )?;
+    }
+    Ok(stdout.flush()?)
 }
+
+/// The demo's policies: CI builds land in `ci`, staging is one layout, prod two.
+const DEMO_POLICIES: [(&str, &str); 2] = [
+    (
+        "staging.yaml",
+        "version: 1\nenvironment: staging\nsource: ocidir://../ci\ntargets:\n  - layout: ../registry-a\ntags: [staging]\n",
+    ),
+    (
+        "prod.yaml",
+        "version: 1\nenvironment: prod\nsource: ocidir://../ci\npromote_from: staging\ntargets:\n  - layout: ../registry-b\n  - layout: ../registry-c\ntags: [prod, \"{source_tag}\", semver]\nprotect: [\"v*\"]\n",
+    ),
+];

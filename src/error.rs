@@ -38,6 +38,12 @@ pub enum Error {
         /// How many there were.
         total: usize,
     },
+    /// A policy gate refused; nothing was written.
+    #[error("refused: {0}")]
+    Gate(String),
+    /// The work failed (a registry, content, history); the message says where.
+    #[error("{0}")]
+    Failed(String),
     /// Writing the report failed.
     #[error("failed to write output: {0}")]
     Output(#[from] std::io::Error),
@@ -48,7 +54,10 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Reference(_) | Error::Usage(_) => EXIT_USAGE,
-            Error::Source { .. } | Error::Partial { .. } | Error::Output(_) => EXIT_FAILED,
+            Error::Gate(_) => EXIT_GATE,
+            Error::Source { .. } | Error::Partial { .. } | Error::Failed(_) | Error::Output(_) => {
+                EXIT_FAILED
+            }
         }
     }
 }

@@ -31,6 +31,11 @@ impl InvalidReference {
             reason: reason.into(),
         }
     }
+
+    /// Why, without the input.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 /// A registry host name with optional port, as written in references (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).

@@ -182,3 +182,169 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
     }
     Ok(())
 }
+
+fn short(d: &Option<crate::digest::Digest>) -> String {
+    d.as_ref()
+        .map_or("(none)".to_owned(), |d| d.short().to_owned())
+}
+
+/// Writes a promotion or rollback report.
+pub fn write_promote(
+    out: &mut dyn Write,
+    r: &crate::promote::PromoteReport,
+    format: Format,
+) -> std::io::Result<()> {
+    use crate::promote::TagAction;
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, r)?;
+        return writeln!(out);
+    }
+    let verb = match r.kind {
+        crate::history::Kind::Promote => "promote",
+        crate::history::Kind::Rollback => "rollback",
+    };
+    writeln!(
+        out,
+        "{verb} {}: {} ({}){}",
+        r.environment,
+        r.digest,
+        r.source,
+        if r.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    )?;
+    if let Some(g) = &r.forced_gate {
+        writeln!(out, "  forced past gate: {g}")?;
+    }
+    for t in &r.targets {
+        let content = match t.content {
+            Status::Copied => "content copied",
+            Status::UpToDate => "content present",
+            Status::Planned => "content to copy",
+            Status::Failed => "content failed",
+        };
+        writeln!(out, "  {} ({content})", t.target)?;
+        for o in &t.tags {
+            let p = &o.planned;
+            let state = match (&o.error, o.done, p.action) {
+                (Some(_), _, _) => "FAILED",
+                (None, _, TagAction::Keep) => "kept",
+                (None, true, TagAction::Create) => "created",
+                (None, true, TagAction::Move) => "moved",
+                (None, false, _) if r.dry_run => "would set",
+                (None, false, _) => "not set",
+            };
+            writeln!(
+                out,
+                "    {:<24} {} -> {}  {state}{}",
+                p.tag.as_str(),
+                short(&p.from),
+                p.to.short(),
+                o.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        for (tag, newer) in &t.held {
+            writeln!(out, "    {:<24} held: {newer} is newer", tag.as_str())?;
+        }
+        if let Some(e) = &t.error {
+            if t.tags.iter().all(|o| o.error.is_none()) {
+                writeln!(out, "    error: {e}")?;
+            }
+        }
+    }
+    if let Some(rec) = &r.record {
+        writeln!(
+            out,
+            "  recorded {} by {} at {}",
+            rec.id, rec.actor, rec.time
+        )?;
+    }
+    for e in &r.history_errors {
+        writeln!(out, "  history not written: {e}")?;
+    }
+    Ok(())
+}
+
+/// Writes `ferry status`.
+pub fn write_status(
+    out: &mut dyn Write,
+    r: &crate::promote::StatusReport,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, r)?;
+        return writeln!(out);
+    }
+    writeln!(
+        out,
+        "{} ({}): {}",
+        r.environment,
+        r.tag,
+        if r.drift.is_empty() {
+            "in sync"
+        } else {
+            "DRIFT"
+        }
+    )?;
+    for t in &r.targets {
+        match &t.error {
+            Some(e) => writeln!(out, "  {:<50} unreadable: {e}", t.target)?,
+            None => writeln!(
+                out,
+                "  {:<50} {}  since {}",
+                t.target,
+                t.digest
+                    .as_ref()
+                    .map_or("(no tag)".to_owned(), ToString::to_string),
+                t.since.as_deref().unwrap_or("(not in history)")
+            )?,
+        }
+    }
+    for d in &r.drift {
+        writeln!(out, "  drift: {d}")?;
+    }
+    Ok(())
+}
+
+/// Writes `ferry history`, newest first.
+pub fn write_history(
+    out: &mut dyn Write,
+    records: &[crate::history::Record],
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, records)?;
+        return writeln!(out);
+    }
+    for r in records {
+        let kind = match r.kind {
+            crate::history::Kind::Promote => "promote ",
+            crate::history::Kind::Rollback => "rollback",
+        };
+        writeln!(
+            out,
+            "{}  {kind}  {}  by {}{}{}{}",
+            r.time,
+            r.digest,
+            r.actor,
+            r.source
+                .as_deref()
+                .map(|s| format!("  from {s}"))
+                .unwrap_or_default(),
+            r.forced
+                .as_deref()
+                .map(|f| format!("  FORCED: {f}"))
+                .unwrap_or_default(),
+            r.ci_run
+                .as_deref()
+                .map(|c| format!("  {c}"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}

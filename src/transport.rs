@@ -28,6 +28,8 @@ pub struct TransportOptions {
     pub ca_files: HashMap<String, PathBuf>,
     /// Directories searched for `<host[:port]>/ca.crt` (like `/etc/docker/certs.d`).
     pub cert_dirs: Vec<PathBuf>,
+    /// Per registry name: `scheme://host[:port]` that serves its API instead (mirrors, tests).
+    pub endpoints: HashMap<String, String>,
 }
 
 impl TransportOptions {
@@ -67,9 +69,12 @@ impl Transport {
         }
     }
 
-    /// `scheme://api-host` for a registry.
+    /// `scheme://api-host` for a registry, or its endpoint override.
     pub fn base_url(&self, registry: &Registry) -> String {
-        format!("{}://{}", self.scheme(registry), registry.api_host())
+        match self.options.endpoints.get(registry.as_str()) {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("{}://{}", self.scheme(registry), registry.api_host()),
+        }
     }
 
     /// The client for a registry, with its CA certificates loaded.

@@ -471,7 +471,7 @@ fn demo_runs() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(Path::new(&dir.path().join("mirror-b/index.json")).exists());
+    assert!(Path::new(&dir.path().join("registry-c/index.json")).exists());
 }
 
 /// Token auth honours scopes: anonymous users may pull `public/*` and nothing else, and may not push.

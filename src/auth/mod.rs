@@ -164,6 +164,15 @@ impl Auth {
         }
     }
 
+    /// Never sends credentials to these registries (`auth: anonymous`); tokens are asked for anonymously.
+    pub fn with_anonymous(self, hosts: impl IntoIterator<Item = String>) -> Self {
+        self.creds
+            .lock()
+            .expect("creds lock")
+            .extend(hosts.into_iter().map(|h| (h, None)));
+        self
+    }
+
     /// Token requests made so far.
     pub fn token_requests(&self) -> u64 {
         self.token_requests

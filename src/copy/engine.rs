@@ -43,6 +43,10 @@ pub struct CopyOptions {
     pub queue_bytes: usize,
     /// How to connect.
     pub transport: TransportOptions,
+    /// Per registry host: blob transfers at once, instead of `per_host`.
+    pub host_limits: HashMap<String, usize>,
+    /// Registries that never get credentials.
+    pub anonymous: HashSet<String>,
 }
 
 impl Default for CopyOptions {
@@ -54,6 +58,8 @@ impl Default for CopyOptions {
             per_host: DEFAULT_PER_HOST,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             transport: TransportOptions::default(),
+            host_limits: HashMap::new(),
+            anonymous: HashSet::new(),
         }
     }
 }
@@ -183,7 +189,7 @@ impl Engine {
     pub fn with_credentials(options: CopyOptions, creds: CredentialStore) -> Self {
         Engine {
             transport: Transport::new(options.transport.clone()),
-            auth: Arc::new(Auth::new(creds)),
+            auth: Arc::new(Auth::new(creds).with_anonymous(options.anonymous.iter().cloned())),
             options,
             present: Mutex::default(),
             blob_locks: Mutex::default(),
@@ -402,6 +408,45 @@ impl Engine {
         state
     }
 
+    /// What of the image `digest` a store lacks: every manifest is read (and verified) and every blob HEAD-checked. Empty means complete.
+    pub async fn missing_content(
+        &self,
+        repo: &dyn Repo,
+        digest: &Digest,
+    ) -> Result<Vec<String>, RegistryError> {
+        let root = match repo
+            .manifest_get(&ManifestRef::Digest(digest.clone()), None)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) if e.is_not_found() => return Ok(vec![format!("manifest {digest}")]),
+            Err(e) => return Err(e),
+        };
+        let children = match self.read_children(repo, &root).await {
+            Ok(c) => c,
+            Err(RegistryError::NotFound { what, .. }) => return Ok(vec![what]),
+            Err(e) => return Err(e),
+        };
+        let image = SourceImage {
+            reference: ImageRef::parse("ocidir://unused").expect("a valid reference"),
+            root,
+            filtered_from: None,
+            children,
+        };
+        let heads = stream::iter(image.all_blobs())
+            .map(|b| async move { (repo.blob_head(&b.digest).await, b) })
+            .buffer_unordered(MANIFEST_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        let mut missing = Vec::new();
+        for (r, b) in heads {
+            if r?.is_none() {
+                missing.push(format!("blob {}", b.digest));
+            }
+        }
+        Ok(missing)
+    }
+
     /// Every manifest under the root, read by digest and verified, deepest first.
     async fn read_children(
         &self,
@@ -437,7 +482,10 @@ impl Engine {
             .lock()
             .expect("host limits")
             .entry(host.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.options.per_host.max(1))))
+            .or_insert_with(|| {
+                let n = self.options.host_limits.get(host).copied();
+                Arc::new(Semaphore::new(n.unwrap_or(self.options.per_host).max(1)))
+            })
             .clone()
     }
 

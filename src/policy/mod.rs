@@ -1,0 +1,937 @@
+//! policy: loads `policies/*.yaml` in layers (built-in defaults → YAML → `FERRY_*` environment → flags) into validated types.
+//!
+//! Two kinds of file live in the policy directory: `registries.yaml` (how to reach each registry)
+//! and one file per environment (`staging.yaml`, `prod.yaml`: what gets promoted where, with
+//! which tags). Every file starts with `version: 1`. Unknown keys and bad values are errors that
+//! name the file and the key path. Nothing here does I/O beyond reading the files.
+
+pub mod tags;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Platform;
+use crate::reference::{ImageRef, Registry, Tag};
+use crate::transport::TransportOptions;
+pub use tags::{Pattern, TagRule};
+
+/// The only policy format version this build reads.
+pub const VERSION: u32 = 1;
+/// The file that describes registries rather than an environment.
+pub const REGISTRIES_FILE: &str = "registries.yaml";
+
+/// A policy could not be loaded: the message names the file and the key path.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}{sep}{message}", sep = if key.is_empty() { "" } else { ": " })]
+pub struct PolicyError {
+    /// The file, as found.
+    pub file: String,
+    /// The key path inside it (`targets[1].registry`), or empty for the file as a whole.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl PolicyError {
+    fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        PolicyError {
+            file: file.display().to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An environment's name: lowercase letters, digits, `.`, `_` and `-`, usable as a tag.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Environment(String);
+
+impl Environment {
+    /// Validates an environment name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+        if ok {
+            Ok(Environment(s.to_owned()))
+        } else {
+            Err(format!(
+                "{s:?} is not an environment name (lowercase letters, digits, '.', '_', '-')"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The prefix of environment variables that override this environment's policy: `FERRY_PROD`.
+    pub fn env_prefix(&self) -> String {
+        format!(
+            "FERRY_{}",
+            self.0.to_ascii_uppercase().replace(['-', '.'], "_")
+        )
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How ferry authenticates to a registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthKind {
+    /// Docker/podman credential files and helpers (the default).
+    #[default]
+    DockerConfig,
+    /// Never send credentials.
+    Anonymous,
+}
+
+/// `registries.yaml`, one entry as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    endpoint: Option<String>,
+    plain_http: Option<bool>,
+    ca_file: Option<PathBuf>,
+    auth: Option<String>,
+    max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistries {
+    version: Option<u32>,
+    #[serde(default)]
+    registries: BTreeMap<String, RawRegistry>,
+}
+
+/// How to reach one registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RegistrySettings {
+    /// `scheme://host[:port]` to send its API requests to instead of its own name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Plain HTTP (also implied by an `http://` endpoint).
+    pub plain_http: bool,
+    /// Extra CA certificate (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// How to authenticate.
+    pub auth: AuthKind,
+    /// Blob transfers to this registry at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<usize>,
+}
+
+/// Where an environment's image goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Target(ImageRef);
+
+impl Target {
+    /// The repository (no tag, no digest).
+    pub fn image(&self) -> &ImageRef {
+        &self.0
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.repository_name())
+    }
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        t.to_string()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    registry: Option<String>,
+    repository: Option<String>,
+    layout: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    version: Option<u32>,
+    environment: Option<String>,
+    source: Option<String>,
+    promote_from: Option<String>,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    protect: Vec<String>,
+    #[serde(default)]
+    platforms: Vec<String>,
+}
+
+/// One environment's validated policy.
+#[derive(Clone, Debug, Serialize)]
+pub struct EnvPolicy {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The environment.
+    pub environment: Environment,
+    /// The repository images are promoted from (no tag).
+    #[serde(serialize_with = "ser_repo")]
+    pub source: ImageRef,
+    /// The environment whose tag an image must carry before it may come here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote_from: Option<Environment>,
+    /// Where the image goes.
+    pub targets: Vec<Target>,
+    /// The tags applied at every target.
+    pub tags: Vec<TagRule>,
+    /// Tags that never move once set.
+    pub protect: Vec<Pattern>,
+    /// Platforms copied (empty: all).
+    #[serde(serialize_with = "ser_platforms")]
+    pub platforms: Vec<Platform>,
+}
+
+fn ser_repo<S: serde::Serializer>(r: &ImageRef, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&r.repository_name())
+}
+
+fn ser_platforms<S: serde::Serializer>(p: &[Platform], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(p.iter().map(ToString::to_string))
+}
+
+impl EnvPolicy {
+    /// The tag that says "this is what the environment runs": its own name.
+    pub fn env_tag(&self) -> Tag {
+        Tag::parse(self.environment.as_str()).expect("environment names are valid tags")
+    }
+
+    /// True when the tag may never move once set.
+    pub fn is_protected(&self, tag: &Tag) -> bool {
+        self.protect.iter().any(|p| p.matches(tag.as_str()))
+    }
+
+    /// The literal tags that move back on a rollback: fixed names that are not protected.
+    pub fn moving_tags(&self) -> Vec<Tag> {
+        self.tags
+            .iter()
+            .filter_map(|r| match r {
+                TagRule::Literal(t) if !self.is_protected(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Values given on the command line, the last layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--platform`: replaces the policy's platforms.
+    pub platforms: Vec<String>,
+}
+
+/// Every policy in a directory, validated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Policies {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Registry settings by registry name.
+    pub registries: BTreeMap<String, RegistrySettings>,
+    /// Environment policies by name.
+    pub environments: BTreeMap<Environment, EnvPolicy>,
+}
+
+impl Policies {
+    /// Loads and validates every `*.yaml` in `dir`.
+    pub fn load(dir: &Path, overrides: &Overrides) -> Result<Policies, PolicyError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            PolicyError::new(dir, "", format!("cannot read the policy directory: {e}"))
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        let mut registries = BTreeMap::new();
+        let mut environments = BTreeMap::new();
+        for file in files {
+            if file.file_name().and_then(|n| n.to_str()) == Some(REGISTRIES_FILE) {
+                registries = load_registries(&file)?;
+            } else {
+                let p = load_env(&file, overrides)?;
+                if let Some(other) = environments.get(&p.environment) {
+                    let other: &EnvPolicy = other;
+                    return Err(PolicyError::new(
+                        &file,
+                        "environment",
+                        format!(
+                            "{} is also defined in {}",
+                            p.environment,
+                            other.file.display()
+                        ),
+                    ));
+                }
+                environments.insert(p.environment.clone(), p);
+            }
+        }
+        for p in environments.values() {
+            if let Some(from) = &p.promote_from {
+                if !environments.contains_key(from) {
+                    return Err(PolicyError::new(
+                        &p.file,
+                        "promote_from",
+                        format!("no policy file defines environment {from}"),
+                    ));
+                }
+            }
+        }
+        Ok(Policies {
+            dir: dir.to_owned(),
+            registries,
+            environments,
+        })
+    }
+
+    /// The policy of one environment.
+    pub fn env(&self, name: &str) -> Result<&EnvPolicy, PolicyError> {
+        let known: Vec<&str> = self.environments.keys().map(|e| e.as_str()).collect();
+        Environment::parse(name)
+            .ok()
+            .and_then(|e| self.environments.get(&e))
+            .ok_or_else(|| {
+                PolicyError::new(
+                    &self.dir,
+                    "",
+                    format!(
+                        "no policy for environment {name:?} (known: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+            })
+    }
+
+    /// Transport settings from `registries.yaml`, merged over the command line's.
+    pub fn transport(&self, mut base: TransportOptions) -> TransportOptions {
+        for (name, r) in &self.registries {
+            if let Some(e) = &r.endpoint {
+                base.endpoints.insert(name.clone(), e.clone());
+            }
+            if r.plain_http {
+                base.plain_http.insert(name.clone());
+            }
+            if let Some(ca) = &r.ca_file {
+                base.ca_files.insert(name.clone(), ca.clone());
+            }
+        }
+        base
+    }
+
+    /// Registries whose `max_concurrency` is set.
+    pub fn host_limits(&self) -> HashMap<String, usize> {
+        self.registries
+            .iter()
+            .filter_map(|(n, r)| r.max_concurrency.map(|m| (n.clone(), m)))
+            .collect()
+    }
+
+    /// Registries set to `auth: anonymous`.
+    pub fn anonymous(&self) -> HashSet<String> {
+        self.registries
+            .iter()
+            .filter(|(_, r)| r.auth == AuthKind::Anonymous)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// Deserialises a layered config into `T`, naming the key path of the first problem.
+fn deserialize<T: for<'de> Deserialize<'de>>(
+    file: &Path,
+    config: config::Config,
+) -> Result<T, PolicyError> {
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { String::new() } else { path };
+        PolicyError::new(file, key, one_line(&e.into_inner().to_string()))
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn build(
+    file: &Path,
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+) -> Result<config::Config, PolicyError> {
+    builder
+        .build()
+        .map_err(|e| PolicyError::new(file, "", one_line(&e.to_string())))
+}
+
+fn check_version(file: &Path, v: Option<u32>) -> Result<(), PolicyError> {
+    match v {
+        Some(VERSION) => Ok(()),
+        Some(other) => Err(PolicyError::new(
+            file,
+            "version",
+            format!("{other} is not supported (this ferry reads version {VERSION})"),
+        )),
+        None => Err(PolicyError::new(
+            file,
+            "version",
+            format!("missing: every policy file starts with `version: {VERSION}`"),
+        )),
+    }
+}
+
+fn yaml(file: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {
+    config::File::from(file).format(config::FileFormat::Yaml)
+}
+
+fn load_registries(file: &Path) -> Result<BTreeMap<String, RegistrySettings>, PolicyError> {
+    let config = build(file, config::Config::builder().add_source(yaml(file)))?;
+    let raw: RawRegistries = deserialize(file, config)?;
+    check_version(file, raw.version)?;
+    let mut out = BTreeMap::new();
+    for (name, r) in raw.registries {
+        let key = |k: &str| format!("registries.{name}.{k}");
+        let registry = ImageRef::parse(&format!("{name}/x"))
+            .ok()
+            .and_then(|r| r.registry().cloned())
+            .filter(|r| r.as_str() == name.to_ascii_lowercase() || name == "docker.io")
+            .ok_or_else(|| {
+                PolicyError::new(
+                    file,
+                    format!("registries.{name}"),
+                    "not a registry host[:port]",
+                )
+            })?;
+        let mut plain_http = r.plain_http.unwrap_or(false);
+        if let Some(e) = &r.endpoint {
+            let url = url::Url::parse(e)
+                .map_err(|err| PolicyError::new(file, key("endpoint"), format!("{e:?}: {err}")))?;
+            match url.scheme() {
+                "http" => plain_http = true,
+                "https" if r.plain_http == Some(true) => {
+                    return Err(PolicyError::new(
+                        file,
+                        key("plain_http"),
+                        "contradicts the https:// endpoint",
+                    ))
+                }
+                "https" => {}
+                other => {
+                    return Err(PolicyError::new(
+                        file,
+                        key("endpoint"),
+                        format!("scheme {other:?}: expected http or https"),
+                    ))
+                }
+            }
+            if url.host_str().is_none() || !matches!(url.path(), "" | "/") || url.query().is_some()
+            {
+                return Err(PolicyError::new(
+                    file,
+                    key("endpoint"),
+                    format!("{e:?}: expected scheme://host[:port] and nothing more"),
+                ));
+            }
+        }
+        if r.max_concurrency == Some(0) {
+            return Err(PolicyError::new(
+                file,
+                key("max_concurrency"),
+                "must be at least 1",
+            ));
+        }
+        let auth = match r.auth.as_deref() {
+            None | Some("docker-config") => AuthKind::DockerConfig,
+            Some("anonymous") => AuthKind::Anonymous,
+            Some(other) => {
+                return Err(PolicyError::new(
+                    file,
+                    key("auth"),
+                    format!("unknown auth kind {other:?} (known: docker-config, anonymous)"),
+                ))
+            }
+        };
+        let ca_file = r.ca_file.map(|p| relative_to(file, &p));
+        if let Some(ca) = &ca_file {
+            if !ca.is_file() {
+                return Err(PolicyError::new(
+                    file,
+                    key("ca_file"),
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
+        out.insert(
+            registry.as_str().to_owned(),
+            RegistrySettings {
+                endpoint: r.endpoint.map(|e| e.trim_end_matches('/').to_owned()),
+                plain_http,
+                ca_file,
+                auth,
+                max_concurrency: r.max_concurrency,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A path in a policy file is relative to the file's directory; `..` is resolved lexically.
+fn relative_to(file: &Path, p: &Path) -> PathBuf {
+    use std::path::Component;
+    let joined = if p.is_absolute() {
+        p.to_owned()
+    } else {
+        file.parent().unwrap_or(Path::new(".")).join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError> {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let stem_env = Environment::parse(&stem).map_err(|e| {
+        PolicyError::new(
+            file,
+            "",
+            format!("the file name must be the environment's: {e}"),
+        )
+    })?;
+    let mut builder = config::Config::builder()
+        // Built-in defaults: every platform, no protected tags.
+        .set_default("platforms", Vec::<String>::new())
+        .and_then(|b| b.set_default("protect", Vec::<String>::new()))
+        .map_err(|e| PolicyError::new(file, "", e.to_string()))?
+        .add_source(yaml(file))
+        .add_source(
+            config::Environment::with_prefix(&stem_env.env_prefix())
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("tags")
+                .with_list_parse_key("protect")
+                .with_list_parse_key("platforms")
+                .try_parsing(true),
+        );
+    if !overrides.platforms.is_empty() {
+        builder = builder
+            .set_override("platforms", overrides.platforms.clone())
+            .map_err(|e| PolicyError::new(file, "platforms", e.to_string()))?;
+    }
+    let raw: RawEnv = deserialize(file, build(file, builder)?)?;
+    check_version(file, raw.version)?;
+
+    let environment = match raw.environment.as_deref() {
+        None => stem_env.clone(),
+        Some(e) => {
+            let env =
+                Environment::parse(e).map_err(|m| PolicyError::new(file, "environment", m))?;
+            if env != stem_env {
+                return Err(PolicyError::new(
+                    file,
+                    "environment",
+                    format!("{env} does not match the file name ({stem}.yaml)"),
+                ));
+            }
+            env
+        }
+    };
+    let source_text = raw.source.ok_or_else(|| {
+        PolicyError::new(file, "source", "missing: the repository images come from")
+    })?;
+    let mut source = parse_repo(file, "source", &source_text)?;
+    if let ImageRef::Layout(l) = &mut source {
+        l.path = relative_to(file, &l.path);
+    }
+    let promote_from = raw
+        .promote_from
+        .map(|p| Environment::parse(&p).map_err(|m| PolicyError::new(file, "promote_from", m)))
+        .transpose()?;
+    if promote_from.as_ref() == Some(&environment) {
+        return Err(PolicyError::new(
+            file,
+            "promote_from",
+            "an environment cannot promote from itself",
+        ));
+    }
+    if raw.targets.is_empty() {
+        return Err(PolicyError::new(
+            file,
+            "targets",
+            "missing: at least one target",
+        ));
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for (i, t) in raw.targets.into_iter().enumerate() {
+        let key = |k: &str| format!("targets[{i}]{k}");
+        let image = match (t.registry, t.repository, t.layout) {
+            (Some(reg), Some(repo), None) => parse_repo(file, &key(""), &format!("{reg}/{repo}"))?,
+            (None, None, Some(path)) => {
+                let path = relative_to(file, &path);
+                parse_repo(
+                    file,
+                    &key(".layout"),
+                    &format!("ocidir://{}", path.display()),
+                )?
+            }
+            (Some(_), None, None) => {
+                return Err(PolicyError::new(file, key(".repository"), "missing"))
+            }
+            (None, Some(_), None) => {
+                return Err(PolicyError::new(file, key(".registry"), "missing"))
+            }
+            _ => {
+                return Err(PolicyError::new(
+                    file,
+                    key(""),
+                    "expected either registry + repository, or layout",
+                ))
+            }
+        };
+        let target = Target(image);
+        if targets.contains(&target) {
+            return Err(PolicyError::new(
+                file,
+                key(""),
+                format!("{target} is listed twice"),
+            ));
+        }
+        targets.push(target);
+    }
+    let mut tags = Vec::new();
+    let raw_tags = if raw.tags.is_empty() {
+        vec![environment.to_string()]
+    } else {
+        raw.tags
+    };
+    for (i, t) in raw_tags.iter().enumerate() {
+        let rule =
+            TagRule::parse(t).map_err(|m| PolicyError::new(file, format!("tags[{i}]"), m))?;
+        if tags.contains(&rule) {
+            return Err(PolicyError::new(
+                file,
+                format!("tags[{i}]"),
+                format!("{t:?} is listed twice"),
+            ));
+        }
+        tags.push(rule);
+    }
+    let protect = raw
+        .protect
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Pattern::parse(p).map_err(|m| PolicyError::new(file, format!("protect[{i}]"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let platforms = raw
+        .platforms
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Platform::parse(p).ok_or_else(|| {
+                PolicyError::new(
+                    file,
+                    format!("platforms[{i}]"),
+                    format!("{p:?}: expected OS/ARCH[/VARIANT]"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = EnvPolicy {
+        file: file.to_owned(),
+        environment,
+        source,
+        promote_from,
+        targets,
+        tags,
+        protect,
+        platforms,
+    };
+    let env_tag = policy.env_tag();
+    if !policy.tags.contains(&TagRule::Literal(env_tag.clone())) {
+        return Err(PolicyError::new(
+            file,
+            "tags",
+            format!(
+                "must include the environment tag \"{env_tag}\": status and rollback follow it"
+            ),
+        ));
+    }
+    if policy.is_protected(&env_tag) {
+        return Err(PolicyError::new(
+            file,
+            "protect",
+            format!("protects the environment tag \"{env_tag}\", which must move"),
+        ));
+    }
+    Ok(policy)
+}
+
+/// A repository reference with neither tag nor digest.
+fn parse_repo(file: &Path, key: &str, text: &str) -> Result<ImageRef, PolicyError> {
+    let r = ImageRef::parse(text).map_err(|e| PolicyError::new(file, key, e.to_string()))?;
+    if r.tag().is_some() || r.digest().is_some() {
+        return Err(PolicyError::new(
+            file,
+            key,
+            format!("{text:?} names a tag or digest; a policy names repositories only"),
+        ));
+    }
+    Ok(r)
+}
+
+/// True for a name `registries.yaml` may use (exposed for tests).
+pub fn is_registry_name(name: &str) -> bool {
+    Registry::new(name).as_str() == name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    const STAGING: &str = "version: 1\nenvironment: staging\nsource: ghcr.io/acme/api\ntargets:\n  - registry: 127.0.0.1:5000\n    repository: acme/api\ntags: [staging, \"{source_tag}\"]\n";
+
+    fn err(files: &[(&str, &str)]) -> String {
+        let d = dir_with(files);
+        Policies::load(d.path(), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn shipped_examples_load_and_mean_what_they_say() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let p = Policies::load(&dir, &Overrides::default()).unwrap();
+        assert_eq!(
+            p.registries["ghcr.io"].endpoint.as_deref(),
+            Some("https://ghcr.io")
+        );
+        assert_eq!(p.registries["docker.io"].max_concurrency, Some(4));
+        let prod = p.env("prod").unwrap();
+        assert_eq!(prod.source.to_string(), "ghcr.io/acme/api");
+        assert_eq!(prod.promote_from.as_ref().unwrap().as_str(), "staging");
+        let targets: Vec<String> = prod.targets.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            targets,
+            [
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/acme/api",
+                "us-docker.pkg.dev/acme-prod/containers/api",
+                "docker.io/acme/api"
+            ]
+        );
+        assert_eq!(
+            prod.tags,
+            vec![
+                TagRule::Literal(Tag::parse("prod").unwrap()),
+                TagRule::Template("{source_tag}".into())
+            ]
+        );
+        assert!(prod.is_protected(&Tag::parse("v1.2.3").unwrap()));
+        assert!(prod.is_protected(&Tag::parse("sha-abc").unwrap()));
+        assert!(!prod.is_protected(&Tag::parse("prod").unwrap()));
+        assert!(prod.platforms.is_empty());
+        assert!(p.env("staging").unwrap().promote_from.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key_path() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - registry: a.io\n    repostory: x\n",
+                "prod.yaml: targets[0].repostory: unknown field `repostory`",
+            ),
+            (
+                "prod.yaml",
+                "version: 2\nsource: a.io/x\ntargets: []\n",
+                "prod.yaml: version: 2 is not supported",
+            ),
+            (
+                "prod.yaml",
+                "source: a.io/x\n",
+                "prod.yaml: version: missing",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x:v1\ntargets:\n  - layout: out\n",
+                "prod.yaml: source: \"a.io/x:v1\" names a tag",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - registry: a.io\n    repository: UPPER\n",
+                "prod.yaml: targets[0]: invalid reference",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - registry: a.io\n",
+                "prod.yaml: targets[0].repository: missing",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - layout: a\ntags: [prod, \"{nope}\"]\n",
+                "prod.yaml: tags[1]: unknown placeholder {nope}",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - layout: a\ntags: [live]\n",
+                "prod.yaml: tags: must include the environment tag \"prod\"",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - layout: a\nprotect: [\"p*\"]\n",
+                "prod.yaml: protect: protects the environment tag",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - layout: a\nplatforms: [linux]\n",
+                "prod.yaml: platforms[0]: \"linux\": expected OS/ARCH",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nenvironment: staging\nsource: a.io/x\ntargets:\n  - layout: a\n",
+                "prod.yaml: environment: staging does not match the file name",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\npromote_from: qa\ntargets:\n  - layout: a\n",
+                "prod.yaml: promote_from: no policy file defines environment qa",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: a.io/x\ntargets:\n  - layout: a\ntags: prod\n",
+                "prod.yaml: tags: invalid type",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  ghcr.io:\n    max_concurency: 4\n",
+                "registries.yaml: registries.ghcr.io.max_concurency: unknown field",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  ghcr.io:\n    endpoint: ftp://x\n",
+                "registries.yaml: registries.ghcr.io.endpoint: scheme \"ftp\"",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  docker.io:\n    max_concurrency: many\n",
+                "registries.yaml: registries.docker.io.max_concurrency: invalid type",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  docker.io:\n    auth: kerberos\n",
+                "registries.yaml: registries.docker.io.auth: unknown auth kind \"kerberos\"",
+            ),
+        ];
+        for (name, text, want) in cases {
+            let got = err(&[(name, text)]);
+            assert!(
+                got.contains(want),
+                "{name}:\n{text}\nwant: {want}\ngot:  {got}"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_variables_override_files_and_flags_override_both() {
+        let d = dir_with(&[("staging.yaml", STAGING)]);
+        // A variable only this test uses: the prefix comes from the environment's name.
+        let d2 = dir_with(&[(
+            "envtest-x.yaml",
+            &STAGING
+                .replace("environment: staging", "environment: envtest-x")
+                .replace("[staging,", "[envtest-x,"),
+        )]);
+        std::env::set_var("FERRY_ENVTEST_X_PLATFORMS", "linux/arm64,linux/amd64");
+        std::env::set_var("FERRY_ENVTEST_X_PROTECT", "v*");
+        let p = Policies::load(d2.path(), &Overrides::default()).unwrap();
+        let e = p.env("envtest-x").unwrap();
+        assert_eq!(e.platforms.len(), 2);
+        assert_eq!(e.protect.len(), 1);
+        let p = Policies::load(
+            d2.path(),
+            &Overrides {
+                platforms: vec!["linux/s390x".into()],
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            p.env("envtest-x").unwrap().platforms[0].to_string(),
+            "linux/s390x"
+        );
+        std::env::remove_var("FERRY_ENVTEST_X_PLATFORMS");
+        std::env::remove_var("FERRY_ENVTEST_X_PROTECT");
+        let p = Policies::load(d.path(), &Overrides::default()).unwrap();
+        assert!(p.env("staging").unwrap().platforms.is_empty());
+        assert!(p
+            .env("prod")
+            .unwrap_err()
+            .to_string()
+            .contains("known: staging"));
+    }
+
+    #[test]
+    fn layout_targets_are_relative_to_the_policy_file() {
+        let d = dir_with(&[(
+            "dev.yaml",
+            "version: 1\nsource: ocidir://ci\ntargets:\n  - layout: out/a\n",
+        )]);
+        let p = Policies::load(d.path(), &Overrides::default()).unwrap();
+        let t = &p.env("dev").unwrap().targets[0];
+        assert_eq!(
+            t.to_string(),
+            format!("ocidir://{}", d.path().join("out/a").display())
+        );
+        assert_eq!(
+            p.env("dev").unwrap().moving_tags(),
+            vec![Tag::parse("dev").unwrap()]
+        );
+    }
+}

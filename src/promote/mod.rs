@@ -1,0 +1,783 @@
+//! promote: carries out promotions, rollbacks, status and history for an environment — pin, gate, copy everywhere, then flip tags everywhere, then record.
+//!
+//! Order of a promotion: pin the image to a digest; read every gate (upstream environment,
+//! protected tags) before any write; copy content to every target by digest (the copy engine,
+//! no tags); re-check that the source tag did not drift; only then move tags, target by target,
+//! reading each back; then append a record to the ledger at every target. A kill at any moment
+//! leaves tags either where they were or at complete content.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::copy::{CopyOptions, Engine, Status};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::history::{self, Kind, Record};
+use crate::manifest::{filter_index, Manifest};
+use crate::policy::{EnvPolicy, Policies};
+use crate::reference::{ImageRef, Tag};
+use crate::registry::{ManifestRef, RegistryError, Repo};
+use crate::report::Progress;
+pub use plan::{TagAction, TagMove, TargetPlan};
+
+/// Tags HEAD-checked at once per target.
+const TAG_CONCURRENCY: usize = 8;
+
+/// Policies plus the engine that talks to their registries.
+pub struct Context {
+    /// The loaded policies.
+    pub policies: Policies,
+    /// Copy options (transport, limits) derived from policies and flags.
+    pub options: CopyOptions,
+}
+
+/// How a promotion runs.
+#[derive(Clone, Debug, Default)]
+pub struct PromoteOptions {
+    /// Plan and print; write nothing.
+    pub dry_run: bool,
+    /// Override a refused `promote_from` gate, with this reason (recorded).
+    pub force_reason: Option<String>,
+}
+
+/// What happened to one tag.
+#[derive(Clone, Debug, Serialize)]
+pub struct TagOutcome {
+    /// The planned move.
+    #[serde(flatten)]
+    pub planned: TagMove,
+    /// Written and read back (false in a dry run or after a failure).
+    pub done: bool,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One target's part of a promotion or rollback.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetReport {
+    /// The target repository.
+    pub target: String,
+    /// Where the environment tag pointed before.
+    pub previous: Option<Digest>,
+    /// The copy engine's outcome for content.
+    pub content: Status,
+    /// Tags.
+    pub tags: Vec<TagOutcome>,
+    /// Rolling version tags held back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<(Tag, String)>,
+    /// What went wrong here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The outcome of `ferry promote` or `ferry rollback`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PromoteReport {
+    /// Promote or rollback.
+    pub kind: Kind,
+    /// The environment.
+    pub environment: String,
+    /// The source reference (promote) or where the digest was found (rollback).
+    pub source: String,
+    /// The digest.
+    pub digest: Digest,
+    /// A dry run.
+    pub dry_run: bool,
+    /// Set when `--force` overrode a gate: the gate's words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced_gate: Option<String>,
+    /// Per target.
+    pub targets: Vec<TargetReport>,
+    /// The history record written, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<Record>,
+    /// History writes that failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history_errors: Vec<String>,
+}
+
+impl PromoteReport {
+    /// How many targets failed (content, a tag, or history).
+    pub fn failed(&self) -> usize {
+        self.targets.iter().filter(|t| t.error.is_some()).count()
+    }
+}
+
+impl Context {
+    fn engine(&self, dry_run: bool, policy: Option<&EnvPolicy>) -> Engine {
+        let mut options = self.options.clone();
+        options.dry_run = dry_run;
+        if let Some(p) = policy {
+            options.platforms = p.platforms.clone();
+        }
+        Engine::new(options)
+    }
+
+    fn open_targets(
+        &self,
+        engine: &Engine,
+        policy: &EnvPolicy,
+        push: bool,
+    ) -> Result<Vec<Arc<dyn Repo>>> {
+        policy
+            .targets
+            .iter()
+            .map(|t| {
+                engine
+                    .open(t.image(), push)
+                    .map_err(|e| Error::Failed(format!("{t}: {e}")))
+            })
+            .collect()
+    }
+
+    /// Parses the IMAGE argument: a full reference in the policy's source repository, or just `:TAG` / `@DIGEST`.
+    fn image_ref(&self, policy: &EnvPolicy, image: &str) -> Result<ImageRef> {
+        let r = if image.starts_with(':') || image.starts_with('@') {
+            ImageRef::parse(&format!("{}{image}", policy.source.repository_name()))?
+        } else {
+            ImageRef::parse(image)?
+        };
+        if r.repository_name() != policy.source.repository_name() {
+            return Err(Error::Usage(format!(
+                "{image} is not from {}'s source {} (see {})",
+                policy.environment,
+                policy.source.repository_name(),
+                policy.file.display()
+            )));
+        }
+        Ok(r.or_latest())
+    }
+
+    /// `ferry promote ENV IMAGE`.
+    pub async fn promote(
+        &self,
+        env: &str,
+        image: &str,
+        opts: &PromoteOptions,
+        progress: &dyn Fn(usize) -> Progress,
+    ) -> Result<PromoteReport> {
+        let policy = self
+            .policies
+            .env(env)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let source = self.image_ref(policy, image)?;
+        let engine = self.engine(opts.dry_run, Some(policy));
+        let source_err = |e: RegistryError| Error::Source {
+            reference: source.to_string(),
+            source: Box::new(e),
+        };
+
+        // 1. Pin: one read of the root; with platforms, the digest is the filtered index's.
+        let src = engine.open(&source, false).map_err(source_err)?;
+        let given = match (source.digest(), source.tag()) {
+            (Some(d), _) => ManifestRef::Digest(d.clone()),
+            (None, Some(t)) => ManifestRef::Tag(t.clone()),
+            (None, None) => unreachable!("or_latest gives a tag"),
+        };
+        let original = src.manifest_get(&given, None).await.map_err(source_err)?;
+        let root = pick_platforms(&original, policy, &source)?;
+        let digest = root.digest.clone();
+        let pinned = source.pinned(&original.digest);
+        tracing::info!(%source, %digest, "pinned");
+
+        // 2. Gates, all read before any write.
+        let mut forced_gate = None;
+        if let Some(up) = &policy.promote_from {
+            let upstream = self
+                .policies
+                .env(up.as_str())
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            let up_engine = self.engine(true, None);
+            let up_tag = upstream.env_tag();
+            let states = futures::future::join_all(upstream.targets.iter().map(|t| {
+                let up_engine = &up_engine;
+                let up_tag = &up_tag;
+                async move {
+                    let repo = up_engine
+                        .open(t.image(), false)
+                        .map_err(|e| format!("{t}: {e}"))?;
+                    let d = repo
+                        .manifest_head(&ManifestRef::Tag(up_tag.clone()))
+                        .await
+                        .map_err(|e| format!("{t}: {e}"))?;
+                    Ok::<_, String>((t.to_string(), d.map(|i| i.digest)))
+                }
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| Error::Failed(format!("cannot check the {up} gate: {e}")))?;
+            if let Err(refusal) = plan::check_upstream(env, up.as_str(), &digest, &states) {
+                match &opts.force_reason {
+                    Some(_) => {
+                        tracing::warn!("gate overridden with --force: {refusal}");
+                        forced_gate = Some(refusal);
+                    }
+                    None => return Err(Error::Gate(refusal)),
+                }
+            }
+        }
+        let repos = self.open_targets(&engine, policy, !opts.dry_run)?;
+        let source_tag = source.tag().filter(|_| source.digest().is_none());
+        let plans = self.plan_tags(policy, &repos, &digest, source_tag).await?;
+
+        // 3. Content everywhere, by digest only.
+        let target_refs: Vec<ImageRef> = policy.targets.iter().map(|t| t.image().clone()).collect();
+        let copy = engine
+            .copy(&pinned, &target_refs, &progress(target_refs.len()))
+            .await?;
+        if copy.digest != digest {
+            return Err(Error::Failed(format!(
+                "copied {} but pinned {digest}: the platform filter is not deterministic",
+                copy.digest
+            )));
+        }
+        let mut targets: Vec<TargetReport> = plans
+            .into_iter()
+            .zip(&copy.destinations)
+            .map(|(p, c)| TargetReport {
+                target: p.target.clone(),
+                previous: p.previous.clone(),
+                content: c.status,
+                tags: p
+                    .tags
+                    .iter()
+                    .map(|m| TagOutcome {
+                        planned: m.clone(),
+                        done: false,
+                        error: None,
+                    })
+                    .collect(),
+                held: p.held.clone(),
+                error: c.error.clone().map(|e| format!("content: {e}")),
+            })
+            .collect();
+        let mut report = PromoteReport {
+            kind: Kind::Promote,
+            environment: env.to_owned(),
+            source: source.to_string(),
+            digest: digest.clone(),
+            dry_run: opts.dry_run,
+            forced_gate,
+            targets: Vec::new(),
+            record: None,
+            history_errors: Vec::new(),
+        };
+        if opts.dry_run || targets.iter().any(|t| t.error.is_some()) {
+            // All or nothing: no tag moves unless every target holds the content.
+            report.targets = targets;
+            return Ok(report);
+        }
+
+        // 4. Drift: the source tag must still name what was pinned.
+        if let ManifestRef::Tag(t) = &given {
+            let now = src.manifest_head(&given).await.map_err(source_err)?;
+            let now = now.map(|i| i.digest);
+            if now.as_ref() != Some(&original.digest) {
+                return Err(Error::Failed(format!(
+                    "source tag {t} drifted during the promotion: pinned {}, now {}; no tag was moved",
+                    original.digest,
+                    now.map_or("missing".to_owned(), |d| d.to_string())
+                )));
+            }
+        }
+
+        // 5. Flip tags everywhere, read each back.
+        flip_all(&repos, &mut targets, &root).await;
+        let moved = targets
+            .iter()
+            .any(|t| t.tags.iter().any(|o| o.planned.action != TagAction::Keep));
+        report.targets = targets;
+        if report.failed() > 0 || !moved {
+            return Ok(report);
+        }
+
+        // 6. Record.
+        let mut record = Record::new(Kind::Promote, &policy.environment, &digest);
+        record.source = Some(format!("{}@{}", source, original.digest));
+        record.forced = report.forced_gate.as_ref().and(opts.force_reason.clone());
+        self.record(&repos, &mut report, record).await;
+        Ok(report)
+    }
+
+    /// HEADs every wanted tag at every target (and lists tags where `semver` needs them), then plans.
+    async fn plan_tags(
+        &self,
+        policy: &EnvPolicy,
+        repos: &[Arc<dyn Repo>],
+        digest: &Digest,
+        source_tag: Option<&Tag>,
+    ) -> Result<Vec<TargetPlan>> {
+        let needs_list = policy
+            .tags
+            .iter()
+            .any(|r| matches!(r, crate::policy::TagRule::Semver))
+            && source_tag.is_some_and(|t| crate::policy::tags::version_of(t.as_str()).is_some());
+        let results = futures::future::join_all(policy.targets.iter().zip(repos).map(
+            |(t, repo)| async move {
+                let name = t.to_string();
+                let existing = if needs_list {
+                    repo.tags_list().await.map_err(|e| format!("{name}: {e}"))?
+                } else {
+                    Vec::new()
+                };
+                let (wanted, held) = plan::wanted_tags(policy, source_tag, &existing)
+                    .map_err(|e| format!("{name}: {e}"))?;
+                let current = head_tags(&**repo, &wanted)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
+                Ok::<_, String>(plan::plan_target(
+                    policy, &name, digest, &current, wanted, held,
+                ))
+            },
+        ))
+        .await;
+        let mut plans = Vec::new();
+        let mut refusals = Vec::new();
+        for r in results {
+            match r.map_err(Error::Failed)? {
+                Ok(p) => plans.push(p),
+                Err(refusal) => refusals.push(refusal),
+            }
+        }
+        if !refusals.is_empty() {
+            return Err(Error::Gate(refusals.join("; ")));
+        }
+        Ok(plans)
+    }
+
+    async fn record(
+        &self,
+        repos: &[Arc<dyn Repo>],
+        report: &mut PromoteReport,
+        mut record: Record,
+    ) {
+        record.environment = report.environment.clone();
+        record.previous = report
+            .targets
+            .iter()
+            .map(|t| (t.target.clone(), t.previous.clone()))
+            .collect();
+        let mut tags: Vec<String> = Vec::new();
+        for t in &report.targets {
+            for o in &t.tags {
+                if !tags.contains(&o.planned.tag.to_string()) {
+                    tags.push(o.planned.tag.to_string());
+                }
+            }
+        }
+        record.tags = tags;
+        let env = crate::policy::Environment::parse(&report.environment)
+            .expect("the report's environment came from a policy");
+        let results =
+            futures::future::join_all(repos.iter().map(|r| history::append(&**r, &env, &record)))
+                .await;
+        for (t, r) in report.targets.iter_mut().zip(results) {
+            if let Err(e) = r {
+                report.history_errors.push(e.to_string());
+                t.error.get_or_insert_with(|| e.to_string());
+            }
+        }
+        report.record = Some(record);
+    }
+
+    /// `ferry rollback ENV`.
+    pub async fn rollback(
+        &self,
+        env: &str,
+        to: Option<&str>,
+        steps: usize,
+        dry_run: bool,
+        progress: &dyn Fn(usize) -> Progress,
+    ) -> Result<PromoteReport> {
+        let policy = self
+            .policies
+            .env(env)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let engine = self.engine(dry_run, None);
+        let repos = self.open_targets(&engine, policy, !dry_run)?;
+        let (records, errors) = history::read_all(&repos, &policy.environment).await;
+        for e in &errors {
+            tracing::warn!("{e}");
+        }
+        if errors.len() == repos.len() {
+            return Err(Error::Failed(format!(
+                "cannot read {env}'s history at any target: {}",
+                errors[0]
+            )));
+        }
+        let digest = match to {
+            None => plan::rollback_digest(&records, steps).map_err(Error::Usage)?,
+            Some(s) if s.starts_with("sha256:") => {
+                Digest::parse(s).map_err(|e| Error::Usage(format!("--to {s}: {e}")))?
+            }
+            Some(tag) => {
+                let tag = Tag::parse(tag)
+                    .map_err(|e| Error::Usage(format!("--to {tag}: {}", e.reason())))?;
+                self.resolve_tag_at_targets(&repos, &tag).await?
+            }
+        };
+
+        // Where each target is now, and whether it holds the whole image.
+        let moving = policy.moving_tags();
+        let mut targets = Vec::new();
+        let mut roots: Vec<Option<Manifest>> = Vec::new();
+        for (t, repo) in policy.targets.iter().zip(&repos) {
+            let name = t.to_string();
+            let current = head_tags(&**repo, &moving).await;
+            let mut report = TargetReport {
+                target: name.clone(),
+                previous: None,
+                content: Status::UpToDate,
+                tags: Vec::new(),
+                held: Vec::new(),
+                error: None,
+            };
+            let current = match current {
+                Ok(c) => c,
+                Err(e) => {
+                    report.error = Some(e.to_string());
+                    targets.push(report);
+                    roots.push(None);
+                    continue;
+                }
+            };
+            let plan =
+                plan::plan_target(policy, &name, &digest, &current, moving.clone(), Vec::new())
+                    .map_err(Error::Gate)?;
+            report.previous = plan.previous.clone();
+            report.tags = plan
+                .tags
+                .into_iter()
+                .map(|m| TagOutcome {
+                    planned: m,
+                    done: false,
+                    error: None,
+                })
+                .collect();
+            let missing = engine.missing_content(&**repo, &digest).await;
+            match missing {
+                Ok(m) if m.is_empty() => {}
+                Ok(m) => {
+                    report.content = if dry_run {
+                        Status::Planned
+                    } else {
+                        Status::Copied
+                    };
+                    if !dry_run {
+                        tracing::info!(target = %name, missing = m.len(), "re-copying from the source");
+                        let copy = engine
+                            .copy(
+                                &policy.source.pinned(&digest),
+                                &[t.image().clone()],
+                                &progress(1),
+                            )
+                            .await;
+                        let failure = match copy {
+                            Ok(c) if c.failed() == 0 => None,
+                            Ok(c) => c.destinations[0].error.clone(),
+                            Err(e) => Some(e.to_string()),
+                        };
+                        if let Some(f) = failure {
+                            report.content = Status::Failed;
+                            report.error = Some(format!(
+                                "{digest} is incomplete here ({}) and the source cannot supply it: {f}",
+                                m[0]
+                            ));
+                        }
+                    }
+                }
+                Err(e) => report.error = Some(e.to_string()),
+            }
+            let root = if report.error.is_none() && !dry_run {
+                match repo
+                    .manifest_get(&ManifestRef::Digest(digest.clone()), None)
+                    .await
+                {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        report.error = Some(e.to_string());
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            roots.push(root);
+            targets.push(report);
+        }
+        let mut report = PromoteReport {
+            kind: Kind::Rollback,
+            environment: env.to_owned(),
+            source: match to {
+                Some(t) => format!("--to {t}"),
+                None => format!("{steps} back in {env}'s history"),
+            },
+            digest: digest.clone(),
+            dry_run,
+            forced_gate: None,
+            targets: Vec::new(),
+            record: None,
+            history_errors: Vec::new(),
+        };
+        if dry_run {
+            report.targets = targets;
+            return Ok(report);
+        }
+        let flips = targets
+            .iter_mut()
+            .zip(&repos)
+            .zip(&roots)
+            .filter_map(|((t, r), m)| m.as_ref().map(|m| flip_target(&**r, t, m)));
+        futures::future::join_all(flips).await;
+        report.targets = targets;
+        let record = Record::new(Kind::Rollback, &policy.environment, &digest);
+        let ok: Vec<Arc<dyn Repo>> = report
+            .targets
+            .iter()
+            .zip(&repos)
+            .filter(|(t, _)| t.error.is_none())
+            .map(|(_, r)| r.clone())
+            .collect();
+        if !ok.is_empty() {
+            self.record(&ok, &mut report, record).await;
+        }
+        Ok(report)
+    }
+
+    async fn resolve_tag_at_targets(&self, repos: &[Arc<dyn Repo>], tag: &Tag) -> Result<Digest> {
+        let mut found: Vec<(String, Digest)> = Vec::new();
+        for r in repos {
+            if let Ok(Some(i)) = r.manifest_head(&ManifestRef::Tag(tag.clone())).await {
+                found.push((r.name(), i.digest));
+            }
+        }
+        match found.as_slice() {
+            [] => Err(Error::Usage(format!("--to {tag}: no target has that tag"))),
+            [(_, d), rest @ ..] if rest.iter().all(|(_, o)| o == d) => Ok(d.clone()),
+            _ => Err(Error::Usage(format!(
+                "--to {tag}: targets disagree ({}); give --to DIGEST",
+                found
+                    .iter()
+                    .map(|(n, d)| format!("{n} has {d}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// `ferry status ENV`.
+    pub async fn status(&self, env: &str) -> Result<StatusReport> {
+        let policy = self
+            .policies
+            .env(env)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let engine = self.engine(true, None);
+        let repos = self.open_targets(&engine, policy, false)?;
+        let tag = policy.env_tag();
+        let (records, errors) = history::read_all(&repos, &policy.environment).await;
+        let tag_ref = ManifestRef::Tag(tag.clone());
+        let heads =
+            futures::future::join_all(repos.iter().map(|r| r.manifest_head(&tag_ref))).await;
+        let last = records.last();
+        let targets: Vec<TargetStatus> = policy
+            .targets
+            .iter()
+            .zip(heads)
+            .map(|(t, h)| {
+                let name = t.to_string();
+                match h {
+                    Ok(info) => {
+                        let digest = info.map(|i| i.digest);
+                        let since = digest.as_ref().and_then(|d| {
+                            records
+                                .iter()
+                                .rev()
+                                .find(|r| &r.digest == d)
+                                .map(|r| r.time.clone())
+                        });
+                        TargetStatus {
+                            target: name,
+                            digest,
+                            since,
+                            error: None,
+                        }
+                    }
+                    Err(e) => TargetStatus {
+                        target: name,
+                        digest: None,
+                        since: None,
+                        error: Some(e.to_string()),
+                    },
+                }
+            })
+            .collect();
+        let mut drift = Vec::new();
+        let digests: Vec<&Option<Digest>> = targets.iter().map(|t| &t.digest).collect();
+        let agree =
+            targets.iter().all(|t| t.error.is_none()) && digests.windows(2).all(|w| w[0] == w[1]);
+        if !agree {
+            drift.push("targets disagree".to_owned());
+        }
+        if let Some(r) = last {
+            for t in &targets {
+                if t.error.is_none() && t.digest.as_ref() != Some(&r.digest) {
+                    drift.push(format!(
+                        "{} has {} but history says {} ({} {})",
+                        t.target,
+                        t.digest
+                            .as_ref()
+                            .map_or("no tag".to_owned(), |d| d.to_string()),
+                        r.digest,
+                        r.time,
+                        serde_json::to_value(r.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        Ok(StatusReport {
+            environment: env.to_owned(),
+            tag: tag.to_string(),
+            agree,
+            drift,
+            targets,
+            history_errors: errors.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// `ferry history ENV`.
+    pub async fn history(&self, env: &str) -> Result<(Vec<Record>, Vec<String>)> {
+        let policy = self
+            .policies
+            .env(env)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let engine = self.engine(true, None);
+        let repos = self.open_targets(&engine, policy, false)?;
+        let (records, errors) = history::read_all(&repos, &policy.environment).await;
+        if !errors.is_empty() && errors.len() == repos.len() {
+            return Err(Error::Failed(errors[0].to_string()));
+        }
+        Ok((records, errors.iter().map(ToString::to_string).collect()))
+    }
+}
+
+/// Where an environment stands at one target.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetStatus {
+    /// The target repository.
+    pub target: String,
+    /// Where the environment tag points.
+    pub digest: Option<Digest>,
+    /// When it got there, from history.
+    pub since: Option<String>,
+    /// Why it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `ferry status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    /// The environment.
+    pub environment: String,
+    /// Its tag.
+    pub tag: String,
+    /// Whether every target is readable and points at the same digest.
+    pub agree: bool,
+    /// What is out of line (empty when all is well).
+    pub drift: Vec<String>,
+    /// Per target.
+    pub targets: Vec<TargetStatus>,
+    /// Ledgers that could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history_errors: Vec<String>,
+}
+
+/// With platforms in the policy: the filtered index; otherwise the manifest itself.
+fn pick_platforms(m: &Manifest, policy: &EnvPolicy, source: &ImageRef) -> Result<Manifest> {
+    if policy.platforms.is_empty() {
+        return Ok(m.clone());
+    }
+    if !m.is_index() {
+        return Err(Error::Usage(format!(
+            "{} lists platforms, and {source} is a single image",
+            policy.file.display()
+        )));
+    }
+    let source_err = |e: RegistryError| Error::Source {
+        reference: source.to_string(),
+        source: Box::new(e),
+    };
+    let bytes = filter_index(m, &policy.platforms)
+        .map_err(|e| source_err(e.into()))?
+        .ok_or_else(|| Error::Usage(format!("{source} has none of the policy's platforms")))?;
+    Manifest::parse(bytes, Some(&m.media_type)).map_err(|e| source_err(e.into()))
+}
+
+/// Where each tag points at one store (`None`: absent).
+async fn head_tags(
+    repo: &dyn Repo,
+    tags: &[Tag],
+) -> std::result::Result<BTreeMap<Tag, Option<Digest>>, RegistryError> {
+    stream::iter(tags)
+        .map(|t| async move {
+            repo.manifest_head(&ManifestRef::Tag(t.clone()))
+                .await
+                .map(|i| (t.clone(), i.map(|i| i.digest)))
+        })
+        .buffered(TAG_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn flip_all(repos: &[Arc<dyn Repo>], targets: &mut [TargetReport], root: &Manifest) {
+    let flips = targets
+        .iter_mut()
+        .zip(repos)
+        .map(|(t, r)| flip_target(&**r, t, root));
+    futures::future::join_all(flips).await;
+}
+
+/// Writes a target's tags one by one, each read back; stops at the first failure.
+async fn flip_target(repo: &dyn Repo, t: &mut TargetReport, root: &Manifest) {
+    for o in &mut t.tags {
+        if o.planned.action == TagAction::Keep {
+            o.done = true;
+            continue;
+        }
+        let tag = ManifestRef::Tag(o.planned.tag.clone());
+        let result = match repo.manifest_put(&tag, root).await {
+            Err(e) => Err(format!("failed to set tag {}: {e}", o.planned.tag)),
+            Ok(()) => match repo.manifest_head(&tag).await {
+                Ok(Some(i)) if i.digest == root.digest => Ok(()),
+                Ok(other) => Err(format!(
+                    "tag {} reads back as {}, not {}",
+                    o.planned.tag,
+                    other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
+                    root.digest
+                )),
+                Err(e) => Err(format!("failed to read back tag {}: {e}", o.planned.tag)),
+            },
+        };
+        match result {
+            Ok(()) => o.done = true,
+            Err(e) => {
+                o.error = Some(e.clone());
+                t.error = Some(e);
+                return;
+            }
+        }
+    }
+}
