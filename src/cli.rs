@@ -324,12 +324,17 @@ fn finish_promote(report: &crate::promote::PromoteReport, output: Format) -> Res
     let mut stdout = std::io::stdout().lock();
     report::write_promote(&mut stdout, report, output)?;
     stdout.flush()?;
-    match report.failed() {
-        0 => Ok(()),
-        failed => Err(Error::Partial {
-            failed,
-            total: report.targets.len(),
-        }),
+    match report
+        .targets
+        .iter()
+        .find_map(|t| Some((&t.target, t.error.as_ref()?)))
+    {
+        None => Ok(()),
+        Some((target, e)) => Err(Error::Failed(format!(
+            "{} of {} targets failed; {target}: {e}",
+            report.failed(),
+            report.targets.len()
+        ))),
     }
 }
 

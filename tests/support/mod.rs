@@ -1,6 +1,7 @@
 //! Test bed: real registries (Debian's docker-registry) started on loopback ports in several auth modes, a token server, TLS material, and skopeo as an independent client.
 #![allow(dead_code)]
 
+pub mod bed;
 pub mod registry;
 pub mod skopeo;
 pub mod tls;

@@ -1,0 +1,89 @@
+//! The test bed: a temporary directory with a Docker config for chosen registries, generated images, and ferry run as a process.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use ferry::sample::{ImageSpec, Layout, Written};
+use serde_json::Value;
+
+use super::registry::TestRegistry;
+
+/// A place for generated layouts and the Docker config ferry reads credentials from.
+pub struct Bed {
+    /// Layouts, the Docker config, policies.
+    pub dir: tempfile::TempDir,
+}
+
+impl Bed {
+    pub fn new(regs: &[&TestRegistry]) -> Bed {
+        let logins: Vec<(String, String, String)> = regs
+            .iter()
+            .filter_map(|r| Some((r.host(), r.username()?.to_owned(), r.password()?.to_owned())))
+            .collect();
+        Bed::with_logins(&logins)
+    }
+
+    /// A bed whose Docker config holds exactly these (host, user, password) logins.
+    pub fn with_logins(logins: &[(String, String, String)]) -> Bed {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut auths = serde_json::Map::new();
+        for (host, u, p) in logins {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            auths.insert(host.clone(), serde_json::json!({ "auth": auth }));
+        }
+        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+        std::fs::write(
+            dir.path().join("docker/config.json"),
+            serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
+        )
+        .unwrap();
+        Bed { dir }
+    }
+
+    pub fn layout(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Adds a default sample image under `tag` to the bed's "images" layout; returns it and its `ocidir://` reference.
+    pub fn image(&self, tag: &str, seed: u64) -> (Written, String) {
+        let layout = Layout::create(&self.layout("images")).unwrap();
+        let w = layout
+            .add_image(&ImageSpec {
+                tag: tag.into(),
+                seed,
+                ..ImageSpec::default()
+            })
+            .unwrap();
+        (
+            w,
+            format!("ocidir://{}:{tag}", self.layout("images").display()),
+        )
+    }
+
+    pub fn ferry(&self, args: &[&str]) -> Output {
+        std::process::Command::new(super::ferry_bin())
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    pub fn ferry_ok(&self, args: &[&str]) -> Value {
+        let out = self.ferry(args);
+        assert!(
+            out.status.success(),
+            "ferry {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+}
+
+/// A command's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
