@@ -270,25 +270,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::History(args) => {
             let ctx = context(&dir, &args.env.connect, &[])?;
-            let (records, errors) = ctx.history(&args.env.env).await?;
-            for e in errors {
-                tracing::warn!("{e}");
-            }
+            let records = ctx.history(&args.env.env).await?;
             let newest: Vec<_> = records.into_iter().rev().take(args.limit).collect();
             let mut stdout = std::io::stdout().lock();
             report::write_history(&mut stdout, &newest, args.env.output)?;
             Ok(stdout.flush()?)
         }
         Command::Policy(PolicyCommand::Check { output }) => {
-            let policies = Policies::load(&dir, &Overrides::default())
-                .map_err(|e| Error::Usage(e.to_string()))?;
+            let policies = Policies::load(&dir, &Overrides::default())?;
             let mut stdout = std::io::stdout().lock();
-            match output {
-                Format::Json => serde_json::to_writer_pretty(&mut stdout, &policies)
-                    .map_err(std::io::Error::other)?,
-                Format::Text => serde_yaml_like(&mut stdout, &policies)?,
-            }
-            writeln!(stdout)?;
+            report::write_policies(&mut stdout, &policies, output)?;
             Ok(stdout.flush()?)
         }
         Command::Demo(args) => demo(args).await,
@@ -300,7 +291,7 @@ fn context(dir: &std::path::Path, connect: &ConnectArgs, platforms: &[String]) -
     let overrides = Overrides {
         platforms: platforms.to_vec(),
     };
-    let policies = Policies::load(dir, &overrides).map_err(|e| Error::Usage(e.to_string()))?;
+    let policies = Policies::load(dir, &overrides)?;
     let options = CopyOptions {
         transport: policies.transport(connect.transport()?),
         host_limits: policies.host_limits(),
@@ -336,63 +327,6 @@ fn finish_promote(report: &crate::promote::PromoteReport, output: Format) -> Res
             report.targets.len()
         ))),
     }
-}
-
-/// The resolved policies as indented text.
-fn serde_yaml_like(out: &mut dyn Write, p: &Policies) -> std::io::Result<()> {
-    writeln!(out, "policies in {}", p.dir.display())?;
-    for (name, r) in &p.registries {
-        writeln!(
-            out,
-            "registry {name}: endpoint {}, auth {:?}, plain_http {}, max_concurrency {}",
-            r.endpoint.as_deref().unwrap_or("(default)"),
-            r.auth,
-            r.plain_http,
-            r.max_concurrency
-                .map_or("(default)".to_owned(), |m| m.to_string())
-        )?;
-    }
-    for e in p.environments.values() {
-        writeln!(out, "environment {} ({})", e.environment, e.file.display())?;
-        writeln!(out, "  source: {}", e.source.repository_name())?;
-        if let Some(f) = &e.promote_from {
-            writeln!(out, "  promote_from: {f}")?;
-        }
-        for t in &e.targets {
-            writeln!(out, "  target: {t}")?;
-        }
-        let list = |v: Vec<String>| {
-            if v.is_empty() {
-                "(none)".to_owned()
-            } else {
-                v.join(", ")
-            }
-        };
-        writeln!(
-            out,
-            "  tags: {}",
-            list(e.tags.iter().map(ToString::to_string).collect())
-        )?;
-        writeln!(
-            out,
-            "  protect: {}",
-            list(e.protect.iter().map(|p| String::from(p.clone())).collect())
-        )?;
-        writeln!(
-            out,
-            "  platforms: {}",
-            if e.platforms.is_empty() {
-                "all".to_owned()
-            } else {
-                e.platforms
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        )?;
-    }
-    write!(out, "all policies valid")
 }
 
 async fn copy(args: CopyArgs) -> Result<()> {
@@ -517,7 +451,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     finish_promote(&r, args.output)?;
     say("ferry status prod".into());
     let status = ctx.status("prod").await?;
-    let (records, _) = ctx.history("prod").await?;
+    let records = ctx.history("prod").await?;
     let mut stdout = std::io::stdout().lock();
     report::write_status(&mut stdout, &status, args.output)?;
     drop(stdout);

@@ -18,6 +18,9 @@ pub enum Error {
     /// A reference could not be parsed.
     #[error(transparent)]
     Reference(#[from] InvalidReference),
+    /// A policy file is wrong.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// Flags or configuration were wrong.
     #[error("{0}")]
     Usage(String),
@@ -53,7 +56,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Reference(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::Reference(_) | Error::Policy(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Gate(_) => EXIT_GATE,
             Error::Source { .. } | Error::Partial { .. } | Error::Failed(_) | Error::Output(_) => {
                 EXIT_FAILED

@@ -125,11 +125,19 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
+/// Writes one pretty JSON document and a newline.
+pub fn write_json<T: serde::Serialize + ?Sized>(
+    out: &mut dyn Write,
+    value: &T,
+) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
 /// Writes a copy report in the chosen format.
 pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> std::io::Result<()> {
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut *out, report)?;
-        return writeln!(out);
+        return write_json(out, report);
     }
     match &report.filtered_from {
         Some(from) => writeln!(
@@ -196,8 +204,7 @@ pub fn write_promote(
 ) -> std::io::Result<()> {
     use crate::promote::TagAction;
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut *out, r)?;
-        return writeln!(out);
+        return write_json(out, r);
     }
     let verb = match r.kind {
         crate::history::Kind::Promote => "promote",
@@ -277,8 +284,7 @@ pub fn write_status(
     format: Format,
 ) -> std::io::Result<()> {
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut *out, r)?;
-        return writeln!(out);
+        return write_json(out, r);
     }
     writeln!(
         out,
@@ -318,8 +324,7 @@ pub fn write_history(
     format: Format,
 ) -> std::io::Result<()> {
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut *out, records)?;
-        return writeln!(out);
+        return write_json(out, records);
     }
     for r in records {
         let kind = match r.kind {
@@ -347,4 +352,68 @@ pub fn write_history(
         )?;
     }
     Ok(())
+}
+
+/// Writes the resolved policies (`ferry policy check`).
+pub fn write_policies(
+    out: &mut dyn Write,
+    p: &crate::policy::Policies,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        return write_json(out, p);
+    }
+    writeln!(out, "policies in {}", p.dir.display())?;
+    for (name, r) in &p.registries {
+        writeln!(
+            out,
+            "registry {name}: endpoint {}, auth {:?}, plain_http {}, max_concurrency {}",
+            r.endpoint.as_deref().unwrap_or("(default)"),
+            r.auth,
+            r.plain_http,
+            r.max_concurrency
+                .map_or("(default)".to_owned(), |m| m.to_string())
+        )?;
+    }
+    for e in p.environments.values() {
+        writeln!(out, "environment {} ({})", e.environment, e.file.display())?;
+        writeln!(out, "  source: {}", e.source.repository_name())?;
+        if let Some(f) = &e.promote_from {
+            writeln!(out, "  promote_from: {f}")?;
+        }
+        for t in &e.targets {
+            writeln!(out, "  target: {t}")?;
+        }
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "(none)".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        writeln!(
+            out,
+            "  tags: {}",
+            list(e.tags.iter().map(ToString::to_string).collect())
+        )?;
+        writeln!(
+            out,
+            "  protect: {}",
+            list(e.protect.iter().map(|p| String::from(p.clone())).collect())
+        )?;
+        writeln!(
+            out,
+            "  platforms: {}",
+            if e.platforms.is_empty() {
+                "all".to_owned()
+            } else {
+                e.platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )?;
+    }
+    writeln!(out, "all policies valid")
 }

@@ -120,9 +120,7 @@ impl World {
     }
 
     fn ferry(&self, args: &[&str]) -> std::process::Output {
-        let a = self.args(args);
-        self.bed
-            .ferry(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        self.bed.command(&self.args(args)).output().unwrap()
     }
 
     fn ferry_ok(&self, args: &[&str]) -> Value {
@@ -409,9 +407,9 @@ fn sigkill_never_leaves_a_tag_on_incomplete_content() {
         let img = w.pushed_big(&tag, 100 + round as u64);
         let marks = w.log_marks();
         let a = w.args(&["promote", "staging", &format!(":{tag}"), "--output", "json"]);
-        let mut child = std::process::Command::new(support::ferry_bin())
-            .args(&a)
-            .env("DOCKER_CONFIG", w.bed.dir.path().join("docker"))
+        let mut child = w
+            .bed
+            .command(&a)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -469,10 +467,7 @@ fn concurrent_promotions_lose_no_record_silently() {
     w.ferry_ok(&["promote", "staging", ":sha-1111111"]);
     let spawn = |tag: &str| {
         let a = w.args(&["promote", "staging", tag, "--output", "json"]);
-        std::process::Command::new(support::ferry_bin())
-            .args(&a)
-            .env("DOCKER_CONFIG", w.bed.dir.path().join("docker"))
-            .output()
+        w.bed.command(&a).output()
     };
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| spawn(":sha-2222222"));

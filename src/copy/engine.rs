@@ -168,6 +168,33 @@ impl Dest {
     }
 }
 
+/// A source read once: its store, its root manifest (after any platform filter).
+pub struct Resolved {
+    /// The source as given.
+    pub reference: ImageRef,
+    /// Its store, opened for reading.
+    pub src: Arc<dyn Repo>,
+    /// The root manifest copied: the source's own, or the platform-filtered index.
+    pub root: Manifest,
+    /// When a platform filter made a new index: the source index's digest.
+    pub filtered_from: Option<Digest>,
+}
+
+impl Resolved {
+    /// The digest the source reference itself resolved to (before any platform filter).
+    pub fn source_digest(&self) -> &Digest {
+        self.filtered_from.as_ref().unwrap_or(&self.root.digest)
+    }
+}
+
+/// What [`Engine::check_complete`] found.
+pub struct Completeness {
+    /// The root manifest, when the store has it.
+    pub root: Option<Manifest>,
+    /// What is missing (`manifest sha256:…`, `blob sha256:…`); empty when the image is complete.
+    pub missing: Vec<String>,
+}
+
 /// Copies images; keeps what it learnt (blobs present where) for the whole run.
 pub struct Engine {
     transport: Transport,
@@ -212,13 +239,8 @@ impl Engine {
         })
     }
 
-    /// Copies `source` to every destination; per-destination failures are in the report, not the error.
-    pub async fn copy(
-        &self,
-        source: &ImageRef,
-        dests: &[ImageRef],
-        progress: &Progress,
-    ) -> Result<CopyReport> {
+    /// Reads the source's root once (filtered to the chosen platforms, if any): everything after is by digest.
+    pub async fn resolve(&self, source: &ImageRef) -> Result<Resolved> {
         let source_err = |e: RegistryError| Error::Source {
             reference: source.to_string(),
             source: Box::new(e),
@@ -264,6 +286,40 @@ impl Engine {
                 Manifest::parse(bytes, Some(&root.media_type)).map_err(|e| source_err(e.into()))?;
         }
         tracing::info!(source = %source, digest = %root.digest, "resolved source");
+        Ok(Resolved {
+            reference: source.clone(),
+            src,
+            root,
+            filtered_from,
+        })
+    }
+
+    /// Copies `source` to every destination; per-destination failures are in the report, not the error.
+    pub async fn copy(
+        &self,
+        source: &ImageRef,
+        dests: &[ImageRef],
+        progress: &Progress,
+    ) -> Result<CopyReport> {
+        let resolved = self.resolve(source).await?;
+        self.copy_resolved(&resolved, dests, progress).await
+    }
+
+    /// Copies an already resolved source to every destination.
+    pub async fn copy_resolved(
+        &self,
+        resolved: &Resolved,
+        dests: &[ImageRef],
+        progress: &Progress,
+    ) -> Result<CopyReport> {
+        let source = &resolved.reference;
+        let source_err = |e: RegistryError| Error::Source {
+            reference: source.to_string(),
+            source: Box::new(e),
+        };
+        let src = resolved.src.clone();
+        let root = resolved.root.clone();
+        let filtered_from = resolved.filtered_from.clone();
 
         let push = !self.options.dry_run;
         let dests: Vec<Dest> = dests
@@ -408,23 +464,27 @@ impl Engine {
         state
     }
 
-    /// What of the image `digest` a store lacks: every manifest is read (and verified) and every blob HEAD-checked. Empty means complete.
-    pub async fn missing_content(
+    /// Whether a store holds the whole image `digest`: every manifest is read (and verified) and every blob HEAD-checked.
+    pub async fn check_complete(
         &self,
         repo: &dyn Repo,
         digest: &Digest,
-    ) -> Result<Vec<String>, RegistryError> {
+    ) -> Result<Completeness, RegistryError> {
+        let absent = |what: String| Completeness {
+            root: None,
+            missing: vec![what],
+        };
         let root = match repo
             .manifest_get(&ManifestRef::Digest(digest.clone()), None)
             .await
         {
             Ok(m) => m,
-            Err(e) if e.is_not_found() => return Ok(vec![format!("manifest {digest}")]),
+            Err(e) if e.is_not_found() => return Ok(absent(format!("manifest {digest}"))),
             Err(e) => return Err(e),
         };
         let children = match self.read_children(repo, &root).await {
             Ok(c) => c,
-            Err(RegistryError::NotFound { what, .. }) => return Ok(vec![what]),
+            Err(RegistryError::NotFound { what, .. }) => return Ok(absent(what)),
             Err(e) => return Err(e),
         };
         let image = SourceImage {
@@ -444,7 +504,10 @@ impl Engine {
                 missing.push(format!("blob {}", b.digest));
             }
         }
-        Ok(missing)
+        Ok(Completeness {
+            root: Some(image.root),
+            missing,
+        })
     }
 
     /// Every manifest under the root, read by digest and verified, deepest first.

@@ -5,6 +5,6 @@ pub mod fanout;
 pub mod plan;
 
 pub use engine::{
-    CopyOptions, CopyReport, DestReport, Engine, Status, DEFAULT_JOBS, DEFAULT_PER_HOST,
+    CopyOptions, CopyReport, DestReport, Engine, Resolved, Status, DEFAULT_JOBS, DEFAULT_PER_HOST,
 };
 pub use plan::{plan_destination, Action, DestPlan, DestState, SourceImage};

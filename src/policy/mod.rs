@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Platform;
-use crate::reference::{ImageRef, Registry, Tag};
+use crate::reference::{ImageRef, Tag};
 use crate::transport::TransportOptions;
 pub use tags::{Pattern, TagRule};
 
@@ -718,11 +718,6 @@ fn parse_repo(file: &Path, key: &str, text: &str) -> Result<ImageRef, PolicyErro
         ));
     }
     Ok(r)
-}
-
-/// True for a name `registries.yaml` may use (exposed for tests).
-pub fn is_registry_name(name: &str) -> bool {
-    Registry::new(name).as_str() == name
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use crate::copy::{CopyOptions, Engine, Status};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::history::{self, Kind, Record};
-use crate::manifest::{filter_index, Manifest};
-use crate::policy::{EnvPolicy, Policies};
+use crate::manifest::Manifest;
+use crate::policy::{EnvPolicy, Environment, Policies, Target};
 use crate::reference::{ImageRef, Tag};
 use crate::registry::{ManifestRef, RegistryError, Repo};
 use crate::report::Progress;
@@ -163,10 +163,7 @@ impl Context {
         opts: &PromoteOptions,
         progress: &dyn Fn(usize) -> Progress,
     ) -> Result<PromoteReport> {
-        let policy = self
-            .policies
-            .env(env)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let policy = self.policies.env(env)?;
         let source = self.image_ref(policy, image)?;
         let engine = self.engine(opts.dry_run, Some(policy));
         let source_err = |e: RegistryError| Error::Source {
@@ -175,25 +172,16 @@ impl Context {
         };
 
         // 1. Pin: one read of the root; with platforms, the digest is the filtered index's.
-        let src = engine.open(&source, false).map_err(source_err)?;
-        let given = match (source.digest(), source.tag()) {
-            (Some(d), _) => ManifestRef::Digest(d.clone()),
-            (None, Some(t)) => ManifestRef::Tag(t.clone()),
-            (None, None) => unreachable!("or_latest gives a tag"),
-        };
-        let original = src.manifest_get(&given, None).await.map_err(source_err)?;
-        let root = pick_platforms(&original, policy, &source)?;
+        let resolved = engine.resolve(&source).await?;
+        let root = resolved.root.clone();
         let digest = root.digest.clone();
-        let pinned = source.pinned(&original.digest);
+        let pinned = resolved.source_digest().clone();
         tracing::info!(%source, %digest, "pinned");
 
         // 2. Gates, all read before any write.
         let mut forced_gate = None;
         if let Some(up) = &policy.promote_from {
-            let upstream = self
-                .policies
-                .env(up.as_str())
-                .map_err(|e| Error::Usage(e.to_string()))?;
+            let upstream = self.policies.env(up.as_str())?;
             let up_engine = self.engine(true, None);
             let up_tag = upstream.env_tag();
             let states = futures::future::join_all(upstream.targets.iter().map(|t| {
@@ -231,14 +219,8 @@ impl Context {
         // 3. Content everywhere, by digest only.
         let target_refs: Vec<ImageRef> = policy.targets.iter().map(|t| t.image().clone()).collect();
         let copy = engine
-            .copy(&pinned, &target_refs, &progress(target_refs.len()))
+            .copy_resolved(&resolved, &target_refs, &progress(target_refs.len()))
             .await?;
-        if copy.digest != digest {
-            return Err(Error::Failed(format!(
-                "copied {} but pinned {digest}: the platform filter is not deterministic",
-                copy.digest
-            )));
-        }
         let mut targets: Vec<TargetReport> = plans
             .into_iter()
             .zip(&copy.destinations)
@@ -277,13 +259,16 @@ impl Context {
         }
 
         // 4. Drift: the source tag must still name what was pinned.
-        if let ManifestRef::Tag(t) = &given {
-            let now = src.manifest_head(&given).await.map_err(source_err)?;
+        if let Some(t) = source_tag {
+            let now = resolved
+                .src
+                .manifest_head(&ManifestRef::Tag(t.clone()))
+                .await
+                .map_err(source_err)?;
             let now = now.map(|i| i.digest);
-            if now.as_ref() != Some(&original.digest) {
+            if now.as_ref() != Some(&pinned) {
                 return Err(Error::Failed(format!(
-                    "source tag {t} drifted during the promotion: pinned {}, now {}; no tag was moved",
-                    original.digest,
+                    "source tag {t} drifted during the promotion: pinned {pinned}, now {}; no tag was moved",
                     now.map_or("missing".to_owned(), |d| d.to_string())
                 )));
             }
@@ -301,9 +286,10 @@ impl Context {
 
         // 6. Record.
         let mut record = Record::new(Kind::Promote, &policy.environment, &digest);
-        record.source = Some(format!("{}@{}", source, original.digest));
+        record.source = Some(format!("{source}@{pinned}"));
         record.forced = report.forced_gate.as_ref().and(opts.force_reason.clone());
-        self.record(&repos, &mut report, record).await;
+        self.record(&repos, &policy.environment, &mut report, record)
+            .await;
         Ok(report)
     }
 
@@ -353,36 +339,39 @@ impl Context {
         Ok(plans)
     }
 
+    /// Appends the record to the ledger of every target that did not fail (`repos` line up with
+    /// `report.targets`); a failed append marks its target failed.
     async fn record(
         &self,
         repos: &[Arc<dyn Repo>],
+        env: &Environment,
         report: &mut PromoteReport,
         mut record: Record,
     ) {
-        record.environment = report.environment.clone();
         record.previous = report
             .targets
             .iter()
             .map(|t| (t.target.clone(), t.previous.clone()))
             .collect();
-        let mut tags: Vec<String> = Vec::new();
-        for t in &report.targets {
-            for o in &t.tags {
-                if !tags.contains(&o.planned.tag.to_string()) {
-                    tags.push(o.planned.tag.to_string());
-                }
+        for o in report.targets.iter().flat_map(|t| &t.tags) {
+            let tag = o.planned.tag.to_string();
+            if !record.tags.contains(&tag) {
+                record.tags.push(tag);
             }
         }
-        record.tags = tags;
-        let env = crate::policy::Environment::parse(&report.environment)
-            .expect("the report's environment came from a policy");
-        let results =
-            futures::future::join_all(repos.iter().map(|r| history::append(&**r, &env, &record)))
-                .await;
-        for (t, r) in report.targets.iter_mut().zip(results) {
+        let appends = report
+            .targets
+            .iter_mut()
+            .zip(repos)
+            .filter(|(t, _)| t.error.is_none())
+            .map(|(t, r)| {
+                let record = &record;
+                async move { (t, history::append(&**r, env, record).await) }
+            });
+        for (t, r) in futures::future::join_all(appends).await {
             if let Err(e) = r {
                 report.history_errors.push(e.to_string());
-                t.error.get_or_insert_with(|| e.to_string());
+                t.error = Some(e.to_string());
             }
         }
         report.record = Some(record);
@@ -397,24 +386,14 @@ impl Context {
         dry_run: bool,
         progress: &dyn Fn(usize) -> Progress,
     ) -> Result<PromoteReport> {
-        let policy = self
-            .policies
-            .env(env)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let policy = self.policies.env(env)?;
         let engine = self.engine(dry_run, None);
         let repos = self.open_targets(&engine, policy, !dry_run)?;
-        let (records, errors) = history::read_all(&repos, &policy.environment).await;
-        for e in &errors {
-            tracing::warn!("{e}");
-        }
-        if errors.len() == repos.len() {
-            return Err(Error::Failed(format!(
-                "cannot read {env}'s history at any target: {}",
-                errors[0]
-            )));
-        }
         let digest = match to {
-            None => plan::rollback_digest(&records, steps).map_err(Error::Usage)?,
+            None => {
+                let records = read_history(&repos, policy).await?;
+                plan::rollback_digest(&records, steps).map_err(Error::Usage)?
+            }
             Some(s) if s.starts_with("sha256:") => {
                 Digest::parse(s).map_err(|e| Error::Usage(format!("--to {s}: {e}")))?
             }
@@ -425,94 +404,20 @@ impl Context {
             }
         };
 
-        // Where each target is now, and whether it holds the whole image.
+        // Where each target is now, and whether it holds the whole image: all targets at once.
         let moving = policy.moving_tags();
-        let mut targets = Vec::new();
-        let mut roots: Vec<Option<Manifest>> = Vec::new();
-        for (t, repo) in policy.targets.iter().zip(&repos) {
-            let name = t.to_string();
-            let current = head_tags(&**repo, &moving).await;
-            let mut report = TargetReport {
-                target: name.clone(),
-                previous: None,
-                content: Status::UpToDate,
-                tags: Vec::new(),
-                held: Vec::new(),
-                error: None,
-            };
-            let current = match current {
-                Ok(c) => c,
-                Err(e) => {
-                    report.error = Some(e.to_string());
-                    targets.push(report);
-                    roots.push(None);
-                    continue;
-                }
-            };
-            let plan =
-                plan::plan_target(policy, &name, &digest, &current, moving.clone(), Vec::new())
-                    .map_err(Error::Gate)?;
-            report.previous = plan.previous.clone();
-            report.tags = plan
-                .tags
-                .into_iter()
-                .map(|m| TagOutcome {
-                    planned: m,
-                    done: false,
-                    error: None,
-                })
-                .collect();
-            let missing = engine.missing_content(&**repo, &digest).await;
-            match missing {
-                Ok(m) if m.is_empty() => {}
-                Ok(m) => {
-                    report.content = if dry_run {
-                        Status::Planned
-                    } else {
-                        Status::Copied
-                    };
-                    if !dry_run {
-                        tracing::info!(target = %name, missing = m.len(), "re-copying from the source");
-                        let copy = engine
-                            .copy(
-                                &policy.source.pinned(&digest),
-                                &[t.image().clone()],
-                                &progress(1),
-                            )
-                            .await;
-                        let failure = match copy {
-                            Ok(c) if c.failed() == 0 => None,
-                            Ok(c) => c.destinations[0].error.clone(),
-                            Err(e) => Some(e.to_string()),
-                        };
-                        if let Some(f) = failure {
-                            report.content = Status::Failed;
-                            report.error = Some(format!(
-                                "{digest} is incomplete here ({}) and the source cannot supply it: {f}",
-                                m[0]
-                            ));
-                        }
-                    }
-                }
-                Err(e) => report.error = Some(e.to_string()),
-            }
-            let root = if report.error.is_none() && !dry_run {
-                match repo
-                    .manifest_get(&ManifestRef::Digest(digest.clone()), None)
-                    .await
-                {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        report.error = Some(e.to_string());
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            roots.push(root);
-            targets.push(report);
-        }
+        let prepared =
+            futures::future::join_all(policy.targets.iter().zip(&repos).map(|(t, repo)| {
+                self.prepare_rollback(
+                    &engine, policy, t, &**repo, &digest, &moving, dry_run, progress,
+                )
+            }))
+            .await;
+        let (mut targets, roots): (Vec<TargetReport>, Vec<Option<Manifest>>) = prepared
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let mut report = PromoteReport {
             kind: Kind::Rollback,
             environment: env.to_owned(),
@@ -539,17 +444,95 @@ impl Context {
         futures::future::join_all(flips).await;
         report.targets = targets;
         let record = Record::new(Kind::Rollback, &policy.environment, &digest);
-        let ok: Vec<Arc<dyn Repo>> = report
-            .targets
-            .iter()
-            .zip(&repos)
-            .filter(|(t, _)| t.error.is_none())
-            .map(|(_, r)| r.clone())
-            .collect();
-        if !ok.is_empty() {
-            self.record(&ok, &mut report, record).await;
+        if report.targets.iter().any(|t| t.error.is_none()) {
+            self.record(&repos, &policy.environment, &mut report, record)
+                .await;
         }
         Ok(report)
+    }
+
+    /// One target of a rollback: its tags' plan, and the root manifest to tag when the image is
+    /// complete there (re-copied from the source when it is not). `Err` only for a refused gate.
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_rollback(
+        &self,
+        engine: &Engine,
+        policy: &EnvPolicy,
+        t: &Target,
+        repo: &dyn Repo,
+        digest: &Digest,
+        moving: &[Tag],
+        dry_run: bool,
+        progress: &dyn Fn(usize) -> Progress,
+    ) -> Result<(TargetReport, Option<Manifest>)> {
+        let name = t.to_string();
+        let mut report = TargetReport {
+            target: name.clone(),
+            previous: None,
+            content: Status::UpToDate,
+            tags: Vec::new(),
+            held: Vec::new(),
+            error: None,
+        };
+        let current = match head_tags(repo, moving).await {
+            Ok(c) => c,
+            Err(e) => {
+                report.error = Some(e.to_string());
+                return Ok((report, None));
+            }
+        };
+        let plan = plan::plan_target(policy, &name, digest, &current, moving.to_vec(), Vec::new())
+            .map_err(Error::Gate)?;
+        report.previous = plan.previous;
+        report.tags = plan
+            .tags
+            .into_iter()
+            .map(|m| TagOutcome {
+                planned: m,
+                done: false,
+                error: None,
+            })
+            .collect();
+        let check = match engine.check_complete(repo, digest).await {
+            Ok(c) => c,
+            Err(e) => {
+                report.error = Some(e.to_string());
+                return Ok((report, None));
+            }
+        };
+        if check.missing.is_empty() {
+            return Ok((report, check.root.filter(|_| !dry_run)));
+        }
+        if dry_run {
+            report.content = Status::Planned;
+            return Ok((report, None));
+        }
+        tracing::info!(target = %name, missing = check.missing.len(), "re-copying from the source");
+        let copied = async {
+            let resolved = engine.resolve(&policy.source.pinned(digest)).await?;
+            let c = engine
+                .copy_resolved(&resolved, &[t.image().clone()], &progress(1))
+                .await?;
+            match c.destinations[0].error.clone() {
+                None => Ok(resolved.root),
+                Some(e) => Err(Error::Failed(e)),
+            }
+        }
+        .await;
+        match copied {
+            Ok(root) => {
+                report.content = Status::Copied;
+                Ok((report, Some(root)))
+            }
+            Err(f) => {
+                report.content = Status::Failed;
+                report.error = Some(format!(
+                    "{digest} is incomplete here ({}) and the source cannot supply it: {f}",
+                    check.missing[0]
+                ));
+                Ok((report, None))
+            }
+        }
     }
 
     async fn resolve_tag_at_targets(&self, repos: &[Arc<dyn Repo>], tag: &Tag) -> Result<Digest> {
@@ -575,10 +558,7 @@ impl Context {
 
     /// `ferry status ENV`.
     pub async fn status(&self, env: &str) -> Result<StatusReport> {
-        let policy = self
-            .policies
-            .env(env)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let policy = self.policies.env(env)?;
         let engine = self.engine(true, None);
         let repos = self.open_targets(&engine, policy, false)?;
         let tag = policy.env_tag();
@@ -656,18 +636,27 @@ impl Context {
     }
 
     /// `ferry history ENV`.
-    pub async fn history(&self, env: &str) -> Result<(Vec<Record>, Vec<String>)> {
-        let policy = self
-            .policies
-            .env(env)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+    pub async fn history(&self, env: &str) -> Result<Vec<Record>> {
+        let policy = self.policies.env(env)?;
         let engine = self.engine(true, None);
         let repos = self.open_targets(&engine, policy, false)?;
-        let (records, errors) = history::read_all(&repos, &policy.environment).await;
-        if !errors.is_empty() && errors.len() == repos.len() {
-            return Err(Error::Failed(errors[0].to_string()));
-        }
-        Ok((records, errors.iter().map(ToString::to_string).collect()))
+        read_history(&repos, policy).await
+    }
+}
+
+/// The merged history of an environment; ledgers that cannot be read are warned about, and it
+/// fails only when none can.
+async fn read_history(repos: &[Arc<dyn Repo>], policy: &EnvPolicy) -> Result<Vec<Record>> {
+    let (records, errors) = history::read_all(repos, &policy.environment).await;
+    for e in &errors {
+        tracing::warn!("{e}");
+    }
+    match errors.first() {
+        Some(e) if errors.len() == repos.len() => Err(Error::Failed(format!(
+            "cannot read {}'s history at any target: {e}",
+            policy.environment
+        ))),
+        _ => Ok(records),
     }
 }
 
@@ -701,27 +690,6 @@ pub struct StatusReport {
     /// Ledgers that could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history_errors: Vec<String>,
-}
-
-/// With platforms in the policy: the filtered index; otherwise the manifest itself.
-fn pick_platforms(m: &Manifest, policy: &EnvPolicy, source: &ImageRef) -> Result<Manifest> {
-    if policy.platforms.is_empty() {
-        return Ok(m.clone());
-    }
-    if !m.is_index() {
-        return Err(Error::Usage(format!(
-            "{} lists platforms, and {source} is a single image",
-            policy.file.display()
-        )));
-    }
-    let source_err = |e: RegistryError| Error::Source {
-        reference: source.to_string(),
-        source: Box::new(e),
-    };
-    let bytes = filter_index(m, &policy.platforms)
-        .map_err(|e| source_err(e.into()))?
-        .ok_or_else(|| Error::Usage(format!("{source} has none of the policy's platforms")))?;
-    Manifest::parse(bytes, Some(&m.media_type)).map_err(|e| source_err(e.into()))
 }
 
 /// Where each tag points at one store (`None`: absent).

@@ -61,14 +61,18 @@ impl Bed {
         )
     }
 
-    pub fn ferry(&self, args: &[&str]) -> Output {
-        std::process::Command::new(super::ferry_bin())
-            .args(args)
+    /// ferry as a command reading this bed's Docker config, not the machine's.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> std::process::Command {
+        let mut c = std::process::Command::new(super::ferry_bin());
+        c.args(args)
             .env("DOCKER_CONFIG", self.dir.path().join("docker"))
             .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn ferry(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     pub fn ferry_ok(&self, args: &[&str]) -> Value {
