@@ -63,6 +63,9 @@ pub enum PolicyCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
+        /// Check the files only: do not ask ECR for its repositories' tag immutability.
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -180,6 +183,7 @@ impl ConnectArgs {
             ca_files,
             cert_dirs: Vec::new(),
             endpoints: HashMap::new(),
+            hosts: HashMap::new(),
         }
         .with_default_cert_dirs())
     }
@@ -228,7 +232,7 @@ pub struct DemoArgs {
 pub async fn run(cli: Cli) -> Result<()> {
     let dir = cli.policies;
     match cli.command {
-        Command::Copy(args) => copy(args).await,
+        Command::Copy(args) => copy(args, &dir).await,
         Command::Promote(args) => {
             let ctx = context(&dir, &args.connect, &args.platform)?;
             let opts = PromoteOptions {
@@ -276,8 +280,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             report::write_history(&mut stdout, &newest, args.env.output)?;
             Ok(stdout.flush()?)
         }
-        Command::Policy(PolicyCommand::Check { output }) => {
-            let policies = Policies::load(&dir, &Overrides::default())?;
+        Command::Policy(PolicyCommand::Check { output, offline }) => {
+            let ctx = context(&dir, &ConnectArgs::default(), &[])?;
+            if !offline {
+                ctx.check_registries().await?;
+            }
+            let policies = ctx.policies;
             let mut stdout = std::io::stdout().lock();
             report::write_policies(&mut stdout, &policies, output)?;
             Ok(stdout.flush()?)
@@ -295,7 +303,8 @@ fn context(dir: &std::path::Path, connect: &ConnectArgs, platforms: &[String]) -
     let options = CopyOptions {
         transport: policies.transport(connect.transport()?),
         host_limits: policies.host_limits(),
-        anonymous: policies.anonymous(),
+        auth_sources: policies.auth_sources(),
+        ecr_create: policies.ecr_create(),
         ..Default::default()
     };
     Ok(Context { policies, options })
@@ -329,7 +338,7 @@ fn finish_promote(report: &crate::promote::PromoteReport, output: Format) -> Res
     }
 }
 
-async fn copy(args: CopyArgs) -> Result<()> {
+async fn copy(args: CopyArgs, dir: &std::path::Path) -> Result<()> {
     let source = ImageRef::parse(&args.source)?.or_latest();
     let dests = args
         .dest
@@ -350,12 +359,17 @@ async fn copy(args: CopyArgs) -> Result<()> {
             "--jobs and --per-host must be at least 1".into(),
         ));
     }
+    // registries.yaml, when the policy directory has one, says how to reach registries here too.
+    let registries = Policies::registries_only(dir)?;
     let options = CopyOptions {
         platforms,
         dry_run: args.dry_run,
         jobs: args.jobs,
         per_host: args.per_host,
-        transport: args.connect.transport()?,
+        transport: registries.transport(args.connect.transport()?),
+        host_limits: registries.host_limits(),
+        auth_sources: registries.auth_sources(),
+        ecr_create: registries.ecr_create(),
         ..Default::default()
     };
     run_copy(&source, &dests, options, args.output).await

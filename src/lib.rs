@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cloud;
 pub mod copy;
 pub mod digest;
 pub mod error;

@@ -9,7 +9,7 @@ pub mod docker_config;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
@@ -17,13 +17,43 @@ use serde::Deserialize;
 
 pub use docker_config::{Credential, CredentialStore, Secret};
 
+use crate::cloud::{Cloud, Kind};
 use crate::registry::RegistryError;
+use crate::transport::retry::{parse_retry_after, retryable_status, Attempts, RetryPolicy};
 
 /// Lifetime assumed when a token response gives none (the distribution token spec's default).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 /// A token is refreshed when less than this fraction of its lifetime is left (and at least 5 s early).
 const REFRESH_MARGIN_DIVISOR: u32 = 5;
+
+/// Lifetime assumed for a cloud credential whose expiry is missing or already past.
+pub const SHORT_LIVED: Duration = Duration::from_secs(60);
+
+/// How long before its end a credential or token of this lifetime is renewed: a fifth of it, at
+/// least 5 s, at most half.
+pub fn refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / REFRESH_MARGIN_DIVISOR)
+        .max(Duration::from_secs(5))
+        .min(lifetime / 2)
+}
+
+/// Well-known environment variables: `DOCKERHUB_USERNAME`/`DOCKERHUB_TOKEN` for Docker Hub,
+/// `GITHUB_TOKEN` or `GH_TOKEN` for GHCR (user `GITHUB_ACTOR`, else `ferry`).
+fn env_credential(kind: &Kind) -> Option<Credential> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match kind {
+        Kind::DockerHub => Some(Credential::Basic {
+            username: var("DOCKERHUB_USERNAME")?,
+            password: Secret::new(var("DOCKERHUB_TOKEN")?),
+        }),
+        Kind::Ghcr => Some(Credential::Basic {
+            username: var("GITHUB_ACTOR").unwrap_or_else(|| "ferry".into()),
+            password: Secret::new(var("GITHUB_TOKEN").or_else(|| var("GH_TOKEN"))?),
+        }),
+        _ => None,
+    }
+}
 
 /// What a registry asked for in `WWW-Authenticate`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +148,10 @@ impl Scope {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// True for a scope that only reads.
+    pub fn is_pull_only(&self) -> bool {
+        self.0.ends_with(":pull")
+    }
 }
 
 struct Token {
@@ -127,10 +161,56 @@ struct Token {
 
 type TokenSlot = Arc<tokio::sync::Mutex<Option<Token>>>;
 
+/// Where a registry's credentials come from (`auth:` in `registries.yaml`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialSource {
+    /// By registry name: ECR through the AWS SDK, Google registries through gcp_auth (each falling
+    /// back to the Docker config), Docker Hub and GHCR from the Docker config then their
+    /// environment variables, anything else from the Docker config.
+    #[default]
+    Auto,
+    /// Docker/podman credential files and helpers, then the well-known environment variables.
+    DockerConfig,
+    /// Never send credentials.
+    Anonymous,
+    /// ECR `GetAuthorizationToken` only.
+    Ecr,
+    /// Google OAuth tokens only.
+    Google,
+}
+
+impl CredentialSource {
+    /// Every name, for error messages.
+    pub const NAMES: &'static str = "auto, docker-config, anonymous, ecr, google";
+
+    /// Parses a name from `registries.yaml`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "auto" => Self::Auto,
+            "docker-config" => Self::DockerConfig,
+            "anonymous" => Self::Anonymous,
+            "ecr" => Self::Ecr,
+            "google" | "gcp" => Self::Google,
+            _ => return None,
+        })
+    }
+}
+
+/// A credential and when to ask for it again (`None`: it does not expire).
+struct CachedCredential {
+    value: Option<Credential>,
+    refresh_at: Option<Instant>,
+}
+
+type CredentialSlot = Arc<tokio::sync::Mutex<Option<CachedCredential>>>;
+
 /// Credentials, challenges and tokens for every registry of a run.
 pub struct Auth {
     store: CredentialStore,
-    creds: Mutex<HashMap<String, Option<Credential>>>,
+    sources: HashMap<String, CredentialSource>,
+    cloud: Arc<Cloud>,
+    creds: Mutex<HashMap<String, CredentialSlot>>,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: Mutex<HashMap<(String, Vec<Scope>), TokenSlot>>,
     token_requests: std::sync::atomic::AtomicU64,
@@ -157,6 +237,8 @@ impl Auth {
     pub fn new(store: CredentialStore) -> Self {
         Auth {
             store,
+            sources: HashMap::new(),
+            cloud: Arc::default(),
             creds: Mutex::default(),
             challenges: Mutex::default(),
             tokens: Mutex::default(),
@@ -165,11 +247,21 @@ impl Auth {
     }
 
     /// Never sends credentials to these registries (`auth: anonymous`); tokens are asked for anonymously.
-    pub fn with_anonymous(self, hosts: impl IntoIterator<Item = String>) -> Self {
-        self.creds
-            .lock()
-            .expect("creds lock")
-            .extend(hosts.into_iter().map(|h| (h, None)));
+    pub fn with_anonymous(mut self, hosts: impl IntoIterator<Item = String>) -> Self {
+        self.sources
+            .extend(hosts.into_iter().map(|h| (h, CredentialSource::Anonymous)));
+        self
+    }
+
+    /// Where each registry's credentials come from (others: [`CredentialSource::Auto`]).
+    pub fn with_sources(mut self, sources: HashMap<String, CredentialSource>) -> Self {
+        self.sources.extend(sources);
+        self
+    }
+
+    /// The cloud API clients credentials are asked from.
+    pub fn with_cloud(mut self, cloud: Arc<Cloud>) -> Self {
+        self.cloud = cloud;
         self
     }
 
@@ -179,11 +271,114 @@ impl Auth {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The credential for a host, looked up once (credential helpers are programs: run them off the async threads).
+    /// The credential for a host: looked up once, or again before a cloud-issued one expires.
     async fn credential(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
-        if let Some(c) = self.creds.lock().expect("creds lock").get(host) {
-            return Ok(c.clone());
+        let slot = self
+            .creds
+            .lock()
+            .expect("creds lock")
+            .entry(host.to_owned())
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.refresh_at.is_none_or(|r| Instant::now() < r))
+        {
+            return Ok(c.value.clone());
         }
+        let (value, expires) = self.find_credential(host).await?;
+        let refresh_at = expires.map(|e| {
+            let lifetime = e
+                .and_then(|e| e.duration_since(SystemTime::now()).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(SHORT_LIVED);
+            Instant::now() + lifetime - refresh_margin(lifetime)
+        });
+        if expires.is_some() {
+            tracing::debug!(host, "cloud credential refreshed");
+        }
+        *cached = Some(CachedCredential {
+            value: value.clone(),
+            refresh_at,
+        });
+        Ok(value)
+    }
+
+    /// Forgets a host's credential and tokens after they were refused (a cloud credential is asked for again).
+    pub async fn invalidate(&self, host: &str) {
+        let slot = self.creds.lock().expect("creds lock").get(host).cloned();
+        if let Some(slot) = slot {
+            let mut c = slot.lock().await;
+            if c.as_ref().is_some_and(|c| c.refresh_at.is_some()) {
+                *c = None;
+            }
+        }
+        let slots: Vec<TokenSlot> = self
+            .tokens
+            .lock()
+            .expect("token lock")
+            .iter()
+            .filter(|((h, _), _)| h == host)
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in slots {
+            *s.lock().await = None;
+        }
+    }
+
+    /// Finds a host's credential by its source; `Some(expiry)` marks one a cloud API issued.
+    #[allow(clippy::type_complexity)]
+    async fn find_credential(
+        &self,
+        host: &str,
+    ) -> Result<(Option<Credential>, Option<Option<SystemTime>>), RegistryError> {
+        let kind = Kind::of(host);
+        let source = self.sources.get(host).copied().unwrap_or_default();
+        let cloud_err = |e: crate::cloud::CloudError| RegistryError::Unauthorized {
+            host: host.to_owned(),
+            detail: e.to_string(),
+        };
+        let issued = match (source, &kind) {
+            (CredentialSource::Anonymous, _) => return Ok((None, None)),
+            (CredentialSource::DockerConfig, _) => None,
+            (CredentialSource::Ecr, Kind::Ecr(r)) => {
+                Some(self.cloud.ecr.authorization(r).await.map_err(cloud_err))
+            }
+            (CredentialSource::Ecr, _) => return Err(RegistryError::Unauthorized {
+                host: host.to_owned(),
+                detail:
+                    "auth: ecr needs an ECR registry name (ACCOUNT.dkr.ecr.REGION.amazonaws.com)"
+                        .into(),
+            }),
+            (CredentialSource::Google, _) | (CredentialSource::Auto, Kind::Google) => {
+                Some(self.cloud.google.authorization().await.map_err(cloud_err))
+            }
+            (CredentialSource::Auto, Kind::Ecr(r)) => {
+                Some(self.cloud.ecr.authorization(r).await.map_err(cloud_err))
+            }
+            (CredentialSource::Auto, _) => None,
+        };
+        let issued = match issued {
+            Some(Ok(i)) => return Ok((Some(i.credential), Some(i.expires))),
+            Some(Err(e)) if source == CredentialSource::Auto => Some(e),
+            Some(Err(e)) => return Err(e),
+            None => None,
+        };
+        let found = self.lookup_store(host).await?;
+        let found = found.or_else(|| env_credential(&kind));
+        match (found, issued) {
+            (Some(c), Some(e)) => {
+                tracing::debug!(host, error = %e, "cloud credentials unavailable: using the docker config's");
+                Ok((Some(c), None))
+            }
+            (None, Some(e)) => Err(e),
+            (found, None) => Ok((found, None)),
+        }
+    }
+
+    /// Looks a host up in the Docker config (credential helpers are programs: run them off the async threads).
+    async fn lookup_store(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
         let store = self.store.clone();
         let h = host.to_owned();
         let found = tokio::task::spawn_blocking(move || store.lookup(&h))
@@ -193,10 +388,6 @@ impl Auth {
                 detail: format!("credential lookup panicked: {e}"),
             })??;
         tracing::debug!(host, found = found.is_some(), "credential lookup");
-        self.creds
-            .lock()
-            .expect("creds lock")
-            .insert(host.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -289,7 +480,7 @@ impl Auth {
         service: Option<&str>,
         scopes: &[Scope],
     ) -> Result<Token, RegistryError> {
-        let mut url = url::Url::parse(realm).map_err(|e| RegistryError::Token {
+        let url = url::Url::parse(realm).map_err(|e| RegistryError::Token {
             realm: realm.to_owned(),
             detail: format!("bad realm: {e}"),
         })?;
@@ -305,6 +496,49 @@ impl Auth {
             )));
         }
         let credential = self.credential(host).await?;
+        let pull_only = scopes.iter().all(Scope::is_pull_only);
+        match self
+            .request_token(
+                client,
+                host,
+                &url,
+                &realm_shown,
+                service,
+                scopes,
+                credential.as_ref(),
+            )
+            .await
+        {
+            Err(RegistryError::Unauthorized { .. } | RegistryError::Denied { .. })
+                if credential.is_some() && pull_only =>
+            {
+                tracing::warn!(
+                    host,
+                    "credentials refused for a pull: asking for an anonymous token"
+                );
+                self.request_token(client, host, &url, &realm_shown, service, scopes, None)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn request_token(
+        &self,
+        client: &reqwest::Client,
+        host: &str,
+        url: &url::Url,
+        realm_shown: &str,
+        service: Option<&str>,
+        scopes: &[Scope],
+        credential: Option<&Credential>,
+    ) -> Result<Token, RegistryError> {
+        let mut url = url.clone();
+        let token_err = |detail: String| RegistryError::Token {
+            realm: realm_shown.to_owned(),
+            detail,
+        };
         // Never send a password in clear text to a realm on another machine.
         let realm_loopback = url.host_str().is_some_and(|h| {
             h == "localhost"
@@ -364,10 +598,39 @@ impl Auth {
             }
         };
         tracing::debug!(host, realm = %realm_shown, scopes = ?scopes.iter().map(Scope::as_str).collect::<Vec<_>>(), "requesting token");
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| token_err(crate::transport::describe(&e)))?;
+        // Token servers throttle and fail like registries do: retry those, never a refusal.
+        let mut attempts = Attempts::new(RetryPolicy::default());
+        let resp = loop {
+            let attempt = request
+                .try_clone()
+                .expect("token requests have string bodies");
+            let (retry_after, why) = match attempt.send().await {
+                Ok(r) if retryable_status(r.status().as_u16()) => (
+                    r.headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                    format!("status {}", r.status().as_u16()),
+                ),
+                Ok(r) => break r,
+                Err(e) if !crate::transport::is_transient(&e) => {
+                    return Err(token_err(crate::transport::describe(&e)))
+                }
+                Err(e) => (None, crate::transport::describe(&e)),
+            };
+            match attempts.next_delay(retry_after) {
+                Some(d) => {
+                    tracing::warn!(realm = %realm_shown, attempt = attempts.made(), delay_ms = d.as_millis() as u64, "token request failed ({why}); retrying");
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    return Err(token_err(format!(
+                        "{why} after {} attempts",
+                        attempts.made()
+                    )))
+                }
+            }
+        };
         let status = resp.status();
         if !status.is_success() {
             let body = crate::transport::read_capped(resp, 4096).await;
@@ -400,9 +663,7 @@ impl Auth {
             .filter(|s| *s > 0)
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let margin = (lifetime / REFRESH_MARGIN_DIVISOR)
-            .max(Duration::from_secs(5))
-            .min(lifetime / 2);
+        let margin = refresh_margin(lifetime);
         tracing::debug!(host, lifetime_s = lifetime.as_secs(), "token refreshed");
         Ok(Token {
             value: Secret::new(value),

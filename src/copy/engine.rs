@@ -10,7 +10,8 @@ use tokio::sync::Semaphore;
 
 use super::fanout::{fanout, OnBytes, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
-use crate::auth::{Auth, CredentialStore};
+use crate::auth::{Auth, CredentialSource, CredentialStore};
+use crate::cloud::{Cloud, Kind, RepoSettings};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{filter_index, Descriptor, Manifest, Platform};
@@ -19,6 +20,7 @@ use crate::registry::http::HttpRepo;
 use crate::registry::ocidir::LayoutRepo;
 use crate::registry::{ManifestRef, Mount, RegistryError, Repo};
 use crate::report::Progress;
+use crate::transport::retry::{Attempts, RetryPolicy};
 use crate::transport::{Transport, TransportOptions};
 
 /// Default number of blobs in flight at once, over all registries.
@@ -45,8 +47,10 @@ pub struct CopyOptions {
     pub transport: TransportOptions,
     /// Per registry host: blob transfers at once, instead of `per_host`.
     pub host_limits: HashMap<String, usize>,
-    /// Registries that never get credentials.
-    pub anonymous: HashSet<String>,
+    /// Per registry: where credentials come from (others: by registry name).
+    pub auth_sources: HashMap<String, CredentialSource>,
+    /// ECR registries whose missing repositories ferry creates, with these settings.
+    pub ecr_create: HashMap<String, RepoSettings>,
 }
 
 impl Default for CopyOptions {
@@ -59,7 +63,8 @@ impl Default for CopyOptions {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             transport: TransportOptions::default(),
             host_limits: HashMap::new(),
-            anonymous: HashSet::new(),
+            auth_sources: HashMap::new(),
+            ecr_create: HashMap::new(),
         }
     }
 }
@@ -147,8 +152,37 @@ struct Counters {
 struct Dest {
     reference: ImageRef,
     repo: Option<Arc<dyn Repo>>,
+    /// ECR: the repository's tag settings.
+    settings: Option<RepoSettings>,
     error: Mutex<Option<String>>,
     counters: Counters,
+}
+
+/// A transient error, carried to several destinations.
+fn clone_transient(e: &RegistryError) -> RegistryError {
+    RegistryError::Interrupted {
+        host: match e {
+            RegistryError::Connect { host, .. }
+            | RegistryError::Interrupted { host, .. }
+            | RegistryError::Status { host, .. } => host.clone(),
+            _ => "source".into(),
+        },
+        detail: e.to_string(),
+    }
+}
+
+/// Why a tag cannot be written: the repository never moves it, and it points elsewhere.
+pub fn immutable_tag_error(
+    repo: &ImageRef,
+    tag: &str,
+    at: &Digest,
+    settings: &RepoSettings,
+) -> String {
+    format!(
+        "tag {tag} already points at {at} in {}, whose {} forbids moving it",
+        repo.repository_name(),
+        settings.describe()
+    )
 }
 
 impl Dest {
@@ -199,6 +233,9 @@ pub struct Completeness {
 pub struct Engine {
     transport: Transport,
     auth: Arc<Auth>,
+    cloud: Arc<Cloud>,
+    /// ECR repositories already described or created this run.
+    repositories: tokio::sync::Mutex<HashMap<(String, String), Option<RepoSettings>>>,
     options: CopyOptions,
     present: Mutex<HashSet<(String, Digest)>>,
     blob_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -214,15 +251,78 @@ impl Engine {
 
     /// An engine with explicit credential files.
     pub fn with_credentials(options: CopyOptions, creds: CredentialStore) -> Self {
+        let cloud = Arc::new(Cloud::default());
         Engine {
             transport: Transport::new(options.transport.clone()),
-            auth: Arc::new(Auth::new(creds).with_anonymous(options.anonymous.iter().cloned())),
+            auth: Arc::new(
+                Auth::new(creds)
+                    .with_sources(options.auth_sources.clone())
+                    .with_cloud(cloud.clone()),
+            ),
+            cloud,
+            repositories: tokio::sync::Mutex::default(),
             options,
             present: Mutex::default(),
             blob_locks: Mutex::default(),
             host_limits: Mutex::default(),
             source_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// ECR: makes sure a repository exists and learns its tag settings (`None` elsewhere).
+    /// A missing repository is created when `registries.yaml` allows it and `write` is set; in a
+    /// dry run the settings it would get are returned. Results are kept for the run.
+    pub async fn prepare_repository(
+        &self,
+        r: &ImageRef,
+        write: bool,
+    ) -> Result<Option<RepoSettings>, RegistryError> {
+        let ImageRef::Remote(rr) = r else {
+            return Ok(None);
+        };
+        let Kind::Ecr(ecr) = Kind::of(rr.registry.as_str()) else {
+            return Ok(None);
+        };
+        let key = (rr.registry.to_string(), rr.repository.to_string());
+        let mut known = self.repositories.lock().await;
+        if let Some(s) = known.get(&key) {
+            if s.is_some() || !write {
+                return Ok(s.clone());
+            }
+        }
+        let host = rr.registry.to_string();
+        let cloud_err = |e: crate::cloud::CloudError| RegistryError::Cloud {
+            host: host.clone(),
+            detail: e.to_string(),
+        };
+        let found = self
+            .cloud
+            .ecr
+            .describe(&ecr, rr.repository.as_str())
+            .await
+            .map_err(cloud_err)?;
+        let settings = match (found, self.options.ecr_create.get(&host)) {
+            (Some(s), _) => s,
+            (None, None) => {
+                return Err(RegistryError::RepositoryUnknown {
+                    registry: host,
+                    repository: rr.repository.to_string(),
+                })
+            }
+            (None, Some(wanted)) if !write => {
+                tracing::info!(registry = %host, repository = %rr.repository, "dry run: the repository would be created");
+                known.insert(key, None);
+                return Ok(Some(wanted.clone()));
+            }
+            (None, Some(wanted)) => self
+                .cloud
+                .ecr
+                .create(&ecr, rr.repository.as_str(), wanted)
+                .await
+                .map_err(cloud_err)?,
+        };
+        known.insert(key, Some(settings.clone()));
+        Ok(Some(settings))
     }
 
     /// Opens a store for a reference; `push` asks for write access.
@@ -322,21 +422,23 @@ impl Engine {
         let filtered_from = resolved.filtered_from.clone();
 
         let push = !self.options.dry_run;
-        let dests: Vec<Dest> = dests
-            .iter()
-            .map(|d| {
-                let (repo, error) = match self.open(d, push) {
-                    Ok(r) => (Some(r), None),
-                    Err(e) => (None, Some(e.to_string())),
-                };
-                Dest {
-                    reference: d.clone(),
-                    repo,
-                    error: Mutex::new(error),
-                    counters: Counters::default(),
-                }
-            })
-            .collect();
+        let dests: Vec<Dest> = futures::future::join_all(dests.iter().map(|d| async move {
+            let (repo, settings, error) = match self.open(d, push) {
+                Ok(r) => match self.prepare_repository(d, push).await {
+                    Ok(s) => (Some(r), s, None),
+                    Err(e) => (Some(r), None, Some(e.to_string())),
+                },
+                Err(e) => (None, None, Some(e.to_string())),
+            };
+            Dest {
+                reference: d.clone(),
+                repo,
+                settings,
+                error: Mutex::new(error),
+                counters: Counters::default(),
+            }
+        }))
+        .await;
 
         // 1. What does each destination hold? (One HEAD in the common "already there" case.)
         let mut states: Vec<DestState> =
@@ -455,6 +557,17 @@ impl Engine {
             if state.tag_digest.as_ref() == Some(root) {
                 state.root_present = true;
                 return state;
+            }
+            if let (Some(at), Some(settings)) = (&state.tag_digest, &d.settings) {
+                if settings.is_immutable(tag.as_str()) {
+                    d.fail(immutable_tag_error(
+                        &d.reference,
+                        tag.as_str(),
+                        at,
+                        settings,
+                    ));
+                    return state;
+                }
             }
         }
         match repo.manifest_head(&ManifestRef::Digest(root.clone())).await {
@@ -649,7 +762,53 @@ impl Engine {
             return;
         }
 
-        // One read, many writes. Host slots are taken in a fixed order so transfers never deadlock.
+        // One read, many writes; a transient failure sends the blob again to those it failed for
+        // (read from the source again: a stream cannot be replayed), within the retry budget.
+        let mut attempts = Attempts::new(RetryPolicy::default());
+        loop {
+            let again = self.stream_blob(src, blob, &upload, dests, progress).await;
+            if again.is_empty() {
+                return;
+            }
+            let (first, why) = &again[0];
+            match attempts.next_delay(None) {
+                Some(d) => {
+                    tracing::warn!(
+                        blob = %blob.digest,
+                        destinations = again.len(),
+                        attempt = attempts.made(),
+                        delay_ms = d.as_millis() as u64,
+                        "transfer to {} failed ({why}): sending the blob again",
+                        dests[*first].reference
+                    );
+                    tokio::time::sleep(d).await;
+                    upload = again.into_iter().map(|(i, _)| i).collect();
+                }
+                None => {
+                    for (i, e) in again {
+                        dests[i].fail(format!(
+                            "failed to upload blob {} after {} attempts: {e}",
+                            blob.digest,
+                            attempts.made()
+                        ));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One source read of a blob, fanned out to `upload`. Returns the destinations that failed
+    /// transiently (to try again); permanent failures are recorded on the destination.
+    async fn stream_blob(
+        &self,
+        src: &Arc<dyn Repo>,
+        blob: &Descriptor,
+        upload: &[usize],
+        dests: &[Dest],
+        progress: &Progress,
+    ) -> Vec<(usize, RegistryError)> {
+        // Host slots are taken in a fixed order so transfers never deadlock.
         let mut hosts: Vec<String> = upload
             .iter()
             .filter_map(|&i| dests[i].repo().mount_key().map(|(h, _)| h))
@@ -668,10 +827,13 @@ impl Engine {
         }
         let body = match src.blob_get(&blob.digest).await {
             Ok(b) => b,
+            Err(e) if e.is_transient() => {
+                return upload.iter().map(|&i| (i, clone_transient(&e))).collect()
+            }
             Err(e) => {
                 let msg = format!("failed to read blob from source {}: {e}", src.name());
                 upload.iter().for_each(|&i| dests[i].fail(&msg));
-                return;
+                return Vec::new();
             }
         };
         let callbacks: Vec<OnBytes> = upload.iter().map(|&i| progress.on_bytes(i)).collect();
@@ -690,6 +852,7 @@ impl Engine {
         });
         let (read, results) = tokio::join!(producer.run(), futures::future::join_all(puts));
         drop(permits);
+        let mut again = Vec::new();
         match read {
             Ok(stats) => {
                 self.source_bytes.fetch_add(stats.read, Ordering::Relaxed);
@@ -704,9 +867,22 @@ impl Engine {
                                 .fetch_add(blob.size, Ordering::Relaxed);
                             progress.blob_done(i, 0);
                         }
+                        Err(e) if e.is_transient() => again.push((i, e)),
                         Err(e) => {
                             dests[i].fail(format!("failed to upload blob {}: {e}", blob.digest))
                         }
+                    }
+                }
+            }
+            // The source stream broke off: everyone who did not finish gets it again.
+            Err(e) if e.is_transient() => {
+                for (i, r) in results {
+                    match r {
+                        Ok(()) => {
+                            self.mark_present(&dests[i], &blob.digest);
+                            dests[i].counters.uploaded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => again.push((i, clone_transient(&e))),
                     }
                 }
             }
@@ -715,6 +891,7 @@ impl Engine {
                 upload.iter().for_each(|&i| dests[i].fail(&msg));
             }
         }
+        again
     }
 
     fn mark_present(&self, d: &Dest, digest: &Digest) {

@@ -7,15 +7,16 @@
 
 pub mod tags;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::{Kind, Mutability, RepoSettings};
 use crate::manifest::Platform;
 use crate::reference::{ImageRef, Tag};
-use crate::transport::TransportOptions;
+use crate::transport::{retry, HostSettings, RetryPolicy, TransportOptions};
 pub use tags::{Pattern, TagRule};
 
 /// The only policy format version this build reads.
@@ -36,7 +37,7 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
         PolicyError {
             file: file.display().to_string(),
             key: key.into(),
@@ -87,16 +88,8 @@ impl fmt::Display for Environment {
     }
 }
 
-/// How ferry authenticates to a registry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthKind {
-    /// Docker/podman credential files and helpers (the default).
-    #[default]
-    DockerConfig,
-    /// Never send credentials.
-    Anonymous,
-}
+/// How ferry authenticates to a registry (`auth:`).
+pub use crate::auth::CredentialSource as AuthKind;
 
 /// `registries.yaml`, one entry as written.
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +100,14 @@ struct RawRegistry {
     ca_file: Option<PathBuf>,
     auth: Option<String>,
     max_concurrency: Option<usize>,
+    requests_per_second: Option<f64>,
+    retries: Option<u32>,
+    retry_budget: Option<String>,
+    create_repositories: Option<bool>,
+    tag_mutability: Option<String>,
+    #[serde(default)]
+    mutability_exclusions: Vec<String>,
+    scan_on_push: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +119,7 @@ struct RawRegistries {
 }
 
 /// How to reach one registry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RegistrySettings {
     /// `scheme://host[:port]` to send its API requests to instead of its own name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,9 +131,45 @@ pub struct RegistrySettings {
     pub ca_file: Option<PathBuf>,
     /// How to authenticate.
     pub auth: AuthKind,
-    /// Blob transfers to this registry at once.
+    /// Blob transfers (and requests) to this registry at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<usize>,
+    /// Requests started per second, at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
+    /// Attempts per request, the first included.
+    pub retries: u32,
+    /// Time one request may spend waiting between attempts.
+    #[serde(with = "humantime_serde_secs")]
+    pub retry_budget: std::time::Duration,
+    /// ECR: missing repositories are created with these settings (`None`: never created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_repositories: Option<RepoSettings>,
+}
+
+mod humantime_serde_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            endpoint: None,
+            plain_http: false,
+            ca_file: None,
+            auth: AuthKind::Auto,
+            max_concurrency: None,
+            requests_per_second: None,
+            retries: retry::DEFAULT_ATTEMPTS,
+            retry_budget: retry::DEFAULT_BUDGET,
+            create_repositories: None,
+        }
+    }
 }
 
 /// Where an environment's image goes.
@@ -258,6 +295,20 @@ pub struct Policies {
 }
 
 impl Policies {
+    /// Only `registries.yaml` from `dir`, if there is one (for commands that need no environment).
+    pub fn registries_only(dir: &Path) -> Result<Policies, PolicyError> {
+        let file = dir.join(REGISTRIES_FILE);
+        Ok(Policies {
+            dir: dir.to_owned(),
+            registries: if file.is_file() {
+                load_registries(&file)?
+            } else {
+                BTreeMap::new()
+            },
+            environments: BTreeMap::new(),
+        })
+    }
+
     /// Loads and validates every `*.yaml` in `dir`.
     pub fn load(dir: &Path, overrides: &Overrides) -> Result<Policies, PolicyError> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
@@ -342,6 +393,17 @@ impl Policies {
             if let Some(ca) = &r.ca_file {
                 base.ca_files.insert(name.clone(), ca.clone());
             }
+            base.hosts.insert(
+                name.clone(),
+                HostSettings {
+                    requests_per_second: r.requests_per_second,
+                    max_concurrency: r.max_concurrency,
+                    retry: RetryPolicy {
+                        attempts: r.retries,
+                        budget: r.retry_budget,
+                    },
+                },
+            );
         }
         base
     }
@@ -354,12 +416,20 @@ impl Policies {
             .collect()
     }
 
-    /// Registries set to `auth: anonymous`.
-    pub fn anonymous(&self) -> HashSet<String> {
+    /// Per registry: where credentials come from, where set.
+    pub fn auth_sources(&self) -> HashMap<String, AuthKind> {
         self.registries
             .iter()
-            .filter(|(_, r)| r.auth == AuthKind::Anonymous)
-            .map(|(n, _)| n.clone())
+            .filter(|(_, r)| r.auth != AuthKind::Auto)
+            .map(|(n, r)| (n.clone(), r.auth))
+            .collect()
+    }
+
+    /// ECR registries whose missing repositories ferry creates, with the settings they get.
+    pub fn ecr_create(&self) -> HashMap<String, RepoSettings> {
+        self.registries
+            .iter()
+            .filter_map(|(n, r)| Some((n.clone(), r.create_repositories.clone()?)))
             .collect()
     }
 }
@@ -465,17 +535,94 @@ fn load_registries(file: &Path) -> Result<BTreeMap<String, RegistrySettings>, Po
                 "must be at least 1",
             ));
         }
+        let kind = Kind::of(registry.as_str());
         let auth = match r.auth.as_deref() {
-            None | Some("docker-config") => AuthKind::DockerConfig,
-            Some("anonymous") => AuthKind::Anonymous,
-            Some(other) => {
-                return Err(PolicyError::new(
+            None => AuthKind::Auto,
+            Some(a) => AuthKind::parse(a).ok_or_else(|| {
+                PolicyError::new(
                     file,
                     key("auth"),
-                    format!("unknown auth kind {other:?} (known: docker-config, anonymous)"),
-                ))
-            }
+                    format!("unknown auth kind {a:?} (known: {})", AuthKind::NAMES),
+                )
+            })?,
         };
+        if auth == AuthKind::Ecr && !matches!(kind, Kind::Ecr(_)) {
+            return Err(PolicyError::new(
+                file,
+                key("auth"),
+                "ecr needs an ECR registry name: ACCOUNT.dkr.ecr.REGION.amazonaws.com (point `endpoint` elsewhere if needed)",
+            ));
+        }
+        if let Some(rps) = r.requests_per_second {
+            if !(rps.is_finite() && rps > 0.0) {
+                return Err(PolicyError::new(
+                    file,
+                    key("requests_per_second"),
+                    "must be a positive number",
+                ));
+            }
+        }
+        if r.retries == Some(0) {
+            return Err(PolicyError::new(
+                file,
+                key("retries"),
+                "must be at least 1 (1: never retry)",
+            ));
+        }
+        let retry_budget = match &r.retry_budget {
+            None => retry::DEFAULT_BUDGET,
+            Some(b) => humantime::parse_duration(b)
+                .map_err(|e| PolicyError::new(file, key("retry_budget"), format!("{b:?}: {e}")))?,
+        };
+        let ecr_keys = r.create_repositories.is_some()
+            || r.tag_mutability.is_some()
+            || !r.mutability_exclusions.is_empty()
+            || r.scan_on_push.is_some();
+        if ecr_keys && !matches!(kind, Kind::Ecr(_)) {
+            return Err(PolicyError::new(
+                file,
+                format!("registries.{name}"),
+                "create_repositories, tag_mutability, mutability_exclusions and scan_on_push apply to ECR registries only",
+            ));
+        }
+        let mutability = match r.tag_mutability.as_deref() {
+            None => Mutability::Mutable,
+            Some(m) => Mutability::parse(m).ok_or_else(|| {
+                PolicyError::new(
+                    file,
+                    key("tag_mutability"),
+                    format!("{m:?}: expected mutable, immutable, mutable_with_exclusion or immutable_with_exclusion"),
+                )
+            })?,
+        };
+        for (i, f) in r.mutability_exclusions.iter().enumerate() {
+            if f.contains('?') || Pattern::parse(f).is_err() {
+                return Err(PolicyError::new(
+                    file,
+                    format!("registries.{name}.mutability_exclusions[{i}]"),
+                    format!("{f:?} is not an ECR wildcard filter (tag characters and '*')"),
+                ));
+            }
+        }
+        if matches!(
+            mutability,
+            Mutability::MutableWithExclusion | Mutability::ImmutableWithExclusion
+        ) && r.mutability_exclusions.is_empty()
+        {
+            return Err(PolicyError::new(
+                file,
+                key("mutability_exclusions"),
+                format!("{mutability} needs at least one filter"),
+            ));
+        }
+        let create_repositories = r
+            .create_repositories
+            .unwrap_or(false)
+            .then(|| RepoSettings {
+                mutability,
+                exclusions: r.mutability_exclusions.clone(),
+                scan_on_push: r.scan_on_push.unwrap_or(false),
+            });
         let ca_file = r.ca_file.map(|p| relative_to(file, &p));
         if let Some(ca) = &ca_file {
             if !ca.is_file() {
@@ -494,6 +641,10 @@ fn load_registries(file: &Path) -> Result<BTreeMap<String, RegistrySettings>, Po
                 ca_file,
                 auth,
                 max_concurrency: r.max_concurrency,
+                requests_per_second: r.requests_per_second,
+                retries: r.retries.unwrap_or(retry::DEFAULT_ATTEMPTS),
+                retry_budget,
+                create_repositories,
             },
         );
     }

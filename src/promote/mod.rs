@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use crate::cloud::RepoSettings;
 use crate::copy::{CopyOptions, Engine, Status};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -137,6 +138,26 @@ impl Context {
             .collect()
     }
 
+    /// What `policy check` asks the registries: every ECR target's tag immutability against the
+    /// tags its environment moves. Policy conflicts are errors; a repository that cannot be
+    /// described (no credentials, not created yet) is a warning.
+    pub async fn check_registries(&self) -> Result<()> {
+        let engine = self.engine(true, None);
+        for policy in self.policies.environments.values() {
+            match check_mutability(&engine, policy).await {
+                Ok(_) => {}
+                Err(e @ Error::Policy(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: could not check the target's tag settings: {e}",
+                        policy.file.display()
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parses the IMAGE argument: a full reference in the policy's source repository, or just `:TAG` / `@DIGEST`.
     fn image_ref(&self, policy: &EnvPolicy, image: &str) -> Result<ImageRef> {
         let r = if image.starts_with(':') || image.starts_with('@') {
@@ -166,6 +187,8 @@ impl Context {
         let policy = self.policies.env(env)?;
         let source = self.image_ref(policy, image)?;
         let engine = self.engine(opts.dry_run, Some(policy));
+        // ECR repositories: a policy that moves a tag the repository never lets move stops here.
+        let settings = check_mutability(&engine, policy).await?;
         let source_err = |e: RegistryError| Error::Source {
             reference: source.to_string(),
             source: Box::new(e),
@@ -214,7 +237,9 @@ impl Context {
         }
         let repos = self.open_targets(&engine, policy, !opts.dry_run)?;
         let source_tag = source.tag().filter(|_| source.digest().is_none());
-        let plans = self.plan_tags(policy, &repos, &digest, source_tag).await?;
+        let plans = self
+            .plan_tags(policy, &repos, &settings, &digest, source_tag)
+            .await?;
 
         // 3. Content everywhere, by digest only.
         let target_refs: Vec<ImageRef> = policy.targets.iter().map(|t| t.image().clone()).collect();
@@ -298,6 +323,7 @@ impl Context {
         &self,
         policy: &EnvPolicy,
         repos: &[Arc<dyn Repo>],
+        settings: &[Option<RepoSettings>],
         digest: &Digest,
         source_tag: Option<&Tag>,
     ) -> Result<Vec<TargetPlan>> {
@@ -306,25 +332,32 @@ impl Context {
             .iter()
             .any(|r| matches!(r, crate::policy::TagRule::Semver))
             && source_tag.is_some_and(|t| crate::policy::tags::version_of(t.as_str()).is_some());
-        let results = futures::future::join_all(policy.targets.iter().zip(repos).map(
-            |(t, repo)| async move {
-                let name = t.to_string();
-                let existing = if needs_list {
-                    repo.tags_list().await.map_err(|e| format!("{name}: {e}"))?
-                } else {
-                    Vec::new()
-                };
-                let (wanted, held) = plan::wanted_tags(policy, source_tag, &existing)
-                    .map_err(|e| format!("{name}: {e}"))?;
-                let current = head_tags(&**repo, &wanted)
-                    .await
-                    .map_err(|e| format!("{name}: {e}"))?;
-                Ok::<_, String>(plan::plan_target(
-                    policy, &name, digest, &current, wanted, held,
-                ))
-            },
-        ))
-        .await;
+        let results =
+            futures::future::join_all(policy.targets.iter().zip(repos).zip(settings).map(
+                |((t, repo), settings)| async move {
+                    let name = t.to_string();
+                    let existing = if needs_list {
+                        repo.tags_list().await.map_err(|e| format!("{name}: {e}"))?
+                    } else {
+                        Vec::new()
+                    };
+                    let (wanted, held) = plan::wanted_tags(policy, source_tag, &existing)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                    let current = head_tags(&**repo, &wanted)
+                        .await
+                        .map_err(|e| format!("{name}: {e}"))?;
+                    Ok::<_, String>(plan::plan_target(
+                        policy,
+                        &name,
+                        digest,
+                        &current,
+                        wanted,
+                        held,
+                        settings.as_ref(),
+                    ))
+                },
+            ))
+            .await;
         let mut plans = Vec::new();
         let mut refusals = Vec::new();
         for r in results {
@@ -333,9 +366,7 @@ impl Context {
                 Err(refusal) => refusals.push(refusal),
             }
         }
-        if !refusals.is_empty() {
-            return Err(Error::Gate(refusals.join("; ")));
-        }
+        refused(refusals)?;
         Ok(plans)
     }
 
@@ -388,6 +419,7 @@ impl Context {
     ) -> Result<PromoteReport> {
         let policy = self.policies.env(env)?;
         let engine = self.engine(dry_run, None);
+        let settings = check_mutability(&engine, policy).await?;
         let repos = self.open_targets(&engine, policy, !dry_run)?;
         let digest = match to {
             None => {
@@ -407,11 +439,21 @@ impl Context {
         // Where each target is now, and whether it holds the whole image: all targets at once.
         let moving = policy.moving_tags();
         let prepared =
-            futures::future::join_all(policy.targets.iter().zip(&repos).map(|(t, repo)| {
-                self.prepare_rollback(
-                    &engine, policy, t, &**repo, &digest, &moving, dry_run, progress,
-                )
-            }))
+            futures::future::join_all(policy.targets.iter().zip(&repos).zip(&settings).map(
+                |((t, repo), settings)| {
+                    self.prepare_rollback(
+                        &engine,
+                        policy,
+                        t,
+                        &**repo,
+                        &digest,
+                        &moving,
+                        settings.as_ref(),
+                        dry_run,
+                        progress,
+                    )
+                },
+            ))
             .await;
         let (mut targets, roots): (Vec<TargetReport>, Vec<Option<Manifest>>) = prepared
             .into_iter()
@@ -462,6 +504,7 @@ impl Context {
         repo: &dyn Repo,
         digest: &Digest,
         moving: &[Tag],
+        settings: Option<&RepoSettings>,
         dry_run: bool,
         progress: &dyn Fn(usize) -> Progress,
     ) -> Result<(TargetReport, Option<Manifest>)> {
@@ -481,8 +524,16 @@ impl Context {
                 return Ok((report, None));
             }
         };
-        let plan = plan::plan_target(policy, &name, digest, &current, moving.to_vec(), Vec::new())
-            .map_err(Error::Gate)?;
+        let plan = plan::plan_target(
+            policy,
+            &name,
+            digest,
+            &current,
+            moving.to_vec(),
+            Vec::new(),
+            settings,
+        )
+        .map_err(|r| refused(vec![r]).unwrap_err())?;
         report.previous = plan.previous;
         report.tags = plan
             .tags
@@ -642,6 +693,65 @@ impl Context {
         let repos = self.open_targets(&engine, policy, false)?;
         read_history(&repos, policy).await
     }
+}
+
+/// Protected-tag refusals are a gate (exit 3); a tag the registry never moves fails the work (exit 1).
+fn refused(refusals: Vec<plan::Refusal>) -> Result<()> {
+    let (mut gates, mut failures) = (Vec::new(), Vec::new());
+    for r in refusals {
+        match r {
+            plan::Refusal::Protected(m) => gates.push(m),
+            plan::Refusal::Immutable(m) => failures.push(m),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Failed(format!(
+            "{}; nothing was written",
+            failures.join("; ")
+        )));
+    }
+    if !gates.is_empty() {
+        return Err(Error::Gate(gates.join("; ")));
+    }
+    Ok(())
+}
+
+/// ECR targets' tag settings (`None` for other targets), read before anything is written; a policy
+/// whose environment tag, other moving tags or ledger a target never lets move is a policy error.
+pub async fn check_mutability(
+    engine: &Engine,
+    policy: &EnvPolicy,
+) -> Result<Vec<Option<RepoSettings>>> {
+    let found = futures::future::join_all(
+        policy
+            .targets
+            .iter()
+            .map(|t| engine.prepare_repository(t.image(), false)),
+    )
+    .await;
+    let mut out = Vec::new();
+    for (i, (t, r)) in policy.targets.iter().zip(found).enumerate() {
+        let settings = r.map_err(|e| Error::Failed(format!("{t}: {e}")))?;
+        if let Some(s) = &settings {
+            let bad = plan::immutable_moving_tags(policy, s);
+            if !bad.is_empty() {
+                let names: Vec<&str> = bad.iter().map(Tag::as_str).collect();
+                return Err(crate::policy::PolicyError::new(
+                    &policy.file,
+                    format!("targets[{i}]"),
+                    format!(
+                        "{t} has {}, but {} moves {} there; use IMMUTABLE_WITH_EXCLUSION with filters for them, or a mutable repository",
+                        s.describe(),
+                        policy.environment,
+                        names.join(", ")
+                    ),
+                )
+                .into());
+            }
+        }
+        out.push(settings);
+    }
+    Ok(out)
 }
 
 /// The merged history of an environment; ledgers that cannot be read are warned about, and it

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::cloud::RepoSettings;
 use crate::digest::Digest;
-use crate::history::Record;
+use crate::history::{self, Record};
 use crate::policy::tags::semver_tags;
 use crate::policy::{EnvPolicy, TagRule};
 use crate::reference::Tag;
@@ -123,18 +124,28 @@ pub fn plan_target(
     current: &BTreeMap<Tag, Option<Digest>>,
     wanted: Vec<Tag>,
     held: Vec<(Tag, String)>,
-) -> Result<TargetPlan, String> {
+    settings: Option<&RepoSettings>,
+) -> Result<TargetPlan, Refusal> {
     let env_tag = policy.env_tag();
     let mut moves = Vec::new();
     for tag in wanted {
         let from = current.get(&tag).cloned().flatten();
         let m = TagMove::new(tag, from, digest);
-        if m.action == TagAction::Move && policy.is_protected(&m.tag) {
-            return Err(format!(
-                "protected tag {} at {target} points at {}, and protected tags never move (wanted {digest})",
-                m.tag,
-                m.from.as_ref().expect("a move has a from")
-            ));
+        if m.action == TagAction::Move {
+            let at = m.from.as_ref().expect("a move has a from");
+            if policy.is_protected(&m.tag) {
+                return Err(Refusal::Protected(format!(
+                    "protected tag {} at {target} points at {at}, and protected tags never move (wanted {digest})",
+                    m.tag
+                )));
+            }
+            if let Some(s) = settings.filter(|s| s.is_immutable(m.tag.as_str())) {
+                return Err(Refusal::Immutable(format!(
+                    "tag {} at {target} points at {at}, and the repository's {} forbids moving it to {digest}",
+                    m.tag,
+                    s.describe()
+                )));
+            }
         }
         moves.push(m);
     }
@@ -144,6 +155,26 @@ pub fn plan_target(
         tags: moves,
         held,
     })
+}
+
+/// Why a target's tags cannot be planned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A protected tag would move: a policy gate (exit 3).
+    Protected(String),
+    /// The registry never moves this tag (ECR tag immutability): the work fails (exit 1).
+    Immutable(String),
+}
+
+/// The tags an environment moves by name, its environment tag and its ledger among them, that a
+/// repository with these settings never lets move. Non-empty means the policy cannot work there.
+pub fn immutable_moving_tags(policy: &EnvPolicy, settings: &RepoSettings) -> Vec<Tag> {
+    policy
+        .moving_tags()
+        .into_iter()
+        .chain(std::iter::once(history::ledger_tag(&policy.environment)))
+        .filter(|t| settings.is_immutable(t.as_str()))
+        .collect()
 }
 
 /// The gate of `promote_from`: the upstream environment's tag must point at `digest` at every
@@ -258,7 +289,7 @@ mod tests {
         for (state, want) in cases {
             let current: BTreeMap<Tag, Option<Digest>> =
                 state.iter().map(|(n, x)| (t(n), Some(d(*x)))).collect();
-            let got = plan_target(&p, "r/x", &d(1), &current, wanted.clone(), vec![]);
+            let got = plan_target(&p, "r/x", &d(1), &current, wanted.clone(), vec![], None);
             match (got, want) {
                 (Ok(plan), Ok(actions)) => {
                     assert_eq!(
@@ -267,9 +298,45 @@ mod tests {
                     );
                     assert_eq!(plan.previous, current.get(&t("prod")).cloned().flatten());
                 }
-                (Err(e), Err(w)) => assert!(e.contains(w), "{e}"),
+                (Err(Refusal::Protected(e)), Err(w)) => assert!(e.contains(w), "{e}"),
                 (got, want) => panic!("state {state:?}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn immutable_tags_are_kept_at_the_same_digest_and_refused_elsewhere() {
+        use crate::cloud::{Mutability, RepoSettings};
+        let p = policy("[prod, \"{source_tag}\"]", "[]");
+        let iwe = RepoSettings {
+            mutability: Mutability::ImmutableWithExclusion,
+            exclusions: vec!["prod".into(), "ferry-history-*".into()],
+            scan_on_push: false,
+        };
+        assert!(immutable_moving_tags(&p, &iwe).is_empty());
+        let imm = RepoSettings {
+            mutability: Mutability::Immutable,
+            ..iwe.clone()
+        };
+        let names: Vec<String> = immutable_moving_tags(&p, &imm)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["prod", "ferry-history-prod"]);
+
+        let wanted = vec![t("prod"), t("v1.0.0")];
+        let same: BTreeMap<Tag, Option<Digest>> =
+            [(t("prod"), Some(d(1))), (t("v1.0.0"), Some(d(1)))].into();
+        let plan =
+            plan_target(&p, "r/x", &d(1), &same, wanted.clone(), vec![], Some(&iwe)).unwrap();
+        assert!(plan.tags.iter().all(|m| m.action == TagAction::Keep));
+        let moved = plan_target(&p, "r/x", &d(2), &same, wanted, vec![], Some(&iwe)).unwrap_err();
+        match moved {
+            Refusal::Immutable(m) => assert!(
+                m.contains("tag v1.0.0") && m.contains("IMMUTABLE_WITH_EXCLUSION"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{
-    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION,
+    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode};
@@ -19,7 +20,8 @@ use crate::auth::{Auth, Scope};
 use crate::digest::Digest;
 use crate::manifest::{self, Manifest};
 use crate::reference::{Registry, Repository, Tag};
-use crate::transport::{describe, one_line, read_capped, Transport};
+use crate::transport::retry::{parse_retry_after, retryable_status, Attempts};
+use crate::transport::{describe, one_line, read_capped, HostGate, Transport};
 
 /// Page size asked for when listing tags (ECR refuses more than 1000).
 pub const TAGS_PAGE_SIZE: usize = 1000;
@@ -32,6 +34,7 @@ pub struct HttpRepo {
     repository: Repository,
     base: String,
     client: reqwest::Client,
+    gate: Arc<HostGate>,
     auth: Arc<Auth>,
     scopes: Vec<Scope>,
     requests: AtomicU64,
@@ -74,6 +77,7 @@ impl HttpRepo {
         Ok(HttpRepo {
             base: transport.base_url(&registry),
             client: transport.client(&registry)?,
+            gate: transport.gate(&registry),
             registry,
             repository,
             auth,
@@ -96,7 +100,16 @@ impl HttpRepo {
         })
     }
 
-    /// Sends a request with auth; on a 401 from this registry, learns the challenge and tries once more.
+    /// Sends a request through the registry's gate, with auth and retries.
+    ///
+    /// - A 401 from this registry (not from a host it redirected to) is answered once: the
+    ///   challenge is learnt and a fresh token fetched. A 403 saying the credentials expired (ECR)
+    ///   drops them and is answered once the same way. No other auth failure is retried.
+    /// - 408/429/5xx answers and connection failures are retried with backoff and jitter, within
+    ///   the registry's attempt cap and time budget; `Retry-After` is honoured, and a 429 pauses
+    ///   every request to the registry, not just this one.
+    /// - A streamed body can be sent only once: its failures go back to the caller marked
+    ///   transient ([`RegistryError::is_transient`]), which re-streams from the source.
     async fn send(
         &self,
         method: Method,
@@ -106,12 +119,17 @@ impl HttpRepo {
         mut body: Body,
     ) -> Result<Response> {
         let host = self.host();
+        let counted = method == Method::GET && url.path().contains("/manifests/");
+        let mut attempts = Attempts::new(self.gate.retry());
         let mut auth_header = self.auth.header(&self.client, &host, scopes).await?;
-        for attempt in 0..2 {
+        let mut auth_retried = false;
+        loop {
+            let replayable = !matches!(body, Body::Stream(_));
             let Some(payload) = body.take() else {
-                return Err(RegistryError::Unauthorized {
+                return Err(RegistryError::Interrupted {
                     host,
-                    detail: "credentials refused during an upload".into(),
+                    detail: "an upload must be sent again after its credentials were renewed"
+                        .into(),
                 });
             };
             let mut rb = self
@@ -124,36 +142,131 @@ impl HttpRepo {
             if let Some(p) = payload {
                 rb = rb.body(p);
             }
+            let admission = self.gate.admit(counted).await;
             self.requests.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(%method, path = url.path(), "request");
-            let resp = rb.send().await.map_err(|e| RegistryError::Connect {
-                host: host.clone(),
-                detail: describe(&e),
-            })?;
-            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
-                return Ok(resp);
+            let sent = rb.send().await;
+            drop(admission);
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    let detail = describe(&e);
+                    if !crate::transport::is_transient(&e) {
+                        return Err(RegistryError::Connect { host, detail });
+                    }
+                    if replayable {
+                        if let Some(d) = attempts.next_delay(None) {
+                            self.log_retry(&method, &url, &detail, &attempts, d);
+                            tokio::time::sleep(d).await;
+                            continue;
+                        }
+                    }
+                    return Err(if replayable {
+                        RegistryError::Connect { host, detail }
+                    } else {
+                        RegistryError::Interrupted { host, detail }
+                    });
+                }
+            };
+            self.gate.observe(resp.headers());
+            let status = resp.status();
+            let same_host = resp.url().host_str() == url.host_str()
+                && resp.url().port_or_known_default() == url.port_or_known_default();
+            if status == StatusCode::UNAUTHORIZED && !auth_retried && same_host {
+                auth_retried = true;
+                // Credentials that were sent and refused may have expired: ask for them again.
+                if auth_header.is_some() {
+                    self.auth.invalidate(&host).await;
+                }
+                let www = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                match self
+                    .auth
+                    .on_unauthorized(&self.client, &host, scopes, www.as_deref())
+                    .await?
+                {
+                    Some(h) => {
+                        auth_header = Some(h);
+                        continue;
+                    }
+                    None => return Ok(resp),
+                }
             }
-            // A 401 from a host we were redirected to is not ours to answer with our credentials.
-            if resp.url().host_str() != url.host_str()
-                || resp.url().port_or_known_default() != url.port_or_known_default()
+            if status == StatusCode::FORBIDDEN
+                && !auth_retried
+                && same_host
+                && auth_header.is_some()
             {
-                return Ok(resp);
+                let text = registry_error_text(&read_capped(resp, MAX_ERROR_BODY).await);
+                if !text.to_ascii_lowercase().contains("expired") {
+                    return Err(RegistryError::Denied {
+                        host,
+                        detail: if text.is_empty() {
+                            "forbidden".into()
+                        } else {
+                            text
+                        },
+                    });
+                }
+                tracing::debug!(host, "credentials expired: renewing them");
+                auth_retried = true;
+                self.auth.invalidate(&host).await;
+                auth_header = self.auth.header(&self.client, &host, scopes).await?;
+                continue;
             }
-            let www = resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            match self
-                .auth
-                .on_unauthorized(&self.client, &host, scopes, www.as_deref())
-                .await?
-            {
-                Some(h) => auth_header = Some(h),
-                None => return Ok(resp),
+            if retryable_status(status.as_u16()) {
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    self.gate
+                        .pause(retry_after.unwrap_or(crate::transport::retry::BASE_DELAY));
+                }
+                if !replayable {
+                    let detail = registry_error_text(&read_capped(resp, MAX_ERROR_BODY).await);
+                    return Err(RegistryError::Interrupted {
+                        host,
+                        detail: format!("{method} answered {}: {detail}", status.as_u16()),
+                    });
+                }
+                if let Some(d) = attempts.next_delay(retry_after) {
+                    let detail = registry_error_text(&read_capped(resp, MAX_ERROR_BODY).await);
+                    self.log_retry(
+                        &method,
+                        &url,
+                        &format!("{} {detail}", status.as_u16()),
+                        &attempts,
+                        d,
+                    );
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
             }
+            return Ok(resp);
         }
-        unreachable!("the loop returns on its second attempt")
+    }
+
+    fn log_retry(
+        &self,
+        method: &Method,
+        url: &Url,
+        why: &str,
+        attempts: &Attempts,
+        delay: Duration,
+    ) {
+        tracing::warn!(
+            registry = %self.registry,
+            %method,
+            path = url.path(),
+            attempt = attempts.made(),
+            delay_ms = delay.as_millis() as u64,
+            "{why}: retrying"
+        );
     }
 
     /// Turns an unexpected answer into an error naming the host, method, path and the registry's own words.
@@ -470,9 +583,9 @@ impl Repo for HttpRepo {
         let host = self.host();
         Ok(resp
             .bytes_stream()
-            .map_err(move |e| RegistryError::Connect {
+            .map_err(move |e| RegistryError::Interrupted {
                 host: host.clone(),
-                detail: describe(&e),
+                detail: format!("blob download cut short: {}", describe(&e)),
             })
             .boxed())
     }
@@ -515,9 +628,14 @@ impl Repo for HttpRepo {
             .append_pair("mount", d.as_str())
             .append_pair("from", from.as_str());
         let scopes = [self.scopes[0].clone(), Scope::pull(from.as_str())];
-        let resp = self
+        let resp = match self
             .send(Method::POST, url, &scopes, HeaderMap::new(), Body::None)
-            .await?;
+            .await
+        {
+            // Not allowed to read the other repository: upload instead.
+            Err(RegistryError::Denied { .. }) => return Ok(Mount::Refused),
+            other => other?,
+        };
         match resp.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),
             StatusCode::ACCEPTED => {

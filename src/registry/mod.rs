@@ -161,12 +161,47 @@ pub enum RegistryError {
     /// The transfer was cancelled because another part of it failed.
     #[error("transfer aborted: {0}")]
     Aborted(Arc<RegistryError>),
+    /// A cloud API call for this registry failed.
+    #[error("{host}: {detail}")]
+    Cloud {
+        /// The registry.
+        host: String,
+        /// The API's error.
+        detail: String,
+    },
+    /// The repository does not exist, and ferry may not create it.
+    #[error("NAME_UNKNOWN: repository {repository} does not exist at {registry} (set `create_repositories: true` for this registry in registries.yaml to have ferry create it)")]
+    RepositoryUnknown {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+    },
+    /// A streamed request was cut short or refused midway; sending it again may work.
+    #[error("transfer to {host} interrupted: {detail}")]
+    Interrupted {
+        /// The registry host.
+        host: String,
+        /// What happened.
+        detail: String,
+    },
 }
 
 impl RegistryError {
     /// True when the error means "it is not there".
     pub fn is_not_found(&self) -> bool {
         matches!(self, RegistryError::NotFound { .. })
+    }
+
+    /// True for a streamed transfer cut short by something another attempt may cure (a lost
+    /// connection, throttling, a server error): the caller sends it again from the source.
+    /// Requests without streamed bodies were already retried where they were sent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Interrupted { .. } => true,
+            RegistryError::Aborted(inner) => inner.is_transient(),
+            _ => false,
+        }
     }
 }
 

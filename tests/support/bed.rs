@@ -68,6 +68,33 @@ impl Bed {
             .env("DOCKER_CONFIG", self.dir.path().join("docker"))
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("RUST_LOG");
+        // Credentials of the machine running the tests (a CI's GITHUB_TOKEN, an AWS profile) must
+        // not reach ferry: each test sets what it means to use.
+        for var in [
+            "GITHUB_TOKEN",
+            "GH_TOKEN",
+            "GITHUB_ACTOR",
+            "DOCKERHUB_USERNAME",
+            "DOCKERHUB_TOKEN",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_ECR",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ROLE_ARN",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", self.dir.path().join("aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.path().join("aws-credentials"),
+            )
+            .env("CLOUDSDK_CONFIG", self.dir.path().join("gcloud"));
         c
     }
 

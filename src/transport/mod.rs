@@ -1,14 +1,19 @@
 //! transport: HTTP clients per registry — HTTPS with system roots plus optional CA files, plain HTTP only for loopback or when asked, never a silent fallback.
 
+pub mod hosts;
+pub mod retry;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 
 use crate::reference::Registry;
 use crate::registry::RegistryError;
+pub use hosts::{HostGate, HostSettings};
+pub use retry::RetryPolicy;
 
 /// Connection timeout per attempt.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +35,8 @@ pub struct TransportOptions {
     pub cert_dirs: Vec<PathBuf>,
     /// Per registry name: `scheme://host[:port]` that serves its API instead (mirrors, tests).
     pub endpoints: HashMap<String, String>,
+    /// Per registry name: request rate, concurrency and retries (others get the defaults).
+    pub hosts: HashMap<String, HostSettings>,
 }
 
 impl TransportOptions {
@@ -46,15 +53,22 @@ impl TransportOptions {
 pub struct Transport {
     options: TransportOptions,
     clients: Mutex<HashMap<String, reqwest::Client>>,
+    hosts: hosts::Hosts,
 }
 
 impl Transport {
     /// A transport with these options.
     pub fn new(options: TransportOptions) -> Self {
         Transport {
+            hosts: hosts::Hosts::new(options.hosts.clone()),
             options,
             clients: Mutex::default(),
         }
+    }
+
+    /// The gate every request to this registry passes (shared by all repositories on it).
+    pub fn gate(&self, registry: &Registry) -> Arc<HostGate> {
+        self.hosts.gate(registry.as_str())
     }
 
     /// `http` for loopback registries (as crane does) and those listed as plain; `https` otherwise.
@@ -149,6 +163,34 @@ pub fn describe(e: &reqwest::Error) -> String {
         msg.push_str(&one_line(&l));
     }
     msg
+}
+
+/// True when another attempt may succeed: timeouts, refused or reset connections, bodies cut
+/// short. Name resolution failures and TLS/certificate errors are permanent: TLS fails closed and
+/// is never retried (nor ever tried over plain HTTP).
+pub fn is_transient(e: &reqwest::Error) -> bool {
+    let mut chain = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(&s.to_string().to_ascii_lowercase());
+        chain.push(' ');
+        source = s.source();
+    }
+    let permanent = [
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+        "certificate",
+        "tls handshake",
+        "invalid peer",
+        "unknownissuer",
+        "builder error",
+        "relative url",
+    ];
+    if e.is_builder() || e.is_redirect() || permanent.iter().any(|p| chain.contains(p)) {
+        return false;
+    }
+    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
 }
 
 /// Squashes whitespace so a message stays on one line, and caps its length.
