@@ -1015,6 +1015,46 @@ mod tests {
                 "version: 1\nregistries:\n  docker.io:\n    auth: kerberos\n",
                 "registries.yaml: registries.docker.io.auth: unknown auth kind \"kerberos\"",
             ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  ghcr.io:\n    auth: ecr\n",
+                "registries.yaml: registries.ghcr.io.auth: ecr needs an ECR registry name",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  ghcr.io:\n    create_repositories: true\n",
+                "registries.yaml: registries.ghcr.io: create_repositories, tag_mutability, mutability_exclusions and scan_on_push apply to ECR registries only",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  123456789012.dkr.ecr.us-east-1.amazonaws.com:\n    tag_mutability: frozen\n",
+                "registries.yaml: registries.123456789012.dkr.ecr.us-east-1.amazonaws.com.tag_mutability: \"frozen\": expected mutable",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  123456789012.dkr.ecr.us-east-1.amazonaws.com:\n    tag_mutability: immutable_with_exclusion\n",
+                "mutability_exclusions: IMMUTABLE_WITH_EXCLUSION needs at least one filter",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  123456789012.dkr.ecr.us-east-1.amazonaws.com:\n    tag_mutability: immutable_with_exclusion\n    mutability_exclusions: [\"p?od\"]\n",
+                "mutability_exclusions[0]: \"p?od\" is not an ECR wildcard filter",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  docker.io:\n    requests_per_second: 0\n",
+                "registries.yaml: registries.docker.io.requests_per_second: must be a positive number",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  docker.io:\n    retries: 0\n",
+                "registries.yaml: registries.docker.io.retries: must be at least 1",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  docker.io:\n    retry_budget: forever\n",
+                "registries.yaml: registries.docker.io.retry_budget: \"forever\"",
+            ),
         ];
         for (name, text, want) in cases {
             let got = err(&[(name, text)]);
@@ -1023,6 +1063,39 @@ mod tests {
                 "{name}:\n{text}\nwant: {want}\ngot:  {got}"
             );
         }
+    }
+
+    #[test]
+    fn ecr_creation_limits_and_retries_load() {
+        let d = dir_with(&[(
+            "registries.yaml",
+            "version: 1\nregistries:\n  123456789012.dkr.ecr.eu-west-1.amazonaws.com:\n    endpoint: http://127.0.0.1:9\n    create_repositories: true\n    tag_mutability: IMMUTABLE_WITH_EXCLUSION\n    mutability_exclusions: [prod, \"ferry-history-*\"]\n    scan_on_push: true\n    requests_per_second: 10\n    retries: 3\n    retry_budget: 30s\n  docker.io:\n    auth: anonymous\n",
+        )]);
+        let p = Policies::load(d.path(), &Overrides::default()).unwrap();
+        let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        assert_eq!(
+            p.ecr_create()[ecr],
+            RepoSettings {
+                mutability: Mutability::ImmutableWithExclusion,
+                exclusions: vec!["prod".into(), "ferry-history-*".into()],
+                scan_on_push: true,
+            }
+        );
+        let t = p.transport(TransportOptions::default());
+        assert_eq!(t.endpoints[ecr], "http://127.0.0.1:9");
+        assert_eq!(
+            t.hosts[ecr],
+            HostSettings {
+                requests_per_second: Some(10.0),
+                max_concurrency: None,
+                retry: RetryPolicy {
+                    attempts: 3,
+                    budget: std::time::Duration::from_secs(30)
+                },
+            }
+        );
+        assert_eq!(p.auth_sources()["docker.io"], AuthKind::Anonymous);
+        assert!(!p.auth_sources().contains_key(ecr), "auto is the default");
     }
 
     #[test]
