@@ -228,6 +228,18 @@ pub struct DemoArgs {
     pub output: Format,
 }
 
+/// Libraries whose trace-level events can carry credentials (response bodies, signing
+/// material): ferry drops those events whatever `RUST_LOG` asks.
+pub const SECRET_BEARING_LOG_TARGETS: &[&str] =
+    &["aws_", "gcp_auth", "hyper", "reqwest", "h2", "rustls"];
+
+/// True for a log target under [`SECRET_BEARING_LOG_TARGETS`].
+pub fn is_secret_bearing(target: &str) -> bool {
+    SECRET_BEARING_LOG_TARGETS
+        .iter()
+        .any(|p| target.starts_with(p))
+}
+
 /// Runs a parsed command; the caller maps the error to an exit code.
 pub async fn run(cli: Cli) -> Result<()> {
     let dir = cli.policies;

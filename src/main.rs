@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferry::cli::{self, Cli};
 use ferry::error::{EXIT_OK, EXIT_USAGE};
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,10 +17,19 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    // Secrets never reach a log, whatever RUST_LOG asks: some libraries trace whole responses
+    // (the AWS SDK's GetAuthorizationToken included) at trace level.
+    let no_secrets = tracing_subscriber::filter::filter_fn(|m| {
+        *m.level() != tracing::Level::TRACE || !cli::is_secret_bearing(m.target())
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(filter)
+                .with_filter(no_secrets),
+        )
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

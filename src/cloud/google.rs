@@ -18,10 +18,17 @@ pub struct Google {
 }
 
 fn error(operation: &'static str, e: &gcp_auth::Error) -> CloudError {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
     CloudError {
         service: "google oauth",
         operation,
-        detail: crate::transport::one_line(&e.to_string()),
+        detail: crate::transport::one_line(&detail),
     }
 }
 

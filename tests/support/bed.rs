@@ -38,6 +38,10 @@ impl Bed {
             serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
         )
         .unwrap();
+        // Empty AWS config files: the machine's profiles must not be used, and aws-config warns
+        // about files named but missing.
+        std::fs::write(dir.path().join("aws-config"), "").unwrap();
+        std::fs::write(dir.path().join("aws-credentials"), "").unwrap();
         Bed { dir }
     }
 

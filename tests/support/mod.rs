@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 pub mod bed;
+pub mod faultproxy;
+pub mod moto;
+pub mod oauth;
 pub mod registry;
 pub mod skopeo;
 pub mod tls;

@@ -53,6 +53,8 @@ pub struct TestRegistry {
     tls: Option<TlsFiles>,
     /// The token server, in token mode.
     pub token: Option<TokenServer>,
+    /// Credentials other than the defaults (Basic: the htpasswd user; token: what clients should send).
+    creds: Option<(String, String)>,
 }
 
 impl TestRegistry {
@@ -64,7 +66,6 @@ impl TestRegistry {
     /// Starts a registry; in token mode tokens live `lifetime_s` seconds.
     pub fn start_with_token_lifetime(mode: Mode, lifetime_s: u64) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
-        let tls = (mode == Mode::Tls).then(|| tls::generate(dir.path()));
         let token = (mode == Mode::Token).then(|| {
             TokenServer::start(
                 &dir.path().join("token-cert.pem"),
@@ -73,9 +74,40 @@ impl TestRegistry {
                 lifetime_s,
             )
         });
+        Self::launch(mode, dir, token, None)
+    }
+
+    /// A Basic-auth registry whose htpasswd holds this user and password.
+    pub fn start_basic_with(user: &str, password: &str) -> TestRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        Self::launch(
+            Mode::Basic,
+            dir,
+            None,
+            Some((user.to_owned(), password.to_owned())),
+        )
+    }
+
+    /// A token-auth registry whose token server grants what `check` accepts; tokens live `lifetime_s`.
+    pub fn start_token_with(check: super::tokenserver::Check, lifetime_s: u64) -> TestRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let token = TokenServer::start_with(&dir.path().join("token-cert.pem"), check, lifetime_s);
+        Self::launch(Mode::Token, dir, Some(token), None)
+    }
+
+    fn launch(
+        mode: Mode,
+        dir: tempfile::TempDir,
+        token: Option<TokenServer>,
+        creds: Option<(String, String)>,
+    ) -> TestRegistry {
+        let tls = (mode == Mode::Tls).then(|| tls::generate(dir.path()));
         if matches!(mode, Mode::Basic | Mode::Tls) {
-            let hash = bcrypt::hash(BASIC_PASSWORD, 5).unwrap();
-            std::fs::write(dir.path().join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
+            let (user, password) = creds
+                .clone()
+                .unwrap_or((USER.to_owned(), BASIC_PASSWORD.to_owned()));
+            let hash = bcrypt::hash(password, 5).unwrap();
+            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
         }
         let mut reg = TestRegistry {
             mode,
@@ -84,6 +116,7 @@ impl TestRegistry {
             child: None,
             tls,
             token,
+            creds,
         };
         for attempt in 0..5 {
             reg.port = free_port();
@@ -190,11 +223,17 @@ impl TestRegistry {
 
     /// The user, for protected registries.
     pub fn username(&self) -> Option<&str> {
+        if let Some((u, _)) = &self.creds {
+            return Some(u);
+        }
         (self.mode != Mode::Plain).then_some(USER)
     }
 
     /// The password, for protected registries.
     pub fn password(&self) -> Option<&str> {
+        if let Some((_, p)) = &self.creds {
+            return Some(p);
+        }
         match self.mode {
             Mode::Plain => None,
             Mode::Basic | Mode::Tls => Some(BASIC_PASSWORD),

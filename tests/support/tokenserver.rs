@@ -15,9 +15,11 @@ pub const SERVICE: &str = "ferry-test";
 /// The issuer registries expect.
 pub const ISSUER: &str = "ferry-test-issuer";
 
+/// Decides whether a (user, password) pair may have a token.
+pub type Check = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 struct Shared {
-    user: String,
-    password: String,
+    check: Check,
     lifetime_s: u64,
     requests: AtomicUsize,
     scopes: Mutex<Vec<String>>,
@@ -35,6 +37,16 @@ pub struct TokenServer {
 impl TokenServer {
     /// Starts on an ephemeral loopback port; writes the signing certificate to `cert_path`.
     pub fn start(cert_path: &Path, user: &str, password: &str, lifetime_s: u64) -> TokenServer {
+        let (u, p) = (user.to_owned(), password.to_owned());
+        Self::start_with(
+            cert_path,
+            Arc::new(move |user: &str, password: &str| user == u && password == p),
+            lifetime_s,
+        )
+    }
+
+    /// Starts with a credential check of the caller's (e.g. `oauth2accesstoken` + a live OAuth token).
+    pub fn start_with(cert_path: &Path, check: Check, lifetime_s: u64) -> TokenServer {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let signer =
@@ -53,8 +65,7 @@ impl TokenServer {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
         let port = server.server_addr().to_ip().unwrap().port();
         let shared = Arc::new(Shared {
-            user: user.into(),
-            password: password.into(),
+            check,
             lifetime_s,
             requests: AtomicUsize::new(0),
             scopes: Mutex::default(),
@@ -122,7 +133,7 @@ fn answer(request: &tiny_http::Request, sh: &Shared, signer: &EcdsaKeyPair, x5c:
                 .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                 .and_then(|b| String::from_utf8(b).ok());
             match decoded.as_deref().and_then(|d| d.split_once(':')) {
-                Some((u, p)) if u == sh.user && p == sh.password => Some(u.to_owned()),
+                Some((u, p)) if (sh.check)(u, p) => Some(u.to_owned()),
                 _ => {
                     return tiny_http::Response::from_data(
                         br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#

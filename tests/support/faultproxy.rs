@@ -1,0 +1,357 @@
+//! A scriptable fault-injecting HTTP/1.1 proxy between ferry and a real test registry: canned statuses (429 with Retry-After, 5xx) for the first N matching requests, delays, Docker Hub-style `RateLimit-*` headers with a sliding-window quota, and a log of every request.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http_body_util::{combinators::BoxBody, BodyExt, BodyStream, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+
+/// What a rule does to a request it matches.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Answer with this status without asking the registry; `retry_after` becomes `Retry-After`.
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// The `Retry-After` value, if any.
+        retry_after: Option<String>,
+    },
+    /// Wait, then forward.
+    Delay(Duration),
+}
+
+/// Applies `action` to the first `times` requests whose method (if given) and path match.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// A name for the log.
+    pub name: String,
+    /// `GET`, `PUT`, …; `None` for any.
+    pub method: Option<String>,
+    /// A substring of the path (with query).
+    pub path_contains: String,
+    /// How many more requests it applies to.
+    pub times: usize,
+    /// What it does.
+    pub action: Action,
+}
+
+/// One request as the proxy saw it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Since the proxy started.
+    pub at: Duration,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The status the client got.
+    pub status: u16,
+    /// The rule (or `ratelimit`) that answered instead of the registry.
+    pub injected: Option<String>,
+    /// Request headers, values included (tests search them for secrets).
+    pub headers: Vec<(String, String)>,
+}
+
+struct Quota {
+    limit: usize,
+    window: Duration,
+    served: VecDeque<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    log: Vec<Entry>,
+    quota: Option<Quota>,
+}
+
+/// A running proxy; stops when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Starts in front of `upstream` (`127.0.0.1:PORT`, plain HTTP).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (st, upstream) = (state.clone(), upstream.to_owned());
+        let started = Instant::now();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(serve(listener, st, upstream, started, stopped));
+        });
+        FaultProxy {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Adds a rule (rules are tried in the order added).
+    pub fn add(&self, rule: Rule) {
+        self.state.lock().unwrap().rules.push(rule);
+    }
+
+    /// A 429 with `Retry-After: secs` for the first `times` requests whose path contains `path`.
+    pub fn throttle(&self, name: &str, method: Option<&str>, path: &str, times: usize, secs: u64) {
+        self.add(Rule {
+            name: name.into(),
+            method: method.map(str::to_owned),
+            path_contains: path.into(),
+            times,
+            action: Action::Status {
+                code: 429,
+                retry_after: Some(secs.to_string()),
+            },
+        });
+    }
+
+    /// Docker Hub's quota: `limit` manifest GETs per sliding `window_s`, announced in
+    /// `RateLimit-Limit`/`RateLimit-Remaining` on every answer; over it, 429 with `Retry-After`.
+    pub fn set_ratelimit(&self, limit: usize, window_s: u64) {
+        self.state.lock().unwrap().quota = Some(Quota {
+            limit,
+            window: Duration::from_secs(window_s),
+            served: VecDeque::new(),
+        });
+    }
+
+    /// Every request so far.
+    pub fn log(&self) -> Vec<Entry> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+async fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<Mutex<State>>,
+    upstream: String,
+    started: Instant,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+            _ = &mut stopped => return,
+        };
+        let (state, upstream, client) = (state.clone(), upstream.clone(), client.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                handle(
+                    req,
+                    state.clone(),
+                    upstream.clone(),
+                    client.clone(),
+                    started,
+                )
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    upstream: String,
+    client: reqwest::Client,
+    started: Instant,
+) -> Result<Response<Body>, Infallible> {
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let mut entry = Entry {
+        at: started.elapsed(),
+        method: method.clone(),
+        path: path.clone(),
+        status: 0,
+        injected: None,
+        headers,
+    };
+
+    // Rules first, then the quota.
+    let (action, quota_headers, over_quota) = {
+        let mut st = state.lock().unwrap();
+        let action = st
+            .rules
+            .iter_mut()
+            .find(|r| {
+                r.times > 0
+                    && r.method.as_deref().is_none_or(|m| m == method)
+                    && path.contains(&r.path_contains)
+            })
+            .map(|r| {
+                r.times -= 1;
+                (r.name.clone(), r.action.clone())
+            });
+        let counted = method == "GET" && path.contains("/manifests/");
+        let (mut qh, mut over) = (Vec::new(), None);
+        if let Some(q) = st.quota.as_mut() {
+            let now = Instant::now();
+            while q.served.front().is_some_and(|t| now - *t >= q.window) {
+                q.served.pop_front();
+            }
+            if counted && action.is_none() {
+                if q.served.len() >= q.limit {
+                    let wait = q.served.front().map_or(q.window, |t| q.window - (now - *t));
+                    over = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+                } else {
+                    q.served.push_back(now);
+                }
+            }
+            let w = q.window.as_secs();
+            qh.push(("ratelimit-limit".to_owned(), format!("{};w={w}", q.limit)));
+            qh.push((
+                "ratelimit-remaining".to_owned(),
+                format!("{};w={w}", q.limit - q.served.len().min(q.limit)),
+            ));
+        }
+        (action, qh, over)
+    };
+
+    let canned = |code: u16, retry_after: Option<String>, name: String, entry: &mut Entry| {
+        let mut b = Response::builder()
+            .status(code)
+            .header("content-type", "application/json");
+        if let Some(r) = retry_after {
+            b = b.header("retry-after", r);
+        }
+        for (k, v) in &quota_headers {
+            b = b.header(k, v);
+        }
+        entry.status = code;
+        entry.injected = Some(name);
+        let code_name = if code == 429 {
+            "TOOMANYREQUESTS"
+        } else {
+            "UNAVAILABLE"
+        };
+        b.body(full(format!(
+            r#"{{"errors":[{{"code":"{code_name}","message":"injected by the test proxy"}}]}}"#
+        )))
+        .unwrap()
+    };
+
+    let mut delay = None;
+    match action {
+        Some((name, Action::Status { code, retry_after })) => {
+            // Read what the client sends, so it sees the status rather than a broken pipe.
+            let mut body = req.into_body();
+            while let Some(Ok(_)) = body.frame().await {}
+            let r = canned(code, retry_after, name, &mut entry);
+            state.lock().unwrap().log.push(entry);
+            return Ok(r);
+        }
+        Some((name, Action::Delay(d))) => {
+            entry.injected = Some(name);
+            delay = Some(d);
+        }
+        None => {}
+    }
+    if let Some(secs) = over_quota {
+        let r = canned(429, Some(secs.to_string()), "ratelimit".into(), &mut entry);
+        state.lock().unwrap().log.push(entry);
+        return Ok(r);
+    }
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+
+    // Forward, streaming both ways; the Host header is kept so Location URLs point back here.
+    let (parts, body) = req.into_parts();
+    let mut out = client.request(
+        reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap(),
+        format!("http://{upstream}{path}"),
+    );
+    for (k, v) in parts.headers.iter() {
+        if !matches!(k.as_str(), "connection" | "transfer-encoding") {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let stream = BodyStream::new(body)
+        .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
+        .map_err(std::io::Error::other);
+    out = out.body(reqwest::Body::wrap_stream(stream));
+    let resp = match out.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            entry.status = 502;
+            state.lock().unwrap().log.push(entry);
+            return Ok(Response::builder()
+                .status(502)
+                .body(full(format!("upstream: {e}")))
+                .unwrap());
+        }
+    };
+    let mut b = Response::builder().status(resp.status().as_u16());
+    for (k, v) in resp.headers() {
+        if !matches!(k.as_str(), "connection" | "transfer-encoding") {
+            b = b.header(k.as_str(), v.as_bytes());
+        }
+    }
+    for (k, v) in &quota_headers {
+        b = b.header(k, v);
+    }
+    entry.status = resp.status().as_u16();
+    state.lock().unwrap().log.push(entry);
+    let body = StreamBody::new(
+        resp.bytes_stream()
+            .map(|r| r.map(Frame::data).map_err(std::io::Error::other)),
+    );
+    Ok(b.body(BodyExt::boxed(body)).unwrap())
+}
