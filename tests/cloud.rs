@@ -37,6 +37,7 @@ struct Cloud {
     hub: TestRegistry,
     hub_proxy: FaultProxy,
     gar_proxy: FaultProxy,
+    ecr_proxy: FaultProxy,
     bed: Bed,
 }
 
@@ -50,6 +51,7 @@ impl Cloud {
         let hub = TestRegistry::start_token_with(check(HUB_USER, HUB_SECRET), token_lifetime_s);
         let hub_proxy = FaultProxy::start(&hub.host());
         let gar_proxy = FaultProxy::start(&gar.host());
+        let ecr_proxy = FaultProxy::start(&ecr.host());
         // The bed's Docker config knows the source only by its loopback address (to seed it);
         // as ghcr.io, ferry must find GITHUB_TOKEN.
         let bed = Bed::with_logins(&[(src.host(), GH_USER.into(), GH_SECRET.into())]);
@@ -63,6 +65,7 @@ impl Cloud {
             hub,
             hub_proxy,
             gar_proxy,
+            ecr_proxy,
             bed,
         }
     }
@@ -83,7 +86,7 @@ impl Cloud {
             &format!(
                 "version: 1\nregistries:\n  ghcr.io:\n    endpoint: http://{}\n  {ECR_HOST}:\n    endpoint: http://{}\n{ecr_extra}  {GAR_HOST}:\n    endpoint: http://{}\n  docker.io:\n    endpoint: http://{}\n",
                 self.src.host(),
-                self.ecr.host(),
+                self.ecr_proxy.host(),
                 self.gar_proxy.host(),
                 self.hub_proxy.host()
             ),
@@ -200,11 +203,28 @@ fn promote_to_ecr_artifact_registry_and_docker_hub_in_one_command() {
     );
     let digest = c.seed("v1.0.0", 1);
     assert!(c.moto.describe_repository("acme/api").is_none());
+    // ECR says its token expired once (as a 403): ferry asks for a new one and goes on.
+    c.ecr_proxy.add(Rule {
+        name: "expired".into(),
+        method: None,
+        path_contains: "/v2/".into(),
+        with_header: Some("authorization".into()),
+        times: 1,
+        action: Action::Reply {
+            code: 403,
+            body: r#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#.into(),
+        },
+    });
 
     // One command, no login step: ECR through moto, Google through the OAuth endpoint, Docker Hub
     // and GHCR from their environment variables. The ECR repository is created on the way.
     let report = ok(&c.ferry(&["promote", "prod", ":v1.0.0", "--output", "json", "-vvv"]));
     assert_eq!(report["digest"], digest.as_str());
+    assert!(c
+        .ecr_proxy
+        .log()
+        .iter()
+        .any(|e| e.injected.as_deref() == Some("expired")));
     let gar_token = c.oauth.issued()[0].clone();
     let places = [
         (
@@ -358,6 +378,7 @@ fn throttled_docker_hub_and_three_second_tokens_mid_copy() {
             name: "slow".into(),
             method: None,
             path_contains: "/blobs/".into(),
+            with_header: None,
             times: 1000,
             action: Action::Delay(Duration::from_millis(300)),
         });

@@ -211,6 +211,8 @@ pub struct Auth {
     sources: HashMap<String, CredentialSource>,
     cloud: Arc<Cloud>,
     creds: Mutex<HashMap<String, CredentialSlot>>,
+    /// Why a registry has no credentials (a cloud API failed), for its refusals' messages.
+    missing: Mutex<HashMap<String, String>>,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: Mutex<HashMap<(String, Vec<Scope>), TokenSlot>>,
     token_requests: std::sync::atomic::AtomicU64,
@@ -240,6 +242,7 @@ impl Auth {
             sources: HashMap::new(),
             cloud: Arc::default(),
             creds: Mutex::default(),
+            missing: Mutex::default(),
             challenges: Mutex::default(),
             tokens: Mutex::default(),
             token_requests: Default::default(),
@@ -303,6 +306,28 @@ impl Auth {
             refresh_at,
         });
         Ok(value)
+    }
+
+    /// True when a host's credentials came from a cloud API and can be asked for again.
+    pub async fn renewable(&self, host: &str) -> bool {
+        let slot = self.creds.lock().expect("creds lock").get(host).cloned();
+        match slot {
+            Some(slot) => slot
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|c| c.refresh_at.is_some()),
+            None => false,
+        }
+    }
+
+    /// Why no credentials were found for a host, when a cloud API said so.
+    pub fn missing_reason(&self, host: &str) -> Option<String> {
+        self.missing
+            .lock()
+            .expect("missing lock")
+            .get(host)
+            .cloned()
     }
 
     /// Forgets a host's credential and tokens after they were refused (a cloud credential is asked for again).
@@ -372,7 +397,15 @@ impl Auth {
                 tracing::debug!(host, error = %e, "cloud credentials unavailable: using the docker config's");
                 Ok((Some(c), None))
             }
-            (None, Some(e)) => Err(e),
+            // Public images need no credentials: go on anonymously, and say why if refused.
+            (None, Some(e)) => {
+                tracing::debug!(host, error = %e, "no credentials: going on anonymously");
+                self.missing
+                    .lock()
+                    .expect("missing lock")
+                    .insert(host.to_owned(), e.to_string());
+                Ok((None, None))
+            }
             (found, None) => Ok((found, None)),
         }
     }

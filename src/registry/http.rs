@@ -103,8 +103,8 @@ impl HttpRepo {
     /// Sends a request through the registry's gate, with auth and retries.
     ///
     /// - A 401 from this registry (not from a host it redirected to) is answered once: the
-    ///   challenge is learnt and a fresh token fetched. A 403 saying the credentials expired (ECR)
-    ///   drops them and is answered once the same way. No other auth failure is retried.
+    ///   challenge is learnt and a fresh token fetched. A 403 while using cloud-issued
+    ///   credentials (ECR's "token expired") renews them once. No other auth failure is retried.
     /// - 408/429/5xx answers and connection failures are retried with backoff and jitter, within
     ///   the registry's attempt cap and time budget; `Retry-After` is honoured, and a 429 pauses
     ///   every request to the registry, not just this one.
@@ -123,6 +123,7 @@ impl HttpRepo {
         let mut attempts = Attempts::new(self.gate.retry());
         let mut auth_header = self.auth.header(&self.client, &host, scopes).await?;
         let mut auth_retried = false;
+        let mut renewed = false;
         loop {
             let replayable = !matches!(body, Body::Stream(_));
             let Some(payload) = body.take() else {
@@ -195,24 +196,16 @@ impl HttpRepo {
                     None => return Ok(resp),
                 }
             }
+            // ECR answers an expired token with 403 (no body on a HEAD): renew cloud-issued
+            // credentials once.
             if status == StatusCode::FORBIDDEN
-                && !auth_retried
+                && !renewed
                 && same_host
                 && auth_header.is_some()
+                && self.auth.renewable(&host).await
             {
-                let text = registry_error_text(&read_capped(resp, MAX_ERROR_BODY).await);
-                if !text.to_ascii_lowercase().contains("expired") {
-                    return Err(RegistryError::Denied {
-                        host,
-                        detail: if text.is_empty() {
-                            "forbidden".into()
-                        } else {
-                            text
-                        },
-                    });
-                }
-                tracing::debug!(host, "credentials expired: renewing them");
-                auth_retried = true;
+                tracing::debug!(host, "credentials refused (403): renewing them once");
+                renewed = true;
                 self.auth.invalidate(&host).await;
                 auth_header = self.auth.header(&self.client, &host, scopes).await?;
                 continue;
@@ -278,12 +271,13 @@ impl HttpRepo {
         let host = self.host();
         match status {
             401 => RegistryError::Unauthorized {
-                host,
-                detail: if detail.is_empty() {
-                    "authentication required".into()
-                } else {
-                    detail
+                detail: match (detail.is_empty(), self.auth.missing_reason(&host)) {
+                    (true, None) => "authentication required".into(),
+                    (true, Some(why)) => format!("authentication required, and {why}"),
+                    (false, None) => detail,
+                    (false, Some(why)) => format!("{detail}, and {why}"),
                 },
+                host,
             },
             403 => RegistryError::Denied {
                 host,

@@ -22,6 +22,13 @@ pub enum Action {
         /// The `Retry-After` value, if any.
         retry_after: Option<String>,
     },
+    /// Answer with this status and body without asking the registry.
+    Reply {
+        /// The HTTP status.
+        code: u16,
+        /// The body (a registry error JSON).
+        body: String,
+    },
     /// Wait, then forward.
     Delay(Duration),
 }
@@ -35,6 +42,8 @@ pub struct Rule {
     pub method: Option<String>,
     /// A substring of the path (with query).
     pub path_contains: String,
+    /// Only requests carrying this header (lowercase name) match.
+    pub with_header: Option<String>,
     /// How many more requests it applies to.
     pub times: usize,
     /// What it does.
@@ -121,6 +130,7 @@ impl FaultProxy {
             name: name.into(),
             method: method.map(str::to_owned),
             path_contains: path.into(),
+            with_header: None,
             times,
             action: Action::Status {
                 code: 429,
@@ -234,6 +244,9 @@ async fn handle(
                 r.times > 0
                     && r.method.as_deref().is_none_or(|m| m == method)
                     && path.contains(&r.path_contains)
+                    && r.with_header
+                        .as_deref()
+                        .is_none_or(|h| req.headers().contains_key(h))
             })
             .map(|r| {
                 r.times -= 1;
@@ -296,6 +309,18 @@ async fn handle(
             let r = canned(code, retry_after, name, &mut entry);
             state.lock().unwrap().log.push(entry);
             return Ok(r);
+        }
+        Some((name, Action::Reply { code, body })) => {
+            let mut b = req.into_body();
+            while let Some(Ok(_)) = b.frame().await {}
+            entry.status = code;
+            entry.injected = Some(name);
+            state.lock().unwrap().log.push(entry);
+            return Ok(Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(full(body))
+                .unwrap());
         }
         Some((name, Action::Delay(d))) => {
             entry.injected = Some(name);
