@@ -455,6 +455,10 @@ fn throttled_docker_hub_and_three_second_tokens_mid_copy() {
         .count();
     assert!(renewed >= 2, "oauth tokens renewed {renewed} times:\n{err}");
     assert!(c.oauth.issued().len() >= 2);
+    eprintln!(
+        "registry tokens renewed {refreshed}x, oauth credentials {renewed}x, oauth tokens issued {}",
+        c.oauth.issued().len()
+    );
     // No Authorization header ever reached the proxy for a host other than the one challenging.
     assert!(log
         .iter()

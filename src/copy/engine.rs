@@ -295,12 +295,18 @@ impl Engine {
             host: host.clone(),
             detail: e.to_string(),
         };
-        let found = self
-            .cloud
-            .ecr
-            .describe(&ecr, rr.repository.as_str())
-            .await
-            .map_err(cloud_err)?;
+        let creatable = self.options.ecr_create.contains_key(&host);
+        let found = match self.cloud.ecr.describe(&ecr, rr.repository.as_str()).await {
+            Ok(f) => f,
+            // Pushing with Docker-config credentials and no AWS ones still works; ferry just
+            // cannot see the repository's settings (and cannot create it).
+            Err(e) if !creatable => {
+                tracing::warn!(registry = %host, repository = %rr.repository, "cannot read the ECR repository's settings, so its tag immutability is not checked: {e}");
+                known.insert(key, None);
+                return Ok(None);
+            }
+            Err(e) => return Err(cloud_err(e)),
+        };
         let settings = match (found, self.options.ecr_create.get(&host)) {
             (Some(s), _) => s,
             (None, None) => {
