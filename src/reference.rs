@@ -39,7 +39,8 @@ impl InvalidReference {
 }
 
 /// A registry host name with optional port, as written in references (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize)]
+#[serde(transparent)]
 pub struct Registry(String);
 
 impl Registry {

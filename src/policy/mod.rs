@@ -5,6 +5,7 @@
 //! which tags). Every file starts with `version: 1`. Unknown keys and bad values are errors that
 //! name the file and the key path. Nothing here does I/O beyond reading the files.
 
+pub mod mirror;
 pub mod tags;
 
 use std::collections::{BTreeMap, HashMap};
@@ -208,6 +209,8 @@ struct RawTarget {
 #[serde(deny_unknown_fields)]
 struct RawEnv {
     version: Option<u32>,
+    #[allow(dead_code)]
+    kind: Option<String>,
     environment: Option<String>,
     source: Option<String>,
     promote_from: Option<String>,
@@ -292,6 +295,8 @@ pub struct Policies {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// Environment policies by name.
     pub environments: BTreeMap<Environment, EnvPolicy>,
+    /// Mirror policies (`kind: mirror`) by name.
+    pub mirrors: BTreeMap<String, mirror::MirrorPolicy>,
 }
 
 impl Policies {
@@ -306,6 +311,7 @@ impl Policies {
                 BTreeMap::new()
             },
             environments: BTreeMap::new(),
+            mirrors: BTreeMap::new(),
         })
     }
 
@@ -321,9 +327,24 @@ impl Policies {
         files.sort();
         let mut registries = BTreeMap::new();
         let mut environments = BTreeMap::new();
+        let mut mirrors: BTreeMap<String, mirror::MirrorPolicy> = BTreeMap::new();
         for file in files {
             if file.file_name().and_then(|n| n.to_str()) == Some(REGISTRIES_FILE) {
                 registries = load_registries(&file)?;
+            } else if kind_of(&file)?.as_deref() == Some("mirror") {
+                let m = mirror::load(&file)?;
+                if let Some(other) = mirrors.get(&m.name) {
+                    return Err(PolicyError::new(
+                        &file,
+                        "name",
+                        format!(
+                            "mirror {} is also defined in {}",
+                            m.name,
+                            other.file.display()
+                        ),
+                    ));
+                }
+                mirrors.insert(m.name.clone(), m);
             } else {
                 let p = load_env(&file, overrides)?;
                 if let Some(other) = environments.get(&p.environment) {
@@ -356,6 +377,7 @@ impl Policies {
             dir: dir.to_owned(),
             registries,
             environments,
+            mirrors,
         })
     }
 
@@ -674,6 +696,21 @@ fn relative_to(file: &Path, p: &Path) -> PathBuf {
     out
 }
 
+/// A policy file's `kind` (`environment` when absent, or `mirror`).
+fn kind_of(file: &Path) -> Result<Option<String>, PolicyError> {
+    let config = build(file, config::Config::builder().add_source(yaml(file)))?;
+    match config.get_string("kind") {
+        Ok(k) if k == "environment" || k == "mirror" => Ok(Some(k)),
+        Ok(k) => Err(PolicyError::new(
+            file,
+            "kind",
+            format!("{k:?}: expected environment or mirror"),
+        )),
+        Err(config::ConfigError::NotFound(_)) => Ok(None),
+        Err(e) => Err(PolicyError::new(file, "kind", one_line(&e.to_string()))),
+    }
+}
+
 fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError> {
     let stem = file
         .file_stem()
@@ -925,6 +962,30 @@ mod tests {
         assert!(!prod.is_protected(&Tag::parse("prod").unwrap()));
         assert!(prod.platforms.is_empty());
         assert!(p.env("staging").unwrap().promote_from.is_none());
+
+        let nightly = &p.mirrors["nightly"];
+        assert_eq!(nightly.source_registry.as_str(), "ghcr.io");
+        assert_eq!(nightly.source_repository("api"), "acme/api");
+        assert_eq!(nightly.repositories, ["api", "worker"]);
+        assert_eq!(
+            nightly.targets[0].repository_for("api"),
+            "mirror/api",
+            "ghcr.io/acme/api -> .../mirror/api"
+        );
+        assert_eq!(nightly.targets[1].registry.as_str(), "docker.io");
+        assert_eq!(nightly.targets[1].repository_for("worker"), "acme/worker");
+        assert_eq!(nightly.existing, mirror::Existing::Overwrite);
+        let f = &nightly.tags;
+        for (tag, ok) in [
+            ("v1.2.3", true),
+            ("v0.9.0", false),
+            ("v1.2.3-rc1", false),
+            ("sha-abc1234", true),
+            ("latest", false),
+        ] {
+            assert_eq!(f.matches(tag), ok, "{tag}");
+        }
+        assert_eq!(f.newest, Some(20));
     }
 
     #[test]
@@ -1049,6 +1110,31 @@ mod tests {
                 "registries.yaml",
                 "version: 1\nregistries:\n  docker.io:\n    retries: 0\n",
                 "registries.yaml: registries.docker.io.retries: must be at least 1",
+            ),
+            (
+                "nightly.yaml",
+                "version: 1\nkind: mirror\nsource: ghcr.io/acme\ntags:\n  include: ['^v(']\ntargets:\n  - registry: r.io\n",
+                "nightly.yaml: tags.include[0]: \"^v(\" is not a regular expression",
+            ),
+            (
+                "nightly.yaml",
+                "version: 1\nkind: mirror\nsource: ghcr.io/acme\ntags:\n  semver: \">=one\"\ntargets:\n  - registry: r.io\n",
+                "nightly.yaml: tags.semver: \">=one\"",
+            ),
+            (
+                "nightly.yaml",
+                "version: 1\nkind: mirror\nsource: ghcr.io/acme\ntargets:\n  - registry: r.io\n    prefix: mirror\n",
+                "nightly.yaml: targets[0].prefix: \"mirror\" must end with '/'",
+            ),
+            (
+                "nightly.yaml",
+                "version: 1\nkind: mirror\nsource: ghcr.io/acme\nexisting: replace\ntargets:\n  - registry: r.io\n",
+                "nightly.yaml: existing: \"replace\": expected skip, overwrite or backup",
+            ),
+            (
+                "nightly.yaml",
+                "version: 1\nkind: replica\nsource: ghcr.io/acme\n",
+                "nightly.yaml: kind: \"replica\": expected environment or mirror",
             ),
             (
                 "registries.yaml",
