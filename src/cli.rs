@@ -48,6 +48,8 @@ pub enum Command {
     Status(EnvArgs),
     /// An environment's promotions and rollbacks, newest first, from the ledgers in its targets.
     History(HistoryArgs),
+    /// Mirror repositories and tags to other registries by mirror policies (`kind: mirror`): incremental, shardable.
+    Mirror(MirrorArgs),
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -123,6 +125,35 @@ pub struct RollbackArgs {
 pub struct EnvArgs {
     /// The environment.
     pub env: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry mirror`.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Mirror policies to run (their `name`); none: every mirror policy.
+    pub names: Vec<String>,
+    /// Read and decide, print the plan, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this shard's repositories: K/N (default: a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX with --shard-count).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// The number of shards when the index comes from JOB_COMPLETION_INDEX.
+    #[arg(long, env = "FERRY_SHARD_COUNT")]
+    pub shard_count: Option<u32>,
+    /// Stop starting new images after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Images worked on at once.
+    #[arg(long, default_value_t = crate::mirror::DEFAULT_PARALLEL)]
+    pub parallel: usize,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Format,
@@ -292,6 +323,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             report::write_history(&mut stdout, &newest, args.env.output)?;
             Ok(stdout.flush()?)
         }
+        Command::Mirror(args) => mirror(&dir, args).await,
         Command::Policy(PolicyCommand::Check { output, offline }) => {
             let ctx = context(&dir, &ConnectArgs::default(), &[])?;
             if !offline {
@@ -320,6 +352,100 @@ fn context(dir: &std::path::Path, connect: &ConnectArgs, platforms: &[String]) -
         ..Default::default()
     };
     Ok(Context { policies, options })
+}
+
+async fn mirror(dir: &std::path::Path, args: MirrorArgs) -> Result<()> {
+    use crate::mirror::{MirrorOptions, Shard};
+    let ctx = context(dir, &args.connect, &[])?;
+    let shard = match (&args.shard, std::env::var("JOB_COMPLETION_INDEX").ok()) {
+        (Some(s), _) => Some(Shard::parse(s).map_err(Error::Usage)?),
+        (None, Some(index)) => {
+            let count = args.shard_count.ok_or_else(|| {
+                Error::Usage(
+                    "JOB_COMPLETION_INDEX is set: give the completion count with --shard-count or FERRY_SHARD_COUNT".into(),
+                )
+            })?;
+            Some(Shard::from_job_index(&index, count).map_err(Error::Usage)?)
+        }
+        (None, None) => None,
+    };
+    if args.parallel == 0 {
+        return Err(Error::Usage("--parallel must be at least 1".into()));
+    }
+    let policies: Vec<&crate::policy::mirror::MirrorPolicy> = if args.names.is_empty() {
+        ctx.policies.mirrors.values().collect()
+    } else {
+        args.names
+            .iter()
+            .map(|n| {
+                ctx.policies.mirrors.get(n).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "no mirror policy {n:?} in {} (known: {})",
+                        dir.display(),
+                        ctx.policies
+                            .mirrors
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    if policies.is_empty() {
+        return Err(Error::Usage(format!(
+            "no mirror policy (kind: mirror) in {}",
+            dir.display()
+        )));
+    }
+    let mut options = ctx.options.clone();
+    options.dry_run = args.dry_run;
+    let engine = Engine::new(options);
+    let targets: Vec<String> = {
+        let mut t: Vec<String> = policies
+            .iter()
+            .flat_map(|p| p.targets.iter().map(|t| t.registry.to_string()))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let progress = if args.output == Format::Text {
+        report::MirrorProgress::for_terminal(&targets)
+    } else {
+        report::MirrorProgress::hidden()
+    };
+    let opts = MirrorOptions {
+        dry_run: args.dry_run,
+        shard,
+        fail_fast: args.fail_fast,
+        parallel: args.parallel,
+    };
+    let result = crate::mirror::run(&policies, &engine, &opts, &progress).await?;
+    drop(progress);
+    if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
+        if !path.is_empty() {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            f.write_all(report::mirror_markdown(&result).as_bytes())?;
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    report::write_mirror(&mut stdout, &result, args.output)?;
+    stdout.flush()?;
+    let failures = result.failures();
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::Failed(format!(
+            "{} of {} images failed; first: {first}",
+            failures.len(),
+            result.images.len()
+        ))),
+    }
 }
 
 fn progress_for(output: Format) -> impl Fn(usize) -> Progress {

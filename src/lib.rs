@@ -10,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod history;
 pub mod manifest;
+pub mod mirror;
 pub mod policy;
 pub mod promote;
 pub mod reference;

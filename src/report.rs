@@ -417,3 +417,160 @@ pub fn write_policies(
     }
     writeln!(out, "all policies valid")
 }
+
+/// Mirror progress on a terminal: one bar over all images, one per target registry.
+pub struct MirrorProgress {
+    overall: ProgressBar,
+    targets: std::collections::BTreeMap<String, ProgressBar>,
+    _multi: Option<MultiProgress>,
+}
+
+impl MirrorProgress {
+    /// No output.
+    pub fn hidden() -> Self {
+        MirrorProgress {
+            overall: ProgressBar::hidden(),
+            targets: Default::default(),
+            _multi: None,
+        }
+    }
+
+    /// Bars on stderr, if it is a terminal.
+    pub fn for_terminal(targets: &[String]) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        if multi.is_hidden() {
+            return Self::hidden();
+        }
+        let style = ProgressStyle::with_template("{prefix:40!} {bar:30} {pos:>6}/{len:<6} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(style.clone());
+        overall.set_prefix("images");
+        let targets = targets
+            .iter()
+            .map(|t| {
+                let b = multi.add(ProgressBar::new(0));
+                b.set_style(style.clone());
+                b.set_prefix(t.clone());
+                (t.clone(), b)
+            })
+            .collect();
+        MirrorProgress {
+            overall,
+            targets,
+            _multi: Some(multi),
+        }
+    }
+
+    /// More images to do.
+    pub fn add_images(&self, n: usize) {
+        self.overall.inc_length(n as u64);
+        for b in self.targets.values() {
+            b.inc_length(n as u64);
+        }
+    }
+
+    /// One image done at every target.
+    pub fn image_done(&self, r: &crate::mirror::ImageResult) {
+        self.overall.inc(1);
+        for t in &r.targets {
+            let registry = t.target.split('/').next().unwrap_or_default();
+            if let Some(b) = self.targets.get(registry) {
+                b.inc(1);
+                b.set_message(format!("{:?}", t.outcome).to_lowercase());
+            }
+        }
+    }
+}
+
+/// Writes a mirror report: totals per target and every failure (text), or the whole report (JSON).
+pub fn write_mirror(
+    out: &mut dyn Write,
+    report: &crate::mirror::MirrorReport,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        return write_json(out, report);
+    }
+    let t = &report.totals;
+    writeln!(
+        out,
+        "{}{}: {} repositories, {} image×target: {} copied, {} up to date, {} skipped, {} planned, {} failed{}; {} uploaded",
+        report.policies.join(", "),
+        report
+            .shard
+            .map(|s| format!(" (shard {}/{})", s.index, s.count))
+            .unwrap_or_default(),
+        report.repositories,
+        t.copied + t.up_to_date + t.skipped + t.planned + t.failed + t.not_attempted,
+        t.copied,
+        t.up_to_date,
+        t.skipped,
+        t.planned,
+        t.failed,
+        if t.not_attempted > 0 {
+            format!(", {} not attempted", t.not_attempted)
+        } else {
+            String::new()
+        },
+        human_bytes(t.bytes)
+    )?;
+    for (target, t) in &report.per_target {
+        writeln!(
+            out,
+            "  {target}: {} copied, {} up to date, {} skipped, {} failed, {}",
+            t.copied + t.planned,
+            t.up_to_date,
+            t.skipped,
+            t.failed,
+            human_bytes(t.bytes)
+        )?;
+    }
+    for f in report.failures() {
+        writeln!(out, "  failed: {f}")?;
+    }
+    Ok(())
+}
+
+/// The Markdown summary GitHub Actions shows for a step (`$GITHUB_STEP_SUMMARY`).
+pub fn mirror_markdown(report: &crate::mirror::MirrorReport) -> String {
+    let mut s = format!(
+        "### ferry mirror {}{}\n\n| target | copied | up to date | skipped | failed | uploaded |\n|---|---:|---:|---:|---:|---:|\n",
+        report.policies.join(", "),
+        report
+            .shard
+            .map(|s| format!(" (shard {}/{})", s.index, s.count))
+            .unwrap_or_default()
+    );
+    for (target, t) in &report.per_target {
+        s += &format!(
+            "| `{target}` | {} | {} | {} | {} | {} |\n",
+            t.copied + t.planned,
+            t.up_to_date,
+            t.skipped,
+            t.failed,
+            human_bytes(t.bytes)
+        );
+    }
+    let t = &report.totals;
+    s += &format!(
+        "| **all** | {} | {} | {} | {} | {} |\n",
+        t.copied + t.planned,
+        t.up_to_date,
+        t.skipped,
+        t.failed,
+        human_bytes(t.bytes)
+    );
+    let failures = report.failures();
+    if !failures.is_empty() {
+        s += "\n**Failures**\n\n";
+        for f in failures {
+            s += &format!("- `{}`\n", f.replace('`', "'"));
+        }
+    }
+    s + "\n"
+}
+
+fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}

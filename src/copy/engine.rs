@@ -681,14 +681,7 @@ impl Engine {
         progress: &Progress,
     ) {
         let blob = &blob;
-        let lock = self
-            .blob_locks
-            .lock()
-            .expect("blob locks")
-            .entry(blob.digest.clone())
-            .or_default()
-            .clone();
-        let _serial = lock.lock().await;
+        let _serial = self.content_lock(&blob.digest).await;
         let live: Vec<usize> = who.into_iter().filter(|&i| !dests[i].failed()).collect();
 
         // Present already? (Known from this run, or by HEAD.)
@@ -900,6 +893,18 @@ impl Engine {
         again
     }
 
+    /// Held while content with this digest is written anywhere in this run.
+    async fn content_lock(&self, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .blob_locks
+            .lock()
+            .expect("blob locks")
+            .entry(digest.clone())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
     fn mark_present(&self, d: &Dest, digest: &Digest) {
         self.present
             .lock()
@@ -921,16 +926,22 @@ impl Engine {
             .chain(std::iter::once(&image.root))
             .map(|m| (&m.digest, m))
             .collect();
+        // Writes of the same content are never concurrent within a run: registries on plain
+        // filesystems (distribution's driver) do not write their link files atomically.
         for digest in &p.manifests {
+            let _serial = self.content_lock(digest).await;
             repo.manifest_put(&ManifestRef::Digest(digest.clone()), by_digest[digest])
                 .await
                 .map_err(|e| format!("failed to put manifest {digest}: {e}"))?;
         }
         let Some(tag) = &p.tag else { return Ok(()) };
         let tag_ref = ManifestRef::Tag(tag.clone());
-        repo.manifest_put(&tag_ref, &image.root)
-            .await
-            .map_err(|e| format!("failed to tag {tag}: {e}"))?;
+        {
+            let _serial = self.content_lock(&image.root.digest).await;
+            repo.manifest_put(&tag_ref, &image.root)
+                .await
+                .map_err(|e| format!("failed to tag {tag}: {e}"))?;
+        }
         match repo.manifest_head(&tag_ref).await {
             Ok(Some(info)) if info.digest == image.root.digest => Ok(()),
             Ok(other) => Err(format!(

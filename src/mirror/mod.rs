@@ -1,0 +1,616 @@
+//! mirror: carries out mirror policies — lists and selects source tags, HEAD-checks every target, copies only what changed through the copy engine (each blob read once, fanned out), and reports per image and target.
+//!
+//! A run where nothing changed costs the source's tag-list pages plus one HEAD per selected tag
+//! at the source and at each target: no manifest GET, no blob request.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::copy::{Engine, Status};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::policy::mirror::MirrorPolicy;
+use crate::reference::{ImageRef, Tag};
+use crate::registry::{ManifestRef, Repo};
+use crate::report::{MirrorProgress, Progress};
+pub use plan::{Shard, TagStep};
+
+/// Images (tags or digests) worked on at once.
+pub const DEFAULT_PARALLEL: usize = 8;
+
+/// How a mirror run goes.
+#[derive(Clone, Debug)]
+pub struct MirrorOptions {
+    /// Read and decide, write nothing.
+    pub dry_run: bool,
+    /// Only this shard's repositories.
+    pub shard: Option<Shard>,
+    /// Stop starting new images after the first failure.
+    pub fail_fast: bool,
+    /// Images at once.
+    pub parallel: usize,
+}
+
+impl Default for MirrorOptions {
+    fn default() -> Self {
+        MirrorOptions {
+            dry_run: false,
+            shard: None,
+            fail_fast: false,
+            parallel: DEFAULT_PARALLEL,
+        }
+    }
+}
+
+/// The outcome at one target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Written (with a backup tag first, for `backup`).
+    Copied,
+    /// Already there.
+    UpToDate,
+    /// The tag points elsewhere and `existing: skip` left it.
+    Skipped,
+    /// Dry run: would be written.
+    Planned,
+    /// Failed; the error says why.
+    Failed,
+    /// Not attempted (`--fail-fast` stopped the run).
+    NotAttempted,
+}
+
+/// One image at one target.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetResult {
+    /// The target repository.
+    pub target: String,
+    /// What was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<TagStep>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Bytes uploaded there.
+    pub bytes: u64,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One image (a tag, or an explicit digest) of one repository.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageResult {
+    /// The mirror policy.
+    pub policy: String,
+    /// The source repository (`ghcr.io/acme/api`).
+    pub source: String,
+    /// The tag, for tagged images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The source digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// Per target.
+    pub targets: Vec<TargetResult>,
+    /// A failure at the source (then every target failed or was not attempted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Counts over images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Copied.
+    pub copied: usize,
+    /// Already there.
+    pub up_to_date: usize,
+    /// Left alone (`existing: skip`).
+    pub skipped: usize,
+    /// Would be copied (dry run).
+    pub planned: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Not attempted.
+    pub not_attempted: usize,
+    /// Bytes uploaded.
+    pub bytes: u64,
+}
+
+impl Totals {
+    fn add(&mut self, r: &TargetResult) {
+        match r.outcome {
+            Outcome::Copied => self.copied += 1,
+            Outcome::UpToDate => self.up_to_date += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Planned => self.planned += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::NotAttempted => self.not_attempted += 1,
+        }
+        self.bytes += r.bytes;
+    }
+}
+
+/// What a mirror run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct MirrorReport {
+    /// Policies run.
+    pub policies: Vec<String>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// The shard, if the run was sharded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// Source repositories this shard owned.
+    pub repositories: usize,
+    /// Over everything.
+    pub totals: Totals,
+    /// Per target registry.
+    pub per_target: BTreeMap<String, Totals>,
+    /// Per image.
+    pub images: Vec<ImageResult>,
+}
+
+impl MirrorReport {
+    /// Failures, one line each: `SOURCE:TAG -> TARGET: ERROR`.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in &self.images {
+            let what = match (&i.tag, &i.digest) {
+                (Some(t), _) => format!("{}:{t}", i.source),
+                (None, Some(d)) => format!("{}@{d}", i.source),
+                _ => i.source.clone(),
+            };
+            if let Some(e) = &i.error {
+                out.push(format!("{what}: {e}"));
+                continue;
+            }
+            for t in i.targets.iter().filter(|t| t.outcome == Outcome::Failed) {
+                out.push(format!(
+                    "{what} -> {}: {}",
+                    t.target,
+                    t.error.as_deref().unwrap_or("failed")
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// One unit of work: a tag (or a digest) of a repository, to every target.
+struct Item<'a> {
+    policy: &'a MirrorPolicy,
+    name: String,
+    src: Arc<dyn Repo>,
+    source: ImageRef,
+    what: Which,
+}
+
+enum Which {
+    Tag(Tag),
+    Digest(Digest),
+}
+
+impl Item<'_> {
+    fn reference(&self) -> ManifestRef {
+        match &self.what {
+            Which::Tag(t) => ManifestRef::Tag(t.clone()),
+            Which::Digest(d) => ManifestRef::Digest(d.clone()),
+        }
+    }
+}
+
+fn failed_item(item: &Item, e: String) -> ImageResult {
+    let mut r = not_attempted(item);
+    r.error = Some(e);
+    for t in &mut r.targets {
+        t.outcome = Outcome::Failed;
+    }
+    r
+}
+
+/// Runs mirror policies.
+pub async fn run(
+    policies: &[&MirrorPolicy],
+    engine: &Engine,
+    opts: &MirrorOptions,
+    progress: &MirrorProgress,
+) -> Result<MirrorReport> {
+    let stop = AtomicBool::new(false);
+    let mut images = Vec::new();
+    let mut repositories = 0;
+    for policy in policies {
+        if policy.repositories.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: list the repositories to mirror (catalog discovery is not supported yet)",
+                policy.file.display()
+            )));
+        }
+        // Whole repositories per shard: their tags all go through one worker.
+        let names: Vec<&String> = policy
+            .repositories
+            .iter()
+            .filter(|n| {
+                opts.shard.is_none_or(|s| {
+                    s.owns(&format!(
+                        "{}/{}",
+                        policy.source_registry,
+                        policy.source_repository(n)
+                    ))
+                })
+            })
+            .collect();
+        repositories += names.len();
+        let listed = stream::iter(names)
+            .map(|name| list_items(policy, name, engine))
+            .buffer_unordered(opts.parallel.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut items = Vec::new();
+        for l in listed {
+            match l {
+                Ok(mut i) => items.append(&mut i),
+                Err(failed) => images.push(failed),
+            }
+        }
+        progress.add_images(items.len());
+        // One HEAD per image at the source; then images of the same digest in the same
+        // repository go one after the other (content once, then only tags), groups in parallel.
+        let headed = stream::iter(items)
+            .map(|item| async move {
+                let r = item.src.manifest_head(&item.reference()).await;
+                (item, r)
+            })
+            .buffer_unordered(opts.parallel.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut groups: BTreeMap<(String, Digest), Vec<Item>> = BTreeMap::new();
+        for (item, head) in headed {
+            match head {
+                Ok(Some(info)) => groups
+                    .entry((item.name.clone(), info.digest))
+                    .or_default()
+                    .push(item),
+                Ok(None) => {
+                    let r = failed_item(
+                        &item,
+                        format!("{} is gone from the source", item.reference()),
+                    );
+                    progress.image_done(&r);
+                    images.push(r);
+                }
+                Err(e) => {
+                    let r = failed_item(&item, e.to_string());
+                    progress.image_done(&r);
+                    images.push(r);
+                }
+            }
+        }
+        let done = stream::iter(groups)
+            .map(|((_, digest), items)| {
+                let stop = &stop;
+                async move {
+                    let mut out = Vec::new();
+                    for item in items {
+                        let r = if stop.load(Ordering::Relaxed) {
+                            not_attempted(&item)
+                        } else {
+                            mirror_item(&item, &digest, engine, opts.dry_run).await
+                        };
+                        let failed = r.error.is_some()
+                            || r.targets.iter().any(|t| t.outcome == Outcome::Failed);
+                        if opts.fail_fast && failed {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        progress.image_done(&r);
+                        out.push(r);
+                    }
+                    out
+                }
+            })
+            .buffer_unordered(opts.parallel.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+        images.extend(done);
+    }
+    images.sort_by(|a, b| {
+        (&a.policy, &a.source, &a.tag, &a.digest).cmp(&(&b.policy, &b.source, &b.tag, &b.digest))
+    });
+    let mut totals = Totals::default();
+    let mut per_target: BTreeMap<String, Totals> = BTreeMap::new();
+    for i in &images {
+        for t in &i.targets {
+            totals.add(t);
+            let registry = t.target.split('/').next().unwrap_or_default().to_owned();
+            per_target.entry(registry).or_default().add(t);
+        }
+    }
+    Ok(MirrorReport {
+        policies: policies.iter().map(|p| p.name.clone()).collect(),
+        dry_run: opts.dry_run,
+        shard: opts.shard,
+        repositories,
+        totals,
+        per_target,
+        images,
+    })
+}
+
+fn target_refs(policy: &MirrorPolicy, name: &str) -> Result<Vec<ImageRef>> {
+    policy
+        .targets
+        .iter()
+        .map(|t| {
+            Ok(ImageRef::parse(&format!(
+                "{}/{}",
+                t.registry,
+                t.repository_for(name)
+            ))?)
+        })
+        .collect()
+}
+
+/// Lists a repository's tags, selects them, and makes one item per tag and explicit digest.
+async fn list_items<'a>(
+    policy: &'a MirrorPolicy,
+    name: &String,
+    engine: &Engine,
+) -> std::result::Result<Vec<Item<'a>>, ImageResult> {
+    let source_name = format!(
+        "{}/{}",
+        policy.source_registry,
+        policy.source_repository(name)
+    );
+    let failed = |e: String| ImageResult {
+        policy: policy.name.clone(),
+        source: source_name.clone(),
+        tag: None,
+        digest: None,
+        targets: Vec::new(),
+        error: Some(e),
+    };
+    let source = ImageRef::parse(&source_name).map_err(|e| failed(e.to_string()))?;
+    let src = engine
+        .open(&source, false)
+        .map_err(|e| failed(e.to_string()))?;
+    let tags = src
+        .tags_list()
+        .await
+        .map_err(|e| failed(format!("cannot list tags: {e}")))?;
+    let (_, others) = policy.tags.candidates(&tags);
+    let created: BTreeMap<Tag, SystemTime> = if policy.tags.needs_creation_times(&others) {
+        let times = stream::iter(others)
+            .map(|t| {
+                let src = src.clone();
+                async move {
+                    let c = created_time(&*src, &t).await;
+                    (t, c)
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        times
+            .into_iter()
+            .filter_map(|(t, c)| Some((t, c?)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let selected = policy.tags.select(&tags, &|t| created.get(t).copied());
+    tracing::info!(source = %source_name, tags = tags.len(), selected = selected.len(), "listed");
+    let mut items: Vec<Item> = selected
+        .into_iter()
+        .map(|t| Item {
+            policy,
+            name: name.clone(),
+            src: src.clone(),
+            source: source.with(Some(t.clone()), None),
+            what: Which::Tag(t),
+        })
+        .collect();
+    items.extend(
+        policy
+            .digests
+            .iter()
+            .filter(|(r, _)| r == name)
+            .map(|(_, d)| Item {
+                policy,
+                name: name.clone(),
+                src: src.clone(),
+                source: source.with(None, Some(d.clone())),
+                what: Which::Digest(d.clone()),
+            }),
+    );
+    Ok(items)
+}
+
+/// When an image was built: its config's `created` (the first platform's, for an index).
+async fn created_time(src: &dyn Repo, tag: &Tag) -> Option<SystemTime> {
+    let mut m = src
+        .manifest_get(&ManifestRef::Tag(tag.clone()), None)
+        .await
+        .ok()?;
+    if m.is_index() {
+        let child = m.children.first()?.digest.clone();
+        m = src
+            .manifest_get(&ManifestRef::Digest(child), None)
+            .await
+            .ok()?;
+    }
+    let config = m.blobs.first()?;
+    if config.size > 1 << 20 {
+        return None;
+    }
+    let mut body = src.blob_get(&config.digest).await.ok()?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk.ok()?);
+        if bytes.len() > 1 << 20 {
+            return None;
+        }
+    }
+    if Digest::of(&bytes) != config.digest {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        created: Option<String>,
+    }
+    let c: Config = serde_json::from_slice(&bytes).ok()?;
+    humantime::parse_rfc3339_weak(c.created?.trim()).ok()
+}
+
+fn not_attempted(item: &Item) -> ImageResult {
+    let targets = target_refs(item.policy, &item.name)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| TargetResult {
+            target: t.to_string(),
+            step: None,
+            outcome: Outcome::NotAttempted,
+            bytes: 0,
+            error: None,
+        })
+        .collect();
+    ImageResult {
+        policy: item.policy.name.clone(),
+        source: item.source.repository_name(),
+        tag: item.source.tag().map(ToString::to_string),
+        digest: item.source.digest().cloned(),
+        targets,
+        error: None,
+    }
+}
+
+/// One image (whose source digest is known) to every target: HEADs first; only what differs is copied.
+async fn mirror_item(
+    item: &Item<'_>,
+    source_digest: &Digest,
+    engine: &Engine,
+    dry_run: bool,
+) -> ImageResult {
+    let mut result = not_attempted(item);
+    let targets = match target_refs(item.policy, &item.name) {
+        Ok(t) => t,
+        Err(e) => return failed_item(item, e.to_string()),
+    };
+    let reference = item.reference();
+    let source_digest = source_digest.clone();
+    result.digest = Some(source_digest.clone());
+
+    // Where each target's tag points now.
+    let checks = futures::future::join_all(targets.iter().map(|t| {
+        let reference = &reference;
+        async move {
+            let repo = engine.open(t, !dry_run).map_err(|e| e.to_string())?;
+            let at = repo
+                .manifest_head(reference)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|i| i.digest);
+            Ok::<_, String>((repo, at))
+        }
+    }))
+    .await;
+    let mut writes: Vec<(usize, Arc<dyn Repo>)> = Vec::new();
+    for (i, c) in checks.into_iter().enumerate() {
+        let t = &mut result.targets[i];
+        match c {
+            Err(e) => {
+                t.outcome = Outcome::Failed;
+                t.error = Some(e);
+            }
+            Ok((repo, at)) => {
+                let step = match &item.what {
+                    Which::Tag(tag) => {
+                        plan::decide(tag, &source_digest, at.as_ref(), item.policy.existing)
+                    }
+                    Which::Digest(_) if at.is_some() => TagStep::UpToDate,
+                    Which::Digest(_) => TagStep::Copy,
+                };
+                t.outcome = match &step {
+                    TagStep::UpToDate => Outcome::UpToDate,
+                    TagStep::Skip { .. } => Outcome::Skipped,
+                    _ if dry_run => Outcome::Planned,
+                    _ => {
+                        writes.push((i, repo));
+                        Outcome::Failed
+                    }
+                };
+                t.step = Some(step);
+            }
+        }
+    }
+    if writes.is_empty() {
+        return result;
+    }
+
+    // Backups first: the old digest gets its backup tag before the tag moves.
+    let mut copy_to = Vec::new();
+    for (i, repo) in writes {
+        if let Some(TagStep::Backup { from, backup }) = &result.targets[i].step {
+            let kept = async {
+                let old = repo
+                    .manifest_get(&ManifestRef::Digest(from.clone()), None)
+                    .await?;
+                repo.manifest_put(&ManifestRef::Tag(backup.clone()), &old)
+                    .await
+            }
+            .await;
+            if let Err(e) = kept {
+                result.targets[i].error = Some(format!("cannot keep {from} as {backup}: {e}"));
+                continue;
+            }
+        }
+        copy_to.push(i);
+    }
+    let dests: Vec<ImageRef> = copy_to
+        .iter()
+        .map(|&i| match &item.what {
+            Which::Tag(t) => targets[i].with(Some(t.clone()), None),
+            Which::Digest(d) => targets[i].with(None, Some(d.clone())),
+        })
+        .collect();
+    if dests.is_empty() {
+        return result;
+    }
+    let source = match &item.what {
+        // Pinned: the digest HEAD-checked is the one copied, even if the tag moves meanwhile.
+        Which::Tag(t) => item
+            .source
+            .with(Some(t.clone()), Some(source_digest.clone())),
+        Which::Digest(_) => item.source.clone(),
+    };
+    match engine
+        .copy(&source, &dests, &Progress::hidden(dests.len()))
+        .await
+    {
+        Ok(report) => {
+            for (&i, d) in copy_to.iter().zip(&report.destinations) {
+                let t = &mut result.targets[i];
+                t.bytes = d.bytes_uploaded;
+                match d.status {
+                    Status::Copied | Status::UpToDate => t.outcome = Outcome::Copied,
+                    Status::Planned => t.outcome = Outcome::Planned,
+                    Status::Failed => t.error = d.error.clone(),
+                }
+            }
+        }
+        Err(e) => {
+            for &i in &copy_to {
+                result.targets[i].error = Some(e.to_string());
+            }
+        }
+    }
+    result
+}
