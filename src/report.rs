@@ -415,6 +415,37 @@ pub fn write_policies(
             }
         )?;
     }
+    for m in p.mirrors.values() {
+        writeln!(out, "mirror {} ({})", m.name, m.file.display())?;
+        writeln!(
+            out,
+            "  source: {}/{} [{}]",
+            m.source_registry,
+            m.source_prefix,
+            if m.repositories.is_empty() {
+                "from the catalog".to_owned()
+            } else {
+                m.repositories.join(", ")
+            }
+        )?;
+        for t in &m.targets {
+            writeln!(out, "  target: {}/{}*", t.registry, t.prefix)?;
+        }
+        let f = &m.tags;
+        let res =
+            |v: &[crate::policy::mirror::TagRegex]| serde_json::to_string(v).unwrap_or_default();
+        writeln!(
+            out,
+            "  tags: include {}, exclude {}, semver {}, newest {}; existing: {:?}",
+            res(&f.include),
+            res(&f.exclude),
+            f.semver
+                .as_ref()
+                .map_or("any".to_owned(), ToString::to_string),
+            f.newest.map_or("all".to_owned(), |n| n.to_string()),
+            m.existing
+        )?;
+    }
     writeln!(out, "all policies valid")
 }
 

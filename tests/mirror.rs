@@ -76,13 +76,18 @@ fn seed(src: &TestRegistry, bed: &Bed) -> BTreeMap<(String, String), String> {
     want
 }
 
-fn write_policy(dir: &Path, src: &TestRegistry, targets: &[&TestRegistry], existing: &str) {
+/// A mirror policy; without `listed`, the repositories come from the source's catalog.
+fn write_policy(dir: &Path, src: &TestRegistry, targets: &[&TestRegistry], listed: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let repos: Vec<String> = (0..REPOS).map(|i| format!("svc-{i:02}")).collect();
+    let repositories = if listed {
+        format!("repositories: [{}]\n", repos.join(", "))
+    } else {
+        String::new()
+    };
     let mut text = format!(
-        "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [{}]\ntags:\n  include: ['^v\\d+\\.\\d+\\.\\d+$', '^sha-']\nexisting: {existing}\ntargets:\n",
+        "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\n{repositories}tags:\n  include: ['^v\\d+\\.\\d+\\.\\d+$', '^sha-']\nexisting: overwrite\ntargets:\n",
         src.host(),
-        repos.join(", ")
     );
     for t in targets {
         text += &format!("  - registry: {}\n    prefix: mirror/\n", t.host());
@@ -157,7 +162,7 @@ fn mirrors_incrementally_and_shards_agree() {
 
     // 1. Cold: everything to three registries.
     let dir_a = bed.dir.path().join("policies-a");
-    write_policy(&dir_a, &src, &[&a[0], &a[1], &a[2]], "overwrite");
+    write_policy(&dir_a, &src, &[&a[0], &a[1], &a[2]], true);
     let started = std::time::Instant::now();
     let cold = mirror(&bed, &dir_a, &[]);
     if cold["totals"]["failed"] != 0 {
@@ -211,9 +216,10 @@ fn mirrors_incrementally_and_shards_agree() {
         );
     }
 
-    // 3. Four shards at once, to fresh registries: the same state, no tag written twice.
+    // 3. Four shards at once, to fresh registries, repositories from the catalog: the same
+    //    state, no tag written twice.
     let dir_b = bed.dir.path().join("policies-b");
-    write_policy(&dir_b, &src, &[&b[0], &b[1], &b[2]], "overwrite");
+    write_policy(&dir_b, &src, &[&b[0], &b[1], &b[2]], false);
     let children: Vec<_> = (1..=4)
         .map(|k| {
             bed.command(&["mirror", "--output", "json", "--shard", &format!("{k}/4")])
@@ -289,7 +295,21 @@ fn backup_keeps_the_old_digest_and_skip_leaves_it() {
     );
 
     policy("backup");
-    let moved = mirror(&bed, &dir, &[]);
+    let summary = bed.dir.path().join("summary.md");
+    let out = bed
+        .command(&["mirror", "--output", "json"])
+        .env("FERRY_POLICIES", &dir)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let moved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("### ferry mirror nightly")
+            && md.contains(&format!("| `{}` | 1 | 0 | 0 | 0 |", dest.host())),
+        "{md}"
+    );
     assert_eq!(moved["totals"]["copied"], 1, "{moved}");
     let state = tags_in(&dest);
     let backup = format!(

@@ -136,6 +136,10 @@ fn parse_params(s: &str) -> HashMap<String, String> {
 pub struct Scope(String);
 
 impl Scope {
+    /// Listing the registry's repositories.
+    pub fn catalog() -> Scope {
+        Scope("registry:catalog:*".to_owned())
+    }
     /// Pull access to a repository.
     pub fn pull(repository: &str) -> Scope {
         Scope(format!("repository:{repository}:pull"))

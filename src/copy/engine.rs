@@ -331,6 +331,21 @@ impl Engine {
         Ok(Some(settings))
     }
 
+    /// The repositories a registry lists in its catalog; `None` when it offers none.
+    pub async fn catalog(
+        &self,
+        registry: &crate::reference::Registry,
+    ) -> Result<Option<Vec<String>>, RegistryError> {
+        let repo = HttpRepo::new(
+            &self.transport,
+            self.auth.clone(),
+            registry.clone(),
+            crate::reference::Repository::parse("catalog").expect("a valid name"),
+            false,
+        )?;
+        repo.catalog().await
+    }
+
     /// Opens a store for a reference; `push` asks for write access.
     pub fn open(&self, r: &ImageRef, push: bool) -> Result<Arc<dyn Repo>, RegistryError> {
         Ok(match r {

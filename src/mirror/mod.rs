@@ -226,15 +226,15 @@ pub async fn run(
     let mut images = Vec::new();
     let mut repositories = 0;
     for policy in policies {
-        if policy.repositories.is_empty() {
-            return Err(Error::Usage(format!(
-                "{}: list the repositories to mirror (catalog discovery is not supported yet)",
-                policy.file.display()
-            )));
-        }
+        let discovered;
+        let listed_names: &[String] = if policy.repositories.is_empty() {
+            discovered = discover(policy, engine).await?;
+            &discovered
+        } else {
+            &policy.repositories
+        };
         // Whole repositories per shard: their tags all go through one worker.
-        let names: Vec<&String> = policy
-            .repositories
+        let names: Vec<&String> = listed_names
             .iter()
             .filter(|n| {
                 opts.shard.is_none_or(|s| {
@@ -343,6 +343,49 @@ pub async fn run(
         per_target,
         images,
     })
+}
+
+/// The policy's repositories from the source registry's catalog: those under its namespace.
+async fn discover(policy: &MirrorPolicy, engine: &Engine) -> Result<Vec<String>> {
+    let all = engine
+        .catalog(&policy.source_registry)
+        .await
+        .map_err(|e| {
+            Error::Failed(format!(
+                "{}: cannot read the catalog: {e}",
+                policy.source_registry
+            ))
+        })?
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: {} offers no catalog; list the repositories in the policy",
+                policy.file.display(),
+                policy.source_registry
+            ))
+        })?;
+    let mut names: Vec<String> = all
+        .iter()
+        .filter_map(|r| r.strip_prefix(&policy.source_prefix))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    // Two source repositories must not land in one target repository.
+    for t in &policy.targets {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &names {
+            if !seen.insert(t.repository_for(n)) {
+                return Err(Error::Usage(format!(
+                    "{}: two repositories map to {}/{}",
+                    policy.file.display(),
+                    t.registry,
+                    t.repository_for(n)
+                )));
+            }
+        }
+    }
+    tracing::info!(registry = %policy.source_registry, repositories = names.len(), "discovered from the catalog");
+    Ok(names)
 }
 
 fn target_refs(policy: &MirrorPolicy, name: &str) -> Result<Vec<ImageRef>> {

@@ -357,13 +357,17 @@ pub fn load(file: &Path) -> Result<MirrorPolicy, PolicyError> {
             prefix,
             mapping: t.mapping,
         };
+        let mut seen = std::collections::BTreeSet::new();
         for r in &raw.repositories {
-            check_repository(
-                file,
-                &key("prefix"),
-                target.registry.as_str(),
-                &target.repository_for(r),
-            )?;
+            let to = target.repository_for(r);
+            check_repository(file, &key("prefix"), target.registry.as_str(), &to)?;
+            if !seen.insert(to.clone()) {
+                return Err(PolicyError::new(
+                    file,
+                    format!("targets[{i}]"),
+                    format!("two repositories map to {to}"),
+                ));
+            }
         }
         if target.registry == source_registry
             && raw

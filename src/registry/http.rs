@@ -366,6 +366,65 @@ impl HttpRepo {
     }
 }
 
+impl HttpRepo {
+    /// Every repository the registry lists in its catalog (`GET /v2/_catalog`, following `Link`
+    /// pages). Registries without one (GHCR, Docker Hub) answer 401/404: `None`.
+    pub async fn catalog(&self) -> Result<Option<Vec<String>>> {
+        let mut url = Url::parse(&format!("{}/v2/_catalog", self.base)).map_err(|e| {
+            RegistryError::Protocol {
+                host: self.host(),
+                detail: format!("bad url: {e}"),
+            }
+        })?;
+        url.query_pairs_mut()
+            .append_pair("n", &TAGS_PAGE_SIZE.to_string());
+        let scopes = [Scope::catalog()];
+        let mut names = Vec::new();
+        loop {
+            let resp = self
+                .send(
+                    Method::GET,
+                    url.clone(),
+                    &scopes,
+                    HeaderMap::new(),
+                    Body::None,
+                )
+                .await?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                    if names.is_empty() =>
+                {
+                    return Ok(None)
+                }
+                _ => return Err(self.fail(&Method::GET, "catalog", resp).await),
+            }
+            let next = resp
+                .headers()
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .and_then(|l| resp.url().join(&l).ok());
+            #[derive(serde::Deserialize)]
+            struct Catalog {
+                #[serde(default)]
+                repositories: Option<Vec<String>>,
+            }
+            let body = read_capped(resp, 16 << 20).await;
+            let page: Catalog =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                    host: self.host(),
+                    detail: format!("bad catalog: {e}"),
+                })?;
+            names.extend(page.repositories.unwrap_or_default());
+            match next {
+                Some(n) if n.host_str() == url.host_str() => url = n,
+                _ => return Ok(Some(names)),
+            }
+        }
+    }
+}
+
 /// Pulls `code: message` pairs out of a registry error body, on one line.
 fn registry_error_text(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
