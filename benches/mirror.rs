@@ -58,8 +58,8 @@ fn seed(src: &TestRegistry, dir: &std::path::Path) {
                     (i + j) % 5
                 ))
                 .unwrap();
-                let to = ImageRef::parse(&format!("{}/acme/svc-{i:02}:{}", src.host(), tag(j)))
-                    .unwrap();
+                let to =
+                    ImageRef::parse(&format!("{}/acme/svc-{i:02}:{}", src.host(), tag(j))).unwrap();
                 let r = engine
                     .copy(&from, &[to], &Progress::hidden(1))
                     .await
