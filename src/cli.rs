@@ -12,6 +12,7 @@ use crate::manifest::Platform;
 use crate::policy::{Overrides, Policies};
 use crate::promote::{Context, PromoteOptions};
 use crate::reference::ImageRef;
+use crate::referrers::Filter;
 use crate::report::{self, Format, Progress};
 use crate::transport::TransportOptions;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Status(EnvArgs),
     /// An environment's promotions and rollbacks, newest first, from the ledgers in its targets.
     History(HistoryArgs),
+    /// Check an environment's gates (required attestations and signatures) on an image, writing nothing.
+    Verify(VerifyArgs),
     /// Mirror repositories and tags to other registries by mirror policies (`kind: mirror`): incremental, shardable.
     Mirror(MirrorArgs),
     /// Policy files.
@@ -243,6 +246,28 @@ pub struct CopyArgs {
     /// Blob transfers per registry host at once.
     #[arg(long, default_value_t = DEFAULT_PER_HOST)]
     pub per_host: usize,
+    /// Leave signatures, attestations and SBOMs attached to the image behind.
+    #[arg(long, conflicts_with = "artifact_type")]
+    pub no_referrers: bool,
+    /// Copy only attached artifacts of this type (e.g. application/vnd.dev.cosign.artifact.sig.v1+json); repeat for more.
+    #[arg(long, value_name = "TYPE")]
+    pub artifact_type: Vec<String>,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image: a reference in the policy's source repository, or just `:TAG` or `@DIGEST`.
+    pub image: String,
+    /// The environment whose `require:` gates are checked.
+    #[arg(long)]
+    pub env: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
     /// Connection settings.
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -324,6 +349,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(stdout.flush()?)
         }
         Command::Mirror(args) => mirror(&dir, args).await,
+        Command::Verify(args) => {
+            let ctx = context(&dir, &args.connect, &[])?;
+            let report = ctx.verify(&args.env, &args.image).await?;
+            let mut stdout = std::io::stdout().lock();
+            report::write_verify(&mut stdout, &report, args.output)?;
+            Ok(stdout.flush()?)
+        }
         Command::Policy(PolicyCommand::Check { output, offline }) => {
             let ctx = context(&dir, &ConnectArgs::default(), &[])?;
             if !offline {
@@ -508,6 +540,14 @@ async fn copy(args: CopyArgs, dir: &std::path::Path) -> Result<()> {
         host_limits: registries.host_limits(),
         auth_sources: registries.auth_sources(),
         ecr_create: registries.ecr_create(),
+        referrers: if args.no_referrers {
+            Filter::off()
+        } else {
+            Filter {
+                artifact_types: args.artifact_type,
+                ..Filter::default()
+            }
+        },
         ..Default::default()
     };
     run_copy(&source, &dests, options, args.output).await

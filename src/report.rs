@@ -148,6 +148,16 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
         None => writeln!(out, "{} -> {}", report.source, report.digest)?,
     }
     for d in &report.destinations {
+        let attached = d
+            .attached
+            .as_ref()
+            .map(|a| {
+                format!(
+                    "; attached: {} copied, {} present, {} cosign tags, {} fallback indexes",
+                    a.copied, a.present, a.tags, a.fallback_indexes
+                )
+            })
+            .unwrap_or_default();
         match (&d.error, &d.plan) {
             (Some(e), _) => writeln!(out, "  failed      {}: {e}", d.reference)?,
             (None, Some(p)) => {
@@ -170,14 +180,14 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
                 };
                 writeln!(
                     out,
-                    "  {:<11} {}: {what}{tag}",
+                    "  {:<11} {}: {what}{tag}{attached}",
                     status_word(d.status),
                     d.reference
                 )?
             }
             (None, None) => writeln!(
                 out,
-                "  {:<11} {} ({} uploaded, {} mounted, {} present; {} bytes; {} requests)",
+                "  {:<11} {} ({} uploaded, {} mounted, {} present; {} bytes; {} requests{attached})",
                 status_word(d.status),
                 d.reference,
                 d.blobs_uploaded,
@@ -187,6 +197,25 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
                 d.requests
             )?,
         }
+    }
+    Ok(())
+}
+
+/// `ferry verify`: the gates that held.
+pub fn write_verify(
+    out: &mut dyn Write,
+    report: &crate::promote::VerifyReport,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        return write_json(out, report);
+    }
+    writeln!(out, "{} -> {}", report.source, report.digest)?;
+    if report.held.is_empty() {
+        writeln!(out, "  {} requires nothing", report.environment)?;
+    }
+    for h in &report.held {
+        writeln!(out, "  ok  {h}")?;
     }
     Ok(())
 }

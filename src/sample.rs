@@ -10,7 +10,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use base64::Engine as _;
+use p256::ecdsa::signature::Signer;
+pub use p256::ecdsa::SigningKey;
+use p256::pkcs8::EncodePublicKey;
+
 use crate::digest::{Digest, Hasher};
+use crate::gate;
 use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -20,6 +26,21 @@ const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// A deterministic ECDSA P-256 signing key for samples and tests (never for real use).
+pub fn signing_key(seed: u8) -> SigningKey {
+    let mut bytes = [seed.max(1); 32];
+    bytes[0] = 0x42;
+    SigningKey::from_bytes(&bytes.into()).expect("a valid scalar")
+}
+
+/// The PEM public key (`-----BEGIN PUBLIC KEY-----`) of a signing key, as cosign writes `cosign.pub`.
+pub fn public_key_pem(key: &SigningKey) -> String {
+    key.verifying_key()
+        .to_public_key_pem(Default::default())
+        .expect("a P-256 key encodes")
+}
 
 /// A platform of a generated image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -371,6 +392,161 @@ impl Layout {
             children: vec![],
             blob_bytes: empty.size + payload.size,
         })
+    }
+
+    /// Signs `subject` as cosign does: the simple-signing payload as the one layer of a manifest
+    /// tagged `sha256-HEX.sig`, its ECDSA signature in the layer's annotation.
+    pub fn add_signature(
+        &self,
+        subject: &str,
+        reference: &str,
+        key: &SigningKey,
+    ) -> io::Result<Written> {
+        let digest = Digest::parse(subject).map_err(io::Error::other)?;
+        let payload = gate::simple_signing_payload(reference, &digest);
+        let signature: p256::ecdsa::Signature = key.sign(&payload);
+        let sig = base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes());
+        let layer = self.write_bytes(&payload)?;
+        self.add_cosign(
+            &digest,
+            "sig",
+            json!({"mediaType": COSIGN_SIMPLESIGNING, "digest": layer.digest.as_str(), "size": layer.size,
+                   "annotations": {gate::COSIGN_SIGNATURE_ANNOTATION: sig}}),
+            &layer,
+        )
+    }
+
+    /// Attests `subject` as `cosign attest` does: an in-toto statement of `predicate_type` in a
+    /// DSSE envelope (signed with `key`), the one layer of a manifest tagged `sha256-HEX.att`.
+    pub fn add_cosign_attestation(
+        &self,
+        subject: &str,
+        predicate_type: &str,
+        predicate: Value,
+        key: &SigningKey,
+    ) -> io::Result<Written> {
+        use base64::Engine as _;
+        let digest = Digest::parse(subject).map_err(io::Error::other)?;
+        let statement = serde_json::to_vec(&json!({"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "image", "digest": {"sha256": digest.hex()}}],
+            "predicateType": predicate_type, "predicate": predicate}))?;
+        let payload_type = "application/vnd.in-toto+json";
+        // DSSE's pre-authentication encoding is what is signed.
+        let mut pae = format!(
+            "DSSEv1 {} {payload_type} {} ",
+            payload_type.len(),
+            statement.len()
+        )
+        .into_bytes();
+        pae.extend_from_slice(&statement);
+        let signature: p256::ecdsa::Signature = key.sign(&pae);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let envelope = serde_json::to_vec(&json!({"payloadType": payload_type,
+            "payload": b64.encode(&statement),
+            "signatures": [{"keyid": "", "sig": b64.encode(signature.to_der().as_bytes())}]}))?;
+        let layer = self.write_bytes(&envelope)?;
+        self.add_cosign(
+            &digest,
+            "att",
+            json!({"mediaType": gate::DSSE, "digest": layer.digest.as_str(), "size": layer.size,
+                   "annotations": {"predicateType": predicate_type}}),
+            &layer,
+        )
+    }
+
+    fn add_cosign(
+        &self,
+        subject: &Digest,
+        suffix: &str,
+        layer: Value,
+        blob: &Blob,
+    ) -> io::Result<Written> {
+        let config = json!({"architecture": "", "created": "0001-01-01T00:00:00Z", "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [blob.digest.as_str()]}, "config": {}});
+        let config = self.write_bytes(&serde_json::to_vec(&config)?)?;
+        let doc = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config.digest.as_str(), "size": config.size},
+            "layers": [layer]});
+        let m = self.write_manifest(&doc, false)?;
+        let tag = crate::referrers::cosign_tag(subject, suffix);
+        self.tag(tag.as_str(), OCI_MANIFEST, &m, None)?;
+        Ok(Written {
+            tag: tag.to_string(),
+            digest: m.digest.to_string(),
+            media_type: OCI_MANIFEST.into(),
+            size: m.size,
+            children: vec![],
+            blob_bytes: config.size + blob.size,
+        })
+    }
+
+    /// Attaches an OCI 1.1 artifact (`subject` set) to a manifest in this layout, and lists it
+    /// in the subject's fallback index (`sha256-HEX`), as registries without the referrers API
+    /// need. `seed` varies the payload.
+    pub fn add_referrer(
+        &self,
+        subject: &str,
+        artifact_type: &str,
+        seed: u64,
+    ) -> io::Result<Written> {
+        let digest = Digest::parse(subject).map_err(io::Error::other)?;
+        let bytes = std::fs::read(self.root.join("blobs/sha256").join(digest.hex()))?;
+        let media_type = serde_json::from_slice::<Value>(&bytes)?["mediaType"]
+            .as_str()
+            .unwrap_or(OCI_MANIFEST)
+            .to_owned();
+        let empty = self.write_bytes(b"{}")?;
+        let payload = self.write_bytes(
+            &serde_json::to_vec(&json!({"spdxVersion": "SPDX-2.3", "name": format!("sample-{seed}"), "subject": subject}))?,
+        )?;
+        let doc = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+            "config": {"mediaType": EMPTY, "digest": empty.digest.as_str(), "size": empty.size},
+            "layers": [{"mediaType": artifact_type, "digest": payload.digest.as_str(), "size": payload.size}],
+            "subject": {"mediaType": media_type, "digest": subject, "size": bytes.len()},
+            "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z", "dev.ferry.sample.seed": seed.to_string()},
+        });
+        let m = self.write_manifest(&doc, true)?;
+        let manifest = crate::manifest::Manifest::parse(
+            bytes::Bytes::from(std::fs::read(
+                self.root.join("blobs/sha256").join(m.digest.hex()),
+            )?),
+            None,
+        )
+        .map_err(io::Error::other)?;
+        let (_, entry) = crate::referrers::describe(&manifest);
+        let fallback = crate::referrers::fallback_tag(&digest);
+        let existing = self.manifest_by_tag(fallback.as_str())?;
+        if let Some(index) = crate::referrers::merge_fallback(existing.as_ref(), &[entry]) {
+            let blob = self.write_bytes(&index)?;
+            self.tag(fallback.as_str(), OCI_INDEX, &blob, None)?;
+        }
+        Ok(Written {
+            tag: String::new(),
+            digest: m.digest.to_string(),
+            media_type: OCI_MANIFEST.into(),
+            size: m.size,
+            children: vec![],
+            blob_bytes: empty.size + payload.size,
+        })
+    }
+
+    fn manifest_by_tag(&self, tag: &str) -> io::Result<Option<crate::manifest::Manifest>> {
+        let index: Value = serde_json::from_slice(&std::fs::read(self.root.join("index.json"))?)?;
+        let Some(d) = index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["annotations"][REF_NAME].as_str() == Some(tag))
+            .and_then(|e| e["digest"].as_str())
+            .and_then(|d| Digest::parse(d).ok())
+        else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(self.root.join("blobs/sha256").join(d.hex()))?;
+        crate::manifest::Manifest::parse(bytes::Bytes::from(bytes), None)
+            .map(Some)
+            .map_err(io::Error::other)
     }
 
     /// Writes a Docker schema 1 signed manifest, which copiers must refuse, and tags it.

@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use super::attached::{copy_attached, DestAttached};
 use super::fanout::{fanout, OnBytes, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
 use crate::auth::{Auth, CredentialSource, CredentialStore};
@@ -16,6 +17,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{filter_index, Descriptor, Manifest, Platform};
 use crate::reference::ImageRef;
+use crate::referrers::Filter;
 use crate::registry::http::HttpRepo;
 use crate::registry::ocidir::LayoutRepo;
 use crate::registry::{ManifestRef, Mount, RegistryError, Repo};
@@ -51,6 +53,8 @@ pub struct CopyOptions {
     pub auth_sources: HashMap<String, CredentialSource>,
     /// ECR registries whose missing repositories ferry creates, with these settings.
     pub ecr_create: HashMap<String, RepoSettings>,
+    /// Which attached artifacts (signatures, attestations, SBOMs) travel with an image.
+    pub referrers: Filter,
 }
 
 impl Default for CopyOptions {
@@ -65,6 +69,7 @@ impl Default for CopyOptions {
             host_limits: HashMap::new(),
             auth_sources: HashMap::new(),
             ecr_create: HashMap::new(),
+            referrers: Filter::default(),
         }
     }
 }
@@ -111,6 +116,9 @@ pub struct DestReport {
     /// In a dry run: the plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<DestPlan>,
+    /// What happened to the signatures, attestations and SBOMs attached to the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached: Option<DestAttached>,
 }
 
 /// What a copy did, for every destination.
@@ -423,7 +431,48 @@ impl Engine {
         progress: &Progress,
     ) -> Result<CopyReport> {
         let resolved = self.resolve(source).await?;
-        self.copy_resolved(&resolved, dests, progress).await
+        let mut report = self.copy_resolved(&resolved, dests, progress).await?;
+        self.attach(&resolved, dests, &mut report, &self.options.referrers)
+            .await?;
+        Ok(report)
+    }
+
+    /// Copies what is attached to the image (per `filter`) to every destination that did not
+    /// fail, and folds the outcome into `report`: a destination whose attachments failed fails.
+    pub async fn attach(
+        &self,
+        resolved: &Resolved,
+        dests: &[ImageRef],
+        report: &mut CopyReport,
+        filter: &Filter,
+    ) -> Result<()> {
+        let skip: Vec<bool> = report
+            .destinations
+            .iter()
+            .map(|d| d.status == Status::Failed)
+            .collect();
+        let attached = copy_attached(self, resolved, dests, &skip, filter).await?;
+        if attached.found == 0 {
+            return Ok(());
+        }
+        for (d, a) in report.destinations.iter_mut().zip(attached.destinations) {
+            if d.status == Status::Failed {
+                continue;
+            }
+            if let Some(e) = &a.error {
+                d.status = Status::Failed;
+                d.error = Some(e.clone());
+            } else if d.status == Status::UpToDate && (a.copied + a.tags + a.fallback_indexes) > 0 {
+                d.status = Status::Copied;
+            }
+            d.attached = Some(a);
+        }
+        Ok(())
+    }
+
+    /// How this engine copies.
+    pub fn options(&self) -> &CopyOptions {
+        &self.options
     }
 
     /// Copies an already resolved source to every destination.
@@ -1001,6 +1050,7 @@ impl Engine {
                     requests: d.repo.as_ref().map_or(0, |r| r.stats().requests),
                     error,
                     plan: dry_run.then(|| p.clone()),
+                    attached: None,
                 }
             })
             .collect();

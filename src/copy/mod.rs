@@ -1,5 +1,6 @@
 //! copy: copies an image DAG by digest from one store to many — plan first, then blobs (read once, fanned out), child manifests, the root, and the tag last.
 
+pub mod attached;
 pub mod engine;
 pub mod fanout;
 pub mod plan;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::{Kind, Mutability, RepoSettings};
+use crate::gate::{Require, SignatureRule};
 use crate::manifest::Platform;
 use crate::reference::{ImageRef, Tag};
 use crate::transport::{retry, HostSettings, RetryPolicy, TransportOptions};
@@ -222,6 +223,22 @@ struct RawEnv {
     protect: Vec<String>,
     #[serde(default)]
     platforms: Vec<String>,
+    require: Option<RawRequire>,
+    referrers: Option<crate::referrers::RawFilter>,
+}
+
+/// `require:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequire {
+    attestation: Option<crate::gate::RawAttestations>,
+    signature: Option<RawSignature>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    public_key: PathBuf,
 }
 
 /// One environment's validated policy.
@@ -246,6 +263,11 @@ pub struct EnvPolicy {
     /// Platforms copied (empty: all).
     #[serde(serialize_with = "ser_platforms")]
     pub platforms: Vec<Platform>,
+    /// Evidence the image must carry before it may come here.
+    #[serde(skip_serializing_if = "Require::is_empty")]
+    pub require: Require,
+    /// Which attached artifacts travel with the image.
+    pub referrers: crate::referrers::Filter,
 }
 
 fn ser_repo<S: serde::Serializer>(r: &ImageRef, s: S) -> Result<S::Ok, S::Error> {
@@ -865,6 +887,7 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let require = load_require(file, raw.require)?;
     let policy = EnvPolicy {
         file: file.to_owned(),
         environment,
@@ -874,6 +897,8 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
         tags,
         protect,
         platforms,
+        require,
+        referrers: raw.referrers.map(Into::into).unwrap_or_default(),
     };
     let env_tag = policy.env_tag();
     if !policy.tags.contains(&TagRule::Literal(env_tag.clone())) {
@@ -893,6 +918,43 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
         ));
     }
     Ok(policy)
+}
+
+/// `require:`: attestation rules, and the signature key read from its file.
+fn load_require(file: &Path, raw: Option<RawRequire>) -> Result<Require, PolicyError> {
+    let Some(raw) = raw else {
+        return Ok(Require::default());
+    };
+    let attestations = raw.attestation.map(|a| a.into_rules()).unwrap_or_default();
+    for (i, a) in attestations.iter().enumerate() {
+        if a.predicate_type.trim().is_empty() {
+            return Err(PolicyError::new(
+                file,
+                format!("require.attestation[{i}]"),
+                "an empty predicate type",
+            ));
+        }
+    }
+    let signature = match raw.signature {
+        None => None,
+        Some(s) => {
+            let key = "require.signature.public_key";
+            let path = relative_to(file, &s.public_key);
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                PolicyError::new(file, key, format!("cannot read {}: {e}", path.display()))
+            })?;
+            let k = crate::gate::load_key(&pem)
+                .map_err(|e| PolicyError::new(file, key, format!("{}: {e}", path.display())))?;
+            Some(SignatureRule {
+                public_key: path,
+                key: k,
+            })
+        }
+    };
+    Ok(Require {
+        attestations,
+        signature,
+    })
 }
 
 /// A repository reference with neither tag nor digest.

@@ -1,8 +1,8 @@
 //! promote: carries out promotions, rollbacks, status and history for an environment — pin, gate, copy everywhere, then flip tags everywhere, then record.
 //!
 //! Order of a promotion: pin the image to a digest; read every gate (upstream environment,
-//! protected tags) before any write; copy content to every target by digest (the copy engine,
-//! no tags); re-check that the source tag did not drift; only then move tags, target by target,
+//! required attestations and signatures, protected tags) before any write; copy content to every target by digest (the copy engine,
+//! no tags), with its signatures, attestations and SBOMs; re-check that the source tag did not drift; only then move tags, target by target,
 //! reading each back; then append a record to the ledger at every target. A kill at any moment
 //! leaves tags either where they were or at complete content.
 
@@ -15,9 +15,10 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::cloud::RepoSettings;
-use crate::copy::{CopyOptions, Engine, Status};
+use crate::copy::{CopyOptions, Engine, Resolved, Status};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::gate;
 use crate::history::{self, Kind, Record};
 use crate::manifest::Manifest;
 use crate::policy::{EnvPolicy, Environment, Policies, Target};
@@ -235,6 +236,7 @@ impl Context {
                 }
             }
         }
+        self.check_evidence(policy, &resolved).await?;
         let repos = self.open_targets(&engine, policy, !opts.dry_run)?;
         let source_tag = source.tag().filter(|_| source.digest().is_none());
         let plans = self
@@ -243,8 +245,12 @@ impl Context {
 
         // 3. Content everywhere, by digest only.
         let target_refs: Vec<ImageRef> = policy.targets.iter().map(|t| t.image().clone()).collect();
-        let copy = engine
+        let mut copy = engine
             .copy_resolved(&resolved, &target_refs, &progress(target_refs.len()))
+            .await?;
+        // Signatures, attestations and SBOMs go with the content, before any tag moves.
+        engine
+            .attach(&resolved, &target_refs, &mut copy, &policy.referrers)
             .await?;
         let mut targets: Vec<TargetReport> = plans
             .into_iter()
@@ -316,6 +322,54 @@ impl Context {
         self.record(&repos, &policy.environment, &mut report, record)
             .await;
         Ok(report)
+    }
+
+    /// The environment's `require:` gates on a resolved image: reads only; refuses with exit 3.
+    async fn check_evidence(&self, policy: &EnvPolicy, resolved: &Resolved) -> Result<Vec<String>> {
+        if policy.require.is_empty() {
+            return Ok(Vec::new());
+        }
+        let subject = gate::Subject::of(resolved.source_digest(), &resolved.root);
+        let evidence = gate::gather(&*resolved.src, &resolved.root, &subject)
+            .await
+            .map_err(|e| Error::Source {
+                reference: resolved.reference.to_string(),
+                source: Box::new(e),
+            })?;
+        let missing = gate::check(&policy.require, &evidence, &subject);
+        if !missing.is_empty() {
+            return Err(Error::Gate(format!(
+                "{} requires evidence that {} lacks: {}",
+                policy.environment,
+                resolved.reference,
+                missing.join("; ")
+            )));
+        }
+        let mut held = Vec::new();
+        for a in &policy.require.attestations {
+            held.push(format!("attestation {}", a.predicate_type));
+        }
+        if let Some(s) = &policy.require.signature {
+            held.push(format!("cosign signature by {}", s.public_key.display()));
+        }
+        tracing::info!(image = %resolved.reference, digest = %subject.digest, "gates hold: {}", held.join(", "));
+        Ok(held)
+    }
+
+    /// `ferry verify`: resolves an image as `promote` would and checks the environment's gates
+    /// (`promote_from` is not checked: it is about where the image is, not what it carries).
+    pub async fn verify(&self, env: &str, image: &str) -> Result<VerifyReport> {
+        let policy = self.policies.env(env)?;
+        let source = self.image_ref(policy, image)?;
+        let engine = self.engine(true, Some(policy));
+        let resolved = engine.resolve(&source).await?;
+        let held = self.check_evidence(policy, &resolved).await?;
+        Ok(VerifyReport {
+            environment: env.to_owned(),
+            source: source.to_string(),
+            digest: resolved.source_digest().clone(),
+            held,
+        })
     }
 
     /// HEADs every wanted tag at every target (and lists tags where `semver` needs them), then plans.
@@ -768,6 +822,19 @@ async fn read_history(repos: &[Arc<dyn Repo>], policy: &EnvPolicy) -> Result<Vec
         ))),
         _ => Ok(records),
     }
+}
+
+/// What `ferry verify` found: every gate held.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// The environment.
+    pub environment: String,
+    /// The image as resolved.
+    pub source: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// The gates that held (empty: the environment requires nothing).
+    pub held: Vec<String>,
 }
 
 /// Where an environment stands at one target.

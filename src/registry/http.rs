@@ -774,7 +774,10 @@ impl Repo for HttpRepo {
                     Some(manifest::OCI_INDEX),
                 )?))
             }
-            StatusCode::NOT_FOUND => Ok(None),
+            // 404 is the spec's "no API"; some registries answer unknown routes otherwise.
+            StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => Ok(None),
             _ => Err(self.fail(&Method::GET, "referrers", resp).await),
         }
     }

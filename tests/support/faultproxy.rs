@@ -78,6 +78,9 @@ struct State {
     rules: Vec<Rule>,
     log: Vec<Entry>,
     quota: Option<Quota>,
+    /// When set, the proxy implements the OCI referrers API in front of a registry that lacks
+    /// it: (repository, subject) → descriptors of manifests pushed with that subject.
+    referrers: Option<std::collections::HashMap<(String, String), Vec<serde_json::Value>>>,
 }
 
 /// A running proxy; stops when dropped.
@@ -147,6 +150,13 @@ impl FaultProxy {
             window: Duration::from_secs(window_s),
             served: VecDeque::new(),
         });
+    }
+
+    /// Implements the referrers API: `GET /v2/NAME/referrers/DIGEST` answers an index (empty
+    /// if nothing refers to DIGEST), and a manifest PUT with a `subject` is answered with
+    /// `OCI-Subject`, as OCI 1.1 registries do.
+    pub fn serve_referrers(&self) {
+        self.state.lock().unwrap().referrers = Some(Default::default());
     }
 
     /// Every request so far.
@@ -233,6 +243,18 @@ async fn handle(
         injected: None,
         headers,
     };
+
+    let serves_referrers = state.lock().unwrap().referrers.is_some();
+    if serves_referrers {
+        if let Some(r) = referrers_api(&method, &path, &state) {
+            entry.status = 200;
+            state.lock().unwrap().log.push(entry);
+            return Ok(r);
+        }
+        if method == "PUT" && path.contains("/manifests/") {
+            return Ok(put_with_subject(req, path, entry, state, upstream, client).await);
+        }
+    }
 
     // Rules first, then the quota.
     let (action, quota_headers, over_quota) = {
@@ -379,4 +401,114 @@ async fn handle(
             .map(|r| r.map(Frame::data).map_err(std::io::Error::other)),
     );
     Ok(b.body(BodyExt::boxed(body)).unwrap())
+}
+
+/// `GET /v2/NAME/referrers/DIGEST`, answered from what was pushed through the proxy.
+fn referrers_api(method: &str, path: &str, state: &Mutex<State>) -> Option<Response<Body>> {
+    let rest = path.strip_prefix("/v2/")?;
+    let (name, digest) = rest.split_once("/referrers/")?;
+    if method != "GET" {
+        return None;
+    }
+    let digest = digest.split('?').next().unwrap_or(digest);
+    let entries = state
+        .lock()
+        .unwrap()
+        .referrers
+        .as_ref()?
+        .get(&(name.to_owned(), digest.to_owned()))
+        .cloned()
+        .unwrap_or_default();
+    let body = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+    Some(
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/vnd.oci.image.index.v1+json")
+            .body(full(serde_json::to_vec(&body).unwrap()))
+            .unwrap(),
+    )
+}
+
+/// A manifest PUT: forwarded whole; when it names a subject and the registry stored it, it is
+/// indexed for the referrers API and the answer carries `OCI-Subject`.
+async fn put_with_subject(
+    req: Request<Incoming>,
+    path: String,
+    mut entry: Entry,
+    state: Arc<Mutex<State>>,
+    upstream: String,
+    client: reqwest::Client,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut out = client.put(format!("http://{upstream}{path}"));
+    for (k, v) in parts.headers.iter() {
+        if !matches!(
+            k.as_str(),
+            "connection" | "transfer-encoding" | "content-length"
+        ) {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let resp = match out.body(bytes.clone()).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            entry.status = 502;
+            state.lock().unwrap().log.push(entry);
+            return Response::builder()
+                .status(502)
+                .body(full(format!("upstream: {e}")))
+                .unwrap();
+        }
+    };
+    let status = resp.status().as_u16();
+    let mut b = Response::builder().status(status);
+    for (k, v) in resp.headers() {
+        if !matches!(k.as_str(), "connection" | "transfer-encoding") {
+            b = b.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if (200..300).contains(&status) {
+        if let Some(subject) = doc["subject"]["digest"].as_str() {
+            let name = path
+                .strip_prefix("/v2/")
+                .and_then(|r| r.split_once("/manifests/"))
+                .map(|(n, _)| n.to_owned())
+                .unwrap_or_default();
+            let digest = format!("sha256:{}", {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(&bytes))
+            });
+            let mut d = serde_json::json!({"mediaType": doc["mediaType"], "digest": digest, "size": bytes.len()});
+            if let Some(t) = doc["artifactType"]
+                .as_str()
+                .or(doc["config"]["mediaType"].as_str())
+            {
+                d["artifactType"] = serde_json::json!(t);
+            }
+            if doc["annotations"].is_object() {
+                d["annotations"] = doc["annotations"].clone();
+            }
+            let mut st = state.lock().unwrap();
+            let list = st
+                .referrers
+                .as_mut()
+                .unwrap()
+                .entry((name, subject.to_owned()))
+                .or_default();
+            if !list.iter().any(|e| e["digest"] == d["digest"]) {
+                list.push(d);
+            }
+            b = b.header("oci-subject", subject);
+        }
+    }
+    let body = resp.bytes().await.unwrap_or_default();
+    entry.status = status;
+    state.lock().unwrap().log.push(entry);
+    b.body(full(body)).unwrap()
 }

@@ -1,0 +1,248 @@
+//! copy::attached: copies what is attached to an image (signatures, attestations, SBOMs) to every destination with it, then publishes it there: cosign tags as they were, referrers through the destination's API or its fallback index.
+//!
+//! Content before tags: every attached manifest (and its blobs) goes through the copy engine by
+//! digest first; only then are cosign tags and fallback indexes written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::engine::{immutable_tag_error, Engine, Resolved, Status};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, OCI_INDEX};
+use crate::reference::{ImageRef, Tag};
+use crate::referrers::{self, Attached, Filter, Found};
+use crate::registry::{ManifestRef, RegistryError, Repo};
+use crate::report::Progress;
+
+/// What happened to the attached artifacts at one destination.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct DestAttached {
+    /// Artifacts whose content was written (or, in a dry run, would be).
+    pub copied: usize,
+    /// Artifacts already there.
+    pub present: usize,
+    /// cosign tags written.
+    pub tags: usize,
+    /// Fallback indexes written (for destinations without the referrers API).
+    pub fallback_indexes: usize,
+    /// The first failure, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DestAttached {
+    fn fail(&mut self, e: impl std::fmt::Display) {
+        if self.error.is_none() {
+            self.error = Some(e.to_string());
+        }
+    }
+}
+
+/// Everything attached to the image, as found at the source, and what happened per destination.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AttachedReport {
+    /// Artifacts found at the source.
+    pub found: usize,
+    /// Per destination, in the order given.
+    pub destinations: Vec<DestAttached>,
+}
+
+/// Copies everything attached to `resolved` (per `filter`) to `dests`, skipping destinations
+/// marked in `skip` (they already failed). The source is read once per artifact.
+pub async fn copy_attached(
+    engine: &Engine,
+    resolved: &Resolved,
+    dests: &[ImageRef],
+    skip: &[bool],
+    filter: &Filter,
+) -> Result<AttachedReport> {
+    let mut report = AttachedReport {
+        found: 0,
+        destinations: vec![DestAttached::default(); dests.len()],
+    };
+    if !filter.enabled {
+        return Ok(report);
+    }
+    let source_err = |e: RegistryError| Error::Source {
+        reference: resolved.reference.to_string(),
+        source: Box::new(e),
+    };
+    let subjects = referrers::subjects(&resolved.root, resolved.filtered_from.is_some());
+    let found = referrers::discover(&*resolved.src, &subjects, filter)
+        .await
+        .map_err(source_err)?;
+    report.found = found.len();
+    if found.is_empty() {
+        return Ok(report);
+    }
+    tracing::info!(source = %resolved.reference, artifacts = found.len(), "attached artifacts found");
+    let live: Vec<usize> = (0..dests.len())
+        .filter(|&i| !skip.get(i).copied().unwrap_or(false))
+        .collect();
+
+    // 1. Content, by digest, through the engine (blobs read once for every destination).
+    for a in &found {
+        let targets: Vec<ImageRef> = live
+            .iter()
+            .filter(|&&i| report.destinations[i].error.is_none())
+            .map(|&i| dests[i].pinned(&a.manifest.digest))
+            .collect();
+        let index: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| report.destinations[i].error.is_none())
+            .collect();
+        if targets.is_empty() {
+            break;
+        }
+        let artifact = Resolved {
+            reference: resolved.reference.pinned(&a.manifest.digest),
+            src: resolved.src.clone(),
+            root: a.manifest.clone(),
+            filtered_from: None,
+        };
+        let copy = engine
+            .copy_resolved(&artifact, &targets, &Progress::hidden(targets.len()))
+            .await?;
+        for (i, d) in index.into_iter().zip(&copy.destinations) {
+            let r = &mut report.destinations[i];
+            match d.status {
+                Status::Failed => r.fail(format_args!(
+                    "attached {} {}: {}",
+                    a.artifact_type.as_deref().unwrap_or("artifact"),
+                    a.manifest.digest,
+                    d.error.as_deref().unwrap_or("failed")
+                )),
+                Status::UpToDate => r.present += 1,
+                Status::Copied | Status::Planned => r.copied += 1,
+            }
+        }
+    }
+    if engine.options().dry_run {
+        return Ok(report);
+    }
+
+    // 2. Tags: cosign's as they were; a fallback index where the destination has no API.
+    let by_subject = group_referrers(&found);
+    let publish = live
+        .iter()
+        .filter(|&&i| report.destinations[i].error.is_none())
+        .map(|&i| {
+            let (dest, found, by_subject) = (&dests[i], &found, &by_subject);
+            async move { (i, publish(engine, dest, found, by_subject).await) }
+        });
+    for (i, r) in futures::future::join_all(publish).await {
+        let d = &mut report.destinations[i];
+        match r {
+            Ok((tags, indexes)) => {
+                d.tags = tags;
+                d.fallback_indexes = indexes;
+            }
+            Err(e) => d.fail(e),
+        }
+    }
+    Ok(report)
+}
+
+/// Referrer entries per subject, in the order found.
+fn group_referrers(found: &[Attached]) -> BTreeMap<Digest, Vec<serde_json::Value>> {
+    let mut out: BTreeMap<Digest, Vec<serde_json::Value>> = BTreeMap::new();
+    for a in found.iter().filter(|a| a.found == Found::Referrer) {
+        out.entry(a.subject.clone())
+            .or_default()
+            .push(a.entry.clone());
+    }
+    out
+}
+
+/// Writes cosign tags and fallback indexes at one destination; returns how many of each.
+async fn publish(
+    engine: &Engine,
+    dest: &ImageRef,
+    found: &[Attached],
+    by_subject: &BTreeMap<Digest, Vec<serde_json::Value>>,
+) -> Result<(usize, usize), String> {
+    let where_ = dest.repository_name();
+    let repo: Arc<dyn Repo> = engine.open(dest, true).map_err(|e| e.to_string())?;
+    let settings = engine
+        .prepare_repository(dest, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tags = 0;
+    for a in found {
+        let Found::CosignTag(tag) = &a.found else {
+            continue;
+        };
+        let now = repo
+            .manifest_head(&ManifestRef::Tag(tag.clone()))
+            .await
+            .map_err(|e| format!("{where_}: tag {tag}: {e}"))?;
+        match now {
+            Some(i) if i.digest == a.manifest.digest => continue,
+            Some(i)
+                if settings
+                    .as_ref()
+                    .is_some_and(|s| s.is_immutable(tag.as_str())) =>
+            {
+                let s = settings.as_ref().expect("checked");
+                return Err(immutable_tag_error(dest, tag.as_str(), &i.digest, s));
+            }
+            _ => {}
+        }
+        put_tag(&*repo, tag, &a.manifest).await?;
+        tags += 1;
+    }
+    let mut indexes = 0;
+    for (subject, entries) in by_subject {
+        // A registry with the referrers API lists them already (it answered their PUT with
+        // OCI-Subject, or indexes them anyway): nothing more to do.
+        let api = repo
+            .referrers(subject)
+            .await
+            .map_err(|e| format!("{where_}: referrers of {subject}: {e}"))?;
+        if api.is_some() {
+            continue;
+        }
+        let tag = referrers::fallback_tag(subject);
+        let existing = match repo
+            .manifest_get(&ManifestRef::Tag(tag.clone()), None)
+            .await
+        {
+            Ok(m) => Some(m),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(format!("{where_}: fallback index {tag}: {e}")),
+        };
+        let Some(bytes) = referrers::merge_fallback(existing.as_ref(), entries) else {
+            continue;
+        };
+        let index = Manifest::parse(bytes, Some(OCI_INDEX))
+            .map_err(|e| format!("{where_}: fallback index {tag}: {e}"))?;
+        put_tag(&*repo, &tag, &index).await?;
+        indexes += 1;
+    }
+    Ok((tags, indexes))
+}
+
+/// Puts a manifest under a tag and reads the tag back.
+async fn put_tag(repo: &dyn Repo, tag: &Tag, m: &Manifest) -> Result<(), String> {
+    let r = ManifestRef::Tag(tag.clone());
+    repo.manifest_put(&r, m)
+        .await
+        .map_err(|e| format!("failed to tag {tag} in {}: {e}", repo.name()))?;
+    match repo.manifest_head(&r).await {
+        Ok(Some(i)) if i.digest == m.digest => Ok(()),
+        Ok(other) => Err(format!(
+            "tag {tag} in {} reads back as {}, not {}",
+            repo.name(),
+            other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
+            m.digest
+        )),
+        Err(e) => Err(format!(
+            "failed to read back tag {tag} in {}: {e}",
+            repo.name()
+        )),
+    }
+}

@@ -1,0 +1,375 @@
+//! Integration tests for attached artifacts against real registries: a BuildKit attestation, a cosign signature and attestation under their tags, and OCI 1.1 referrers through the fallback tag travel with `ferry copy` and `ferry promote`, byte-exact (checked with skopeo); an existing fallback index is merged; a registry with the referrers API gets no fallback tag; prod gates refuse images without provenance or with a signature by another key.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ferry::sample::{public_key_pem, signing_key, ImageSpec, Layout, Written};
+use serde_json::{json, Value};
+use support::bed::{stderr, Bed};
+use support::faultproxy::FaultProxy;
+use support::registry::{Mode, TestRegistry};
+use support::skopeo::{inspect_raw, sha256_hex, TlsOpt};
+
+const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+const SBOM: &str = "application/spdx+json";
+const BUILDER: &str = "https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main";
+
+/// What was attached to a sample image.
+struct Decorated {
+    image: Written,
+    from: String,
+    signature: Written,
+    attestation: Written,
+    /// Referrers on the index, and one per platform child (amd64, arm64).
+    on_index: Written,
+    on_children: Vec<Written>,
+}
+
+/// A multi-arch sample (with BuildKit attestations) in `layout`, signed with `key_seed`, with a
+/// cosign SLSA v1 attestation and SBOM referrers on the index and on each platform child.
+fn decorated(bed: &Bed, layout: &str, tag: &str, seed: u64, key_seed: u8) -> Decorated {
+    let l = Layout::create(&bed.layout(layout)).unwrap();
+    let image = l
+        .add_image(&ImageSpec {
+            tag: tag.into(),
+            seed,
+            ..ImageSpec::default()
+        })
+        .unwrap();
+    let key = signing_key(key_seed);
+    let signature = l
+        .add_signature(&image.digest, "ghcr.io/acme/api", &key)
+        .unwrap();
+    let attestation = l
+        .add_cosign_attestation(
+            &image.digest,
+            SLSA_V1,
+            json!({"runDetails": {"builder": {"id": BUILDER}}}),
+            &key,
+        )
+        .unwrap();
+    let own = seed * 1000 + key_seed as u64;
+    let on_index = l.add_referrer(&image.digest, SBOM, own).unwrap();
+    // Platform children are image.children[0] (amd64) and [2] (arm64); [1] and [3] are BuildKit's.
+    let on_children = [0, 2]
+        .iter()
+        .map(|&i| {
+            l.add_referrer(&image.children[i], SBOM, own + 100 + i as u64)
+                .unwrap()
+        })
+        .collect();
+    Decorated {
+        image,
+        from: format!("ocidir://{}:{tag}", bed.layout(layout).display()),
+        signature,
+        attestation,
+        on_index,
+        on_children,
+    }
+}
+
+fn raw(r: &TestRegistry, reference: &str) -> Vec<u8> {
+    inspect_raw(&format!("{}/{reference}", r.host()), None, TlsOpt::Insecure)
+}
+
+/// A plain HTTP request: status and body.
+fn http(method: reqwest::Method, url: String) -> (u16, Vec<u8>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let r = reqwest::Client::new()
+                .request(method, url)
+                .header(
+                    "accept",
+                    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+                )
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        })
+}
+
+/// Whether `repo` has a manifest under this tag or digest.
+fn has(r: &TestRegistry, repo: &str, reference: &str) -> bool {
+    let url = format!("http://{}/v2/{repo}/manifests/{reference}", r.host());
+    http(reqwest::Method::HEAD, url).0 == 200
+}
+
+/// The manifest at `repo@digest`, read by skopeo, hashes to `digest`.
+fn byte_exact(r: &TestRegistry, repo: &str, digest: &str) {
+    let bytes = raw(r, &format!("{repo}@{digest}"));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&bytes)),
+        digest,
+        "{repo}@{digest}"
+    );
+}
+
+fn fallback_tag(digest: &str) -> String {
+    digest.replace(':', "-")
+}
+
+/// Digests listed in the fallback index of `subject`.
+fn fallback_entries(r: &TestRegistry, repo: &str, subject: &str) -> BTreeSet<String> {
+    let doc: Value =
+        serde_json::from_slice(&raw(r, &format!("{repo}:{}", fallback_tag(subject)))).unwrap();
+    doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn attached_artifacts_travel_byte_exact_and_fallback_indexes_merge() {
+    let a = TestRegistry::start(Mode::Plain);
+    let b_registry = TestRegistry::start(Mode::Plain);
+    let b = FaultProxy::start(&b_registry.host());
+    b.serve_referrers();
+    let bed = Bed::new(&[]);
+    let img = decorated(&bed, "images", "v1", 1, 7);
+
+    // Someone else already attached an artifact at A: its fallback index must survive.
+    let other = decorated(&bed, "other", "v1", 1, 9);
+    assert_eq!(
+        other.image.digest, img.image.digest,
+        "same image, other attachments"
+    );
+    let to_a = format!("{}/acme/api:v1", a.host());
+    let out = bed.ferry(&["copy", &other.from, &to_a, "--artifact-type", SBOM]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fallback_entries(&a, "acme/api", &img.image.digest),
+        BTreeSet::from([other.on_index.digest.clone()])
+    );
+
+    // 1. OCI layout (fallback tags) → A (no referrers API): everything, byte-exact.
+    let report = bed.ferry_ok(&["copy", &img.from, &to_a, "--output", "json"]);
+    let attached = &report["destinations"][0]["attached"];
+    eprintln!("attached at A: {attached}");
+    assert_eq!(attached["copied"], 5, "sig, att, 3 referrers");
+    assert_eq!(attached["tags"], 2);
+    assert_eq!(attached["fallback_indexes"], 3);
+    for w in [&img.image, &img.signature, &img.attestation, &img.on_index]
+        .into_iter()
+        .chain(&img.on_children)
+    {
+        byte_exact(&a, "acme/api", &w.digest);
+    }
+    for c in &img.image.children {
+        byte_exact(&a, "acme/api", c); // BuildKit's attestation manifests are in the index
+    }
+    assert_eq!(
+        sha256_hex(&raw(&a, &format!("acme/api:{}", img.signature.tag))),
+        img.signature.digest["sha256:".len()..]
+    );
+    assert_eq!(
+        sha256_hex(&raw(&a, &format!("acme/api:{}", img.attestation.tag))),
+        img.attestation.digest["sha256:".len()..]
+    );
+    assert_eq!(
+        fallback_entries(&a, "acme/api", &img.image.digest),
+        BTreeSet::from([other.on_index.digest.clone(), img.on_index.digest.clone()]),
+        "merged, not overwritten"
+    );
+    for (i, c) in [0, 2].iter().zip(&img.on_children) {
+        assert!(fallback_entries(&a, "acme/api", &img.image.children[*i]).contains(&c.digest));
+    }
+    // Again: nothing new to write.
+    let again = bed.ferry_ok(&["copy", &img.from, &to_a, "--output", "json"]);
+    let attached = &again["destinations"][0]["attached"];
+    assert_eq!(attached["copied"], 0, "{attached}");
+    assert_eq!(attached["tags"], 0);
+    assert_eq!(attached["fallback_indexes"], 0);
+
+    // 2. A (found through the fallback tag over HTTP) → B (referrers API, OCI-Subject): the
+    //    artifacts arrive, no fallback tag is written, and B's API lists them.
+    let to_b = format!("{}/mirror/api:v1", b.host());
+    let report = bed.ferry_ok(&["copy", &to_a, &to_b, "--output", "json"]);
+    eprintln!("attached at B: {}", report["destinations"][0]["attached"]);
+    assert_eq!(report["destinations"][0]["attached"]["fallback_indexes"], 0);
+    for w in [
+        &img.signature,
+        &img.attestation,
+        &img.on_index,
+        &other.on_index,
+    ]
+    .into_iter()
+    .chain(&img.on_children)
+    {
+        byte_exact(&b_registry, "mirror/api", &w.digest);
+    }
+    assert!(
+        !has(&b_registry, "mirror/api", &fallback_tag(&img.image.digest)),
+        "no fallback tag where the registry has the API"
+    );
+    let (status, body) = http(
+        reqwest::Method::GET,
+        format!(
+            "http://{}/v2/mirror/api/referrers/{}",
+            b.host(),
+            img.image.digest
+        ),
+    );
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_slice(&body).unwrap();
+    let listed: BTreeSet<&str> = listed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([img.on_index.digest.as_str(), other.on_index.digest.as_str()])
+    );
+    assert!(b.log().iter().all(|e| !(e.method == "PUT"
+        && e.path
+            .ends_with(&format!("/manifests/{}", fallback_tag(&img.image.digest))))));
+
+    // 3. A platform subset keeps the referrers of the children it keeps, and only those; the
+    //    new index is nobody's subject.
+    let c = TestRegistry::start(Mode::Plain);
+    let to_c = format!("{}/acme/api:amd64", c.host());
+    let out = bed.ferry(&["copy", &img.from, &to_c, "--platform", "linux/amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(has(&c, "acme/api", &img.on_children[0].digest));
+    assert!(!has(&c, "acme/api", &img.on_children[1].digest));
+    assert!(!has(&c, "acme/api", &img.on_index.digest));
+
+    // 4. Referrers off: only the image.
+    let d = TestRegistry::start(Mode::Plain);
+    let out = bed.ferry(&[
+        "copy",
+        &img.from,
+        &format!("{}/acme/api:v1", d.host()),
+        "--no-referrers",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(has(&d, "acme/api", &img.image.digest));
+    assert!(!has(&d, "acme/api", &img.signature.digest));
+}
+
+fn write_prod(dir: &Path, src: &TestRegistry, targets: &[String], key: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("cosign.pub"), key).unwrap();
+    let targets: String = targets
+        .iter()
+        .map(|t| {
+            let (reg, repo) = t.split_once('/').unwrap();
+            format!("  - registry: {reg}\n    repository: {repo}\n")
+        })
+        .collect();
+    std::fs::write(
+        dir.join("prod.yaml"),
+        format!(
+            "version: 1\nsource: {}/acme/api\ntargets:\n{targets}tags: [prod]\nrequire:\n  attestation:\n    predicate_type: {SLSA_V1}\n    fields:\n      predicate.runDetails.builder.id: {BUILDER}\n  signature:\n    public_key: cosign.pub\n",
+            src.host()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn prod_requires_provenance_and_a_signature_by_its_key() {
+    let src = TestRegistry::start(Mode::Plain);
+    let t1 = TestRegistry::start(Mode::Plain);
+    let t2_registry = TestRegistry::start(Mode::Plain);
+    let t2 = FaultProxy::start(&t2_registry.host());
+    t2.serve_referrers();
+    let bed = Bed::new(&[]);
+    // good: signed by key 7 with provenance; forged: the same kind of evidence by key 9;
+    // bare: BuildKit's v0.2 provenance only, no signature.
+    let good = decorated(&bed, "good", "good", 1, 7);
+    let forged = decorated(&bed, "forged", "forged", 2, 9);
+    let bare = bed.image("bare", 3);
+    for (from, tag) in [
+        (&good.from, "good"),
+        (&forged.from, "forged"),
+        (&bare.1, "bare"),
+    ] {
+        let out = bed.ferry(&["copy", from, &format!("{}/acme/api:{tag}", src.host())]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let dir = bed.dir.path().join("policies");
+    write_prod(
+        &dir,
+        &src,
+        &[
+            format!("{}/acme/api", t1.host()),
+            format!("{}/acme/api", t2.host()),
+        ],
+        &public_key_pem(&signing_key(7)),
+    );
+    let run = |args: &[&str]| {
+        bed.command(args)
+            .env("FERRY_POLICIES", &dir)
+            .output()
+            .unwrap()
+    };
+    let writes = || {
+        t1.access_log()
+            .iter()
+            .chain(t2_registry.access_log().iter())
+            .filter(|e| matches!(e.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
+            .count()
+    };
+    assert!(run(&["policy", "check", "--offline"]).status.success());
+
+    // No provenance: refused, exit 3, named, nothing written.
+    let out = run(&["promote", "prod", ":bare"]);
+    let err = stderr(&out);
+    eprintln!("bare: {err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("no https://slsa.dev/provenance/v1 attestation")
+            && err.contains("found only https://slsa.dev/provenance/v0.2")
+            && err.contains("no cosign signature"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(writes(), 0);
+
+    // Signed with another key: refused.
+    let out = run(&["promote", "prod", ":forged"]);
+    let err = stderr(&out);
+    eprintln!("forged: {err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("made with another key"), "{err}");
+    assert_eq!(writes(), 0);
+    let out = run(&["verify", ":forged", "--env", "prod"]);
+    assert_eq!(out.status.code(), Some(3));
+
+    // With both: verify passes, promote goes through with everything attached.
+    let out = run(&["verify", ":good", "--env", "prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok  attestation https://slsa.dev/provenance/v1"),
+        "{text}"
+    );
+    let out = run(&["promote", "prod", ":good", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (reg, via) in [(&t1, None), (&t2_registry, Some(&t2))] {
+        let prod = raw(reg, "acme/api:prod");
+        assert_eq!(format!("sha256:{}", sha256_hex(&prod)), good.image.digest);
+        for w in [&good.signature, &good.attestation, &good.on_index] {
+            byte_exact(reg, "acme/api", &w.digest);
+        }
+        assert_eq!(
+            sha256_hex(&raw(reg, &format!("acme/api:{}", good.signature.tag))),
+            good.signature.digest["sha256:".len()..]
+        );
+        // The fallback index only where there is no referrers API.
+        assert_eq!(
+            has(reg, "acme/api", &fallback_tag(&good.image.digest)),
+            via.is_none()
+        );
+    }
+}
