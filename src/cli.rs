@@ -590,15 +590,32 @@ async fn demo(args: DemoArgs) -> Result<()> {
     };
     let ci = dir.join("ci");
     let layout = crate::sample::Layout::create(&ci).map_err(Error::Output)?;
+    // CI signs what it builds (cosign-style, with a sample key); prod requires that signature
+    // and the BuildKit provenance every sample carries.
+    let key = crate::sample::signing_key(1);
     let mut tags = Vec::new();
     for spec in crate::sample::demo_specs() {
-        tags.push(layout.add_image(&spec).map_err(Error::Output)?.tag);
+        let w = layout.add_image(&spec).map_err(Error::Output)?;
+        layout
+            .add_signature(&w.digest, "ci/api", &key)
+            .map_err(Error::Output)?;
+        tags.push(w.tag);
     }
+    let unsigned = crate::sample::ImageSpec {
+        tag: "v1.2.0-rc.1".into(),
+        seed: 3,
+        ..crate::sample::ImageSpec::default()
+    };
+    layout.add_image(&unsigned).map_err(Error::Output)?;
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies)?;
     for (name, text) in DEMO_POLICIES {
         std::fs::write(policies.join(name), text)?;
     }
+    std::fs::write(
+        policies.join("cosign.pub"),
+        crate::sample::public_key_pem(&key),
+    )?;
     let text = args.output == Format::Text;
     let say = |s: String| {
         if text {
@@ -633,6 +650,20 @@ async fn demo(args: DemoArgs) -> Result<()> {
         Err(Error::Gate(_)) => {}
         Err(e) => return Err(e),
         Ok(_) => return Err(Error::Failed("the demo's gate did not refuse".into())),
+    }
+    say(format!(
+        "ferry verify :{} --env prod   # unsigned: the signature gate refuses",
+        unsigned.tag
+    ));
+    match ctx.verify("prod", &format!(":{}", unsigned.tag)).await {
+        Err(e @ Error::Gate(_)) if text => println!("ferry: {e} (exit {})", e.exit_code()),
+        Err(Error::Gate(_)) => {}
+        Err(e) => return Err(e),
+        Ok(_) => {
+            return Err(Error::Failed(
+                "the demo's signature gate did not refuse".into(),
+            ))
+        }
     }
     say("ferry status prod".into());
     let mut stdout = std::io::stdout().lock();
@@ -670,6 +701,6 @@ const DEMO_POLICIES: [(&str, &str); 2] = [
     ),
     (
         "prod.yaml",
-        "version: 1\nenvironment: prod\nsource: ocidir://../ci\npromote_from: staging\ntargets:\n  - layout: ../registry-b\n  - layout: ../registry-c\ntags: [prod, \"{source_tag}\", semver]\nprotect: [\"v*\"]\n",
+        "version: 1\nenvironment: prod\nsource: ocidir://../ci\npromote_from: staging\ntargets:\n  - layout: ../registry-b\n  - layout: ../registry-c\ntags: [prod, \"{source_tag}\", semver]\nprotect: [\"v*\"]\nrequire:\n  attestation:\n    predicate_type: https://slsa.dev/provenance/v0.2\n    fields: {predicate.builder.id: ferry-sample}\n  signature:\n    public_key: cosign.pub\n",
     ),
 ];

@@ -143,6 +143,21 @@ pub fn cosign_tag(d: &Digest, suffix: &str) -> Tag {
         .expect("a digest makes a valid tag")
 }
 
+/// True for a tag that names something attached to a digest rather than an image:
+/// `sha256-HEX` (a fallback index) and `sha256-HEX.sig`/`.att`/`.sbom` (cosign).
+pub fn is_attachment_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let (hex, suffix) = rest.split_at(rest.len().min(64));
+    hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && (suffix.is_empty()
+            || COSIGN_TAGS
+                .iter()
+                .any(|(s, _)| suffix.strip_prefix('.') == Some(s)))
+}
+
 /// What a manifest says of itself, for a referrers index entry.
 pub fn describe(m: &Manifest) -> (Option<String>, Value) {
     let doc: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
@@ -353,6 +368,23 @@ mod tests {
             cosign_tag(&x, "sig").as_str(),
             format!("sha256-{}.sig", "ab".repeat(32))
         );
+    }
+
+    #[test]
+    fn attachment_tags() {
+        let hex = "ab".repeat(32);
+        for (t, want) in [
+            (format!("sha256-{hex}"), true),
+            (format!("sha256-{hex}.sig"), true),
+            (format!("sha256-{hex}.att"), true),
+            (format!("sha256-{hex}.sbom"), true),
+            (format!("sha256-{hex}.other"), false),
+            (format!("sha256-{}", &hex[1..]), false),
+            ("sha-abc1234".to_owned(), false),
+            ("v1.2.3".to_owned(), false),
+        ] {
+            assert_eq!(is_attachment_tag(&t), want, "{t}");
+        }
     }
 
     #[test]

@@ -261,7 +261,12 @@ pub fn write_promote(
             Status::Planned => "content to copy",
             Status::Failed => "content failed",
         };
-        writeln!(out, "  {} ({content})", t.target)?;
+        let attached = t
+            .attached
+            .as_ref()
+            .map(|a| format!("; {} attached artifacts", a.copied + a.present))
+            .unwrap_or_default();
+        writeln!(out, "  {} ({content}{attached})", t.target)?;
         for o in &t.tags {
             let p = &o.planned;
             let state = match (&o.error, o.done, p.action) {

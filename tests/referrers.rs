@@ -373,3 +373,57 @@ fn prod_requires_provenance_and_a_signature_by_its_key() {
         );
     }
 }
+
+#[test]
+fn mirror_brings_signatures_added_after_the_image() {
+    let src = TestRegistry::start(Mode::Plain);
+    let dest = TestRegistry::start(Mode::Plain);
+    let bed = Bed::new(&[]);
+    let (w, from) = bed.image("v1.0.0", 4);
+    let to_src = format!("{}/acme/svc:v1.0.0", src.host());
+    let out = bed.ferry(&["copy", &from, &to_src]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = bed.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("nightly.yaml"),
+        format!(
+            "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [svc]\ntargets:\n  - registry: {}\n    prefix: mirror/\n",
+            src.host(),
+            dest.host()
+        ),
+    )
+    .unwrap();
+    let mirror = || -> Value {
+        let out = bed
+            .command(&["mirror", "--output", "json"])
+            .env("FERRY_POLICIES", &dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(mirror()["totals"]["copied"], 1);
+
+    // CI signs the image after it was pushed (and mirrored): the next night brings the
+    // signature, and the night after costs nothing again.
+    let l = Layout::create(&bed.layout("images")).unwrap();
+    let sig = l
+        .add_signature(&w.digest, "ghcr.io/acme/svc", &signing_key(7))
+        .unwrap();
+    let out = bed.ferry(&["copy", &from, &to_src]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = mirror();
+    let t = &second["images"][0]["targets"][0];
+    eprintln!("second night: {t}");
+    assert_eq!(t["outcome"], "up-to-date", "{t}");
+    assert_eq!(t["attached"]["tags"], 1, "{t}");
+    assert_eq!(
+        sha256_hex(&raw(&dest, &format!("mirror/svc:{}", sig.tag))),
+        sig.digest["sha256:".len()..]
+    );
+    let third = mirror();
+    let t = &third["images"][0]["targets"][0];
+    assert_eq!(t["attached"]["tags"], 0, "{t}");
+    assert_eq!(t["attached"]["copied"], 0, "{t}");
+}

@@ -1,11 +1,12 @@
 //! mirror: carries out mirror policies — lists and selects source tags, HEAD-checks every target, copies only what changed through the copy engine (each blob read once, fanned out), and reports per image and target.
 //!
 //! A run where nothing changed costs the source's tag-list pages plus one HEAD per selected tag
-//! at the source and at each target: no manifest GET, no blob request.
+//! at the source and at each target: no manifest GET, no blob request. An image whose source
+//! lists a cosign tag or a fallback index for its digest is looked at again for new attachments.
 
 pub mod plan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,11 +14,13 @@ use std::time::SystemTime;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use crate::copy::attached::{copy_attached, DestAttached};
 use crate::copy::{Engine, Status};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::policy::mirror::MirrorPolicy;
 use crate::reference::{ImageRef, Tag};
+use crate::referrers;
 use crate::registry::{ManifestRef, Repo};
 use crate::report::{MirrorProgress, Progress};
 pub use plan::{Shard, TagStep};
@@ -82,6 +85,9 @@ pub struct TargetResult {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Signatures, attestations and SBOMs attached to the image, copied with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached: Option<DestAttached>,
 }
 
 /// One image (a tag, or an explicit digest) of one repository.
@@ -190,6 +196,9 @@ struct Item<'a> {
     src: Arc<dyn Repo>,
     source: ImageRef,
     what: Which,
+    /// The source repository's `sha256-…` tags (fallback indexes, cosign tags), from its tag
+    /// list: an image already mirrored is looked at again only if something is attached.
+    attachment_tags: Arc<HashSet<String>>,
 }
 
 enum Which {
@@ -429,6 +438,10 @@ async fn list_items<'a>(
         .tags_list()
         .await
         .map_err(|e| failed(format!("cannot list tags: {e}")))?;
+    // Signatures, attestations and fallback indexes travel with their images, not as images.
+    let (attached, tags): (Vec<Tag>, Vec<Tag>) = tags
+        .into_iter()
+        .partition(|t| policy.referrers.enabled && referrers::is_attachment_tag(t.as_str()));
     let (_, others) = policy.tags.candidates(&tags);
     let created: BTreeMap<Tag, SystemTime> = if policy.tags.needs_creation_times(&others) {
         let times = stream::iter(others)
@@ -450,6 +463,8 @@ async fn list_items<'a>(
         BTreeMap::new()
     };
     let selected = policy.tags.select(&tags, &|t| created.get(t).copied());
+    let attachment_tags: Arc<HashSet<String>> =
+        Arc::new(attached.iter().map(|t| t.as_str().to_owned()).collect());
     tracing::info!(source = %source_name, tags = tags.len(), selected = selected.len(), "listed");
     let mut items: Vec<Item> = selected
         .into_iter()
@@ -459,6 +474,7 @@ async fn list_items<'a>(
             src: src.clone(),
             source: source.with(Some(t.clone()), None),
             what: Which::Tag(t),
+            attachment_tags: attachment_tags.clone(),
         })
         .collect();
     items.extend(
@@ -472,6 +488,7 @@ async fn list_items<'a>(
                 src: src.clone(),
                 source: source.with(None, Some(d.clone())),
                 what: Which::Digest(d.clone()),
+                attachment_tags: attachment_tags.clone(),
             }),
     );
     Ok(items)
@@ -523,6 +540,7 @@ fn not_attempted(item: &Item) -> ImageResult {
             outcome: Outcome::NotAttempted,
             bytes: 0,
             error: None,
+            attached: None,
         })
         .collect();
     ImageResult {
@@ -595,6 +613,9 @@ async fn mirror_item(
         }
     }
     if writes.is_empty() {
+        if !dry_run && has_attachments(item, &source_digest) {
+            refresh_attached(item, &source_digest, &targets, engine, &mut result).await;
+        }
         return result;
     }
 
@@ -634,14 +655,23 @@ async fn mirror_item(
             .with(Some(t.clone()), Some(source_digest.clone())),
         Which::Digest(_) => item.source.clone(),
     };
-    match engine
-        .copy(&source, &dests, &Progress::hidden(dests.len()))
-        .await
-    {
+    let copied = async {
+        let resolved = engine.resolve(&source).await?;
+        let mut report = engine
+            .copy_resolved(&resolved, &dests, &Progress::hidden(dests.len()))
+            .await?;
+        engine
+            .attach(&resolved, &dests, &mut report, &item.policy.referrers)
+            .await?;
+        Ok::<_, crate::Error>(report)
+    }
+    .await;
+    match copied {
         Ok(report) => {
             for (&i, d) in copy_to.iter().zip(&report.destinations) {
                 let t = &mut result.targets[i];
                 t.bytes = d.bytes_uploaded;
+                t.attached = d.attached.clone();
                 match d.status {
                     Status::Copied | Status::UpToDate => t.outcome = Outcome::Copied,
                     Status::Planned => t.outcome = Outcome::Planned,
@@ -656,4 +686,62 @@ async fn mirror_item(
         }
     }
     result
+}
+
+/// Whether the source lists a fallback index or a cosign tag for `digest`.
+fn has_attachments(item: &Item<'_>, digest: &Digest) -> bool {
+    if !item.policy.referrers.enabled || item.attachment_tags.is_empty() {
+        return false;
+    }
+    let fallback = referrers::fallback_tag(digest);
+    std::iter::once(fallback.as_str().to_owned())
+        .chain(
+            referrers::COSIGN_TAGS
+                .iter()
+                .map(|(suffix, _)| referrers::cosign_tag(digest, suffix).as_str().to_owned()),
+        )
+        .any(|t| item.attachment_tags.contains(&t))
+}
+
+/// An image already at every target whose source has things attached: copies what is new
+/// (a signature added after the image was mirrored, say) to the targets where it is up to date.
+async fn refresh_attached(
+    item: &Item<'_>,
+    digest: &Digest,
+    targets: &[ImageRef],
+    engine: &Engine,
+    result: &mut ImageResult,
+) {
+    let at: Vec<usize> = (0..targets.len())
+        .filter(|&i| result.targets[i].outcome == Outcome::UpToDate)
+        .collect();
+    if at.is_empty() {
+        return;
+    }
+    let dests: Vec<ImageRef> = at.iter().map(|&i| targets[i].pinned(digest)).collect();
+    let skip = vec![false; dests.len()];
+    let outcome = async {
+        let resolved = engine.resolve(&item.source.pinned(digest)).await?;
+        copy_attached(engine, &resolved, &dests, &skip, &item.policy.referrers).await
+    }
+    .await;
+    match outcome {
+        Ok(report) if report.found > 0 => {
+            for (&i, a) in at.iter().zip(report.destinations) {
+                let t = &mut result.targets[i];
+                if let Some(e) = &a.error {
+                    t.outcome = Outcome::Failed;
+                    t.error = Some(e.clone());
+                }
+                t.attached = Some(a);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            for &i in &at {
+                result.targets[i].outcome = Outcome::Failed;
+                result.targets[i].error = Some(format!("attached artifacts: {e}"));
+            }
+        }
+    }
 }

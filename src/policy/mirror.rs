@@ -154,6 +154,8 @@ pub struct MirrorPolicy {
     pub targets: Vec<MirrorTarget>,
     /// What happens to destination tags that point elsewhere.
     pub existing: Existing,
+    /// Which attached artifacts (signatures, attestations, SBOMs) travel with the images.
+    pub referrers: crate::referrers::Filter,
 }
 
 impl MirrorPolicy {
@@ -199,6 +201,7 @@ struct RawMirror {
     #[serde(default)]
     targets: Vec<RawTarget>,
     existing: Option<String>,
+    referrers: Option<crate::referrers::RawFilter>,
 }
 
 fn regexes(file: &Path, key: &str, list: &[String]) -> Result<Vec<TagRegex>, PolicyError> {
@@ -393,6 +396,7 @@ pub fn load(file: &Path) -> Result<MirrorPolicy, PolicyError> {
         digests,
         targets,
         existing,
+        referrers: raw.referrers.map(Into::into).unwrap_or_default(),
     })
 }
 

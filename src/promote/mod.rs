@@ -74,6 +74,9 @@ pub struct TargetReport {
     /// Rolling version tags held back.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<(Tag, String)>,
+    /// Signatures, attestations and SBOMs attached to the image, copied with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached: Option<crate::copy::attached::DestAttached>,
     /// What went wrong here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -269,6 +272,7 @@ impl Context {
                     })
                     .collect(),
                 held: p.held.clone(),
+                attached: c.attached.clone(),
                 error: c.error.clone().map(|e| format!("content: {e}")),
             })
             .collect();
@@ -569,6 +573,7 @@ impl Context {
             content: Status::UpToDate,
             tags: Vec::new(),
             held: Vec::new(),
+            attached: None,
             error: None,
         };
         let current = match head_tags(repo, moving).await {
