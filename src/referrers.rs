@@ -268,8 +268,19 @@ async fn discover_one(
     filter: &Filter,
     depth: u32,
 ) -> Result<Vec<Attached>, RegistryError> {
+    // The referrers list and cosign's three tags are independent: ask for them at once.
+    let cosign = futures::future::try_join_all(
+        COSIGN_TAGS
+            .iter()
+            .filter(|(_, t)| filter.allows(Some(t)))
+            .map(|(suffix, artifact_type)| async move {
+                let tag = cosign_tag(subject, suffix);
+                Ok::<_, RegistryError>(get_tag(src, &tag).await?.map(|m| (tag, *artifact_type, m)))
+            }),
+    );
+    let (entries, cosign) = futures::future::try_join(list(src, subject), cosign).await?;
     let mut out = Vec::new();
-    for entry in list(src, subject).await? {
+    for entry in entries {
         let Some(digest) = entry["digest"].as_str().and_then(|d| Digest::parse(d).ok()) else {
             continue;
         };
@@ -301,22 +312,16 @@ async fn discover_one(
             depth,
         });
     }
-    for (suffix, artifact_type) in COSIGN_TAGS {
-        if !filter.allows(Some(artifact_type)) {
-            continue;
-        }
-        let tag = cosign_tag(subject, suffix);
-        if let Some(m) = get_tag(src, &tag).await? {
-            let (_, entry) = describe(&m);
-            out.push(Attached {
-                subject: subject.clone(),
-                manifest: m,
-                artifact_type: Some(artifact_type.to_owned()),
-                found: Found::CosignTag(tag),
-                entry,
-                depth,
-            });
-        }
+    for (tag, artifact_type, m) in cosign.into_iter().flatten() {
+        let (_, entry) = describe(&m);
+        out.push(Attached {
+            subject: subject.clone(),
+            manifest: m,
+            artifact_type: Some(artifact_type.to_owned()),
+            found: Found::CosignTag(tag),
+            entry,
+            depth,
+        });
     }
     Ok(out)
 }

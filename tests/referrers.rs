@@ -233,6 +233,22 @@ fn attached_artifacts_travel_byte_exact_and_fallback_indexes_merge() {
         && e.path
             .ends_with(&format!("/manifests/{}", fallback_tag(&img.image.digest))))));
 
+    // Again A → B: nothing is written, and what the look costs is printed.
+    let (at_a, at_b) = (a.access_log().len(), b.log().len());
+    let again = bed.ferry_ok(&["copy", &to_a, &to_b, "--output", "json"]);
+    assert_eq!(again["destinations"][0]["status"], "up-to-date", "{again}");
+    let b_new = &b.log()[at_b..];
+    let writes = b_new
+        .iter()
+        .filter(|e| matches!(e.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
+        .count();
+    assert_eq!(writes, 0, "{b_new:?}");
+    eprintln!(
+        "re-run with 8 attached artifacts: {} requests at the source, {} at the destination",
+        a.access_log().len() - at_a,
+        b_new.len()
+    );
+
     // 3. A platform subset keeps the referrers of the children it keeps, and only those; the
     //    new index is nobody's subject.
     let c = TestRegistry::start(Mode::Plain);
