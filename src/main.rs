@@ -42,11 +42,39 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
-        Ok(()) => ExitCode::from(EXIT_OK),
-        Err(e) => {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = cli::run(cli) => Ok(r),
+            signal = interrupted() => Err(signal),
+        }
+    });
+    // Dropping the runtime cancels whatever was in flight: content is written before tags, so
+    // stopping anywhere leaves every tag where it was or at complete content.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
+        Ok(Ok(())) => ExitCode::from(EXIT_OK),
+        Ok(Err(e)) => {
             eprintln!("ferry: {e}");
             ExitCode::from(e.exit_code())
         }
+        Err((name, code)) => {
+            eprintln!("ferry: interrupted by {name}: stopped; no tag was moved after it");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name and the shell's exit code for it.
+async fn interrupted() -> (&'static str, u8) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
     }
 }

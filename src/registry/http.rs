@@ -547,9 +547,16 @@ impl Repo for HttpRepo {
         }
         let bytes = Bytes::from(body);
         let actual = Digest::of(&bytes);
+        // By digest, the bytes must hash to it. By tag, the bytes decide what the digest is: a
+        // Docker-Content-Digest that disagrees is the registry's mistake (or a proxy's), noted.
         let expected = match r {
             ManifestRef::Digest(d) => Some(d.clone()),
-            ManifestRef::Tag(_) => header_digest,
+            ManifestRef::Tag(_) => {
+                if let Some(h) = header_digest.filter(|h| *h != actual) {
+                    tracing::warn!(registry = %self.registry, manifest = %r, "Docker-Content-Digest says {h}, but the bytes hash to {actual}: using the bytes' digest");
+                }
+                None
+            }
         };
         if let Some(expected) = expected.filter(|e| *e != actual) {
             return Err(RegistryError::DigestMismatch {

@@ -48,6 +48,57 @@ impl TransportOptions {
     }
 }
 
+/// Why a redirect target is refused, if it is: link-local addresses always (cloud metadata
+/// services); loopback and private ranges unless the request started at such an address too.
+pub fn refused_redirect(from: &url::Url, to: &url::Url) -> Option<&'static str> {
+    use std::net::IpAddr;
+    let ip = |u: &url::Url| match u.host() {
+        Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        }
+        _ => None,
+    };
+    let internal = |a: IpAddr| match a {
+        IpAddr::V4(v) => v.is_private() || v.is_loopback() || v.is_unspecified(),
+        IpAddr::V6(v) => {
+            v.is_loopback() || v.is_unspecified() || (v.segments()[0] & 0xfe00) == 0xfc00
+        }
+    };
+    let target = ip(to)?;
+    let link_local = match target {
+        IpAddr::V4(v) => v.is_link_local(),
+        IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if link_local {
+        return Some("a link-local address");
+    }
+    if internal(target) && !ip(from).is_some_and(internal) {
+        return Some("a private address, from a public registry");
+    }
+    None
+}
+
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let first = attempt.previous().first().cloned();
+        let refused = first
+            .as_ref()
+            .and_then(|from| refused_redirect(from, attempt.url()));
+        match refused {
+            Some(why) => {
+                let host = attempt.url().host_str().unwrap_or("?").to_owned();
+                attempt.error(format!("refused a redirect to {host}: {why}"))
+            }
+            None => attempt.follow(),
+        }
+    })
+}
+
 /// Builds and caches one HTTP client per registry.
 #[derive(Debug)]
 pub struct Transport {
@@ -101,8 +152,10 @@ impl Transport {
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
-            // reqwest drops Authorization on any redirect that changes host, port or scheme.
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS));
+            // reqwest drops Authorization on any redirect that changes host, port or scheme;
+            // the policy refuses redirects into link-local or (from a public registry) private
+            // addresses, where cloud metadata services and internal hosts live.
+            .redirect(redirect_policy());
         let mut ca_files: Vec<PathBuf> = self
             .options
             .ca_files
@@ -220,6 +273,35 @@ pub async fn read_capped(resp: reqwest::Response, cap: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_targets() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let public = u("https://ghcr.io/v2/x/blobs/sha256:00");
+        let local = u("http://127.0.0.1:5000/v2/x/blobs/sha256:00");
+        for (from, to, refused) in [
+            (
+                &public,
+                "https://pkg-containers.githubusercontent.com/x",
+                false,
+            ),
+            (&public, "http://169.254.169.254/latest/meta-data/", true),
+            (&public, "http://[fe80::1]/x", true),
+            (&public, "http://10.0.0.7/x", true),
+            (&public, "http://192.168.1.1/x", true),
+            (&public, "http://127.0.0.1:9000/x", true),
+            (&public, "http://localhost:9000/x", true),
+            (&local, "http://127.0.0.1:9001/x", false),
+            (&local, "http://10.1.2.3/x", false),
+            (&local, "http://169.254.169.254/x", true),
+        ] {
+            assert_eq!(
+                refused_redirect(from, &u(to)).is_some(),
+                refused,
+                "{from} -> {to}"
+            );
+        }
+    }
 
     #[test]
     fn loopback_is_plain_http_unless_forced() {

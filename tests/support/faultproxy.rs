@@ -31,6 +31,21 @@ pub enum Action {
     },
     /// Wait, then forward.
     Delay(Duration),
+    /// Answer `307` with this `Location` (`{path}` is replaced by the request's path and query).
+    Redirect(String),
+    /// Forward, then replace this response header's value.
+    SetHeader(String, String),
+    /// Forward, then flip one byte of the response body (same length, wrong content).
+    CorruptBody,
+    /// Forward, then cut the connection after this many bytes of the response body.
+    CutAfter(u64),
+    /// Answer this status with an endless-looking body of `size` bytes, counting what was sent.
+    HugeBody {
+        /// The HTTP status.
+        code: u16,
+        /// How many bytes the body claims and would send.
+        size: u64,
+    },
 }
 
 /// Applies `action` to the first `times` requests whose method (if given) and path match.
@@ -75,6 +90,8 @@ struct Quota {
 
 #[derive(Default)]
 struct State {
+    /// Bytes of `HugeBody` answers actually sent.
+    huge_sent: u64,
     rules: Vec<Rule>,
     log: Vec<Entry>,
     quota: Option<Quota>,
@@ -157,6 +174,11 @@ impl FaultProxy {
     /// `OCI-Subject`, as OCI 1.1 registries do.
     pub fn serve_referrers(&self) {
         self.state.lock().unwrap().referrers = Some(Default::default());
+    }
+
+    /// Bytes of `HugeBody` answers that left the proxy (the client stopped reading after that).
+    pub fn huge_bytes_sent(&self) -> u64 {
+        self.state.lock().unwrap().huge_sent
     }
 
     /// Every request so far.
@@ -323,7 +345,53 @@ async fn handle(
     };
 
     let mut delay = None;
+    let mut after = None;
     match action {
+        Some((name, Action::Redirect(to))) => {
+            let mut b = req.into_body();
+            while let Some(Ok(_)) = b.frame().await {}
+            entry.status = 307;
+            entry.injected = Some(name);
+            state.lock().unwrap().log.push(entry);
+            return Ok(Response::builder()
+                .status(307)
+                .header("location", to.replace("{path}", &path))
+                .body(full(Bytes::new()))
+                .unwrap());
+        }
+        Some((name, Action::HugeBody { code, size })) => {
+            let mut b = req.into_body();
+            while let Some(Ok(_)) = b.frame().await {}
+            entry.status = code;
+            entry.injected = Some(name);
+            state.lock().unwrap().log.push(entry);
+            let st = state.clone();
+            let chunk = Bytes::from(vec![b'x'; 64 << 10]);
+            let body = futures::stream::unfold(0u64, move |sent| {
+                let (st, chunk) = (st.clone(), chunk.clone());
+                async move {
+                    if sent >= size {
+                        return None;
+                    }
+                    let n = chunk.len().min((size - sent) as usize);
+                    st.lock().unwrap().huge_sent += n as u64;
+                    Some((
+                        Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n))),
+                        sent + n as u64,
+                    ))
+                }
+            });
+            return Ok(Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .header("content-length", size)
+                .body(BodyExt::boxed(StreamBody::new(body)))
+                .unwrap());
+        }
+        Some((name, a @ (Action::SetHeader(..) | Action::CorruptBody | Action::CutAfter(_)))) => {
+            entry.injected = Some(name);
+            after = Some(a);
+        }
         Some((name, Action::Status { code, retry_after })) => {
             // Read what the client sends, so it sees the status rather than a broken pipe.
             let mut body = req.into_body();
@@ -388,6 +456,12 @@ async fn handle(
     let mut b = Response::builder().status(resp.status().as_u16());
     for (k, v) in resp.headers() {
         if !matches!(k.as_str(), "connection" | "transfer-encoding") {
+            if let Some(Action::SetHeader(name, value)) = &after {
+                if k.as_str().eq_ignore_ascii_case(name) {
+                    b = b.header(k.as_str(), value.as_str());
+                    continue;
+                }
+            }
             b = b.header(k.as_str(), v.as_bytes());
         }
     }
@@ -396,6 +470,31 @@ async fn handle(
     }
     entry.status = resp.status().as_u16();
     state.lock().unwrap().log.push(entry);
+    match after {
+        Some(Action::CorruptBody) => {
+            let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
+            let mid = bytes.len() / 2;
+            if let Some(x) = bytes.get_mut(mid) {
+                *x ^= 0x20;
+            }
+            return Ok(b.body(full(bytes)).unwrap());
+        }
+        Some(Action::CutAfter(limit)) => {
+            // Send `limit` bytes, then fail the stream: the client sees the connection break.
+            let mut sent = 0u64;
+            let body = resp.bytes_stream().map(move |r| {
+                let chunk = r.map_err(std::io::Error::other)?;
+                if sent >= limit {
+                    return Err(std::io::Error::other("cut by the test proxy"));
+                }
+                let n = chunk.len().min((limit - sent) as usize);
+                sent += n as u64;
+                Ok(Frame::data(chunk.slice(..n)))
+            });
+            return Ok(b.body(BodyExt::boxed(StreamBody::new(body))).unwrap());
+        }
+        _ => {}
+    }
     let body = StreamBody::new(
         resp.bytes_stream()
             .map(|r| r.map(Frame::data).map_err(std::io::Error::other)),

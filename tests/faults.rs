@@ -1,0 +1,417 @@
+//! Fault injection against real registries: a scriptable proxy between ferry and a test registry answers with canned errors, lies about digests, redirects, cuts transfers and sends huge bodies; each test proves one behaviour (retried within budget, nothing tagged on bad content, no credential crosses hosts, bounded reads, clean stops on signals).
+
+mod support;
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::bed::{stderr, Bed};
+use support::faultproxy::{Action, FaultProxy, Rule};
+use support::registry::{Mode, TestRegistry};
+
+fn rule(name: &str, method: Option<&str>, path: &str, times: usize, action: Action) -> Rule {
+    Rule {
+        name: name.into(),
+        method: method.map(str::to_owned),
+        path_contains: path.into(),
+        with_header: None,
+        times,
+        action,
+    }
+}
+
+fn writes(r: &TestRegistry) -> usize {
+    r.access_log()
+        .iter()
+        .filter(|e| matches!(e.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
+        .count()
+}
+
+/// Whether `repo:tag` exists in `r` (a HEAD straight to the registry).
+fn tagged(r: &TestRegistry, repo: &str, tag: &str) -> bool {
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/{repo}:{tag}", r.host()))
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
+/// A plain source registry seeded with one sample image (`acme/api:v1`); returns it and the digest.
+fn seeded(bed: &Bed) -> (TestRegistry, String) {
+    let src = TestRegistry::start(Mode::Plain);
+    let (w, from) = bed.image("v1", 1);
+    let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:v1", src.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    (src, w.digest)
+}
+
+/// stderr and stdout together: per-destination errors are in the report on stdout.
+fn said(out: &Output) -> String {
+    format!("{}{}", stderr(out), String::from_utf8_lossy(&out.stdout))
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn transient_failures_are_retried_and_permanent_ones_are_not() {
+    let bed = Bed::new(&[]);
+    let (src, digest) = seeded(&bed);
+    let dest = TestRegistry::start(Mode::Plain);
+    let proxy = FaultProxy::start(&dest.host());
+    for (name, method, path, code) in [
+        ("upload-503", Some("POST"), "/blobs/uploads/", 503),
+        ("blob-put-502", Some("PUT"), "/blobs/uploads/", 502),
+        ("head-500", Some("HEAD"), "/manifests/", 500),
+        ("manifest-put-503", Some("PUT"), "/manifests/", 503),
+    ] {
+        proxy.add(rule(
+            name,
+            method,
+            path,
+            2,
+            Action::Status {
+                code,
+                retry_after: None,
+            },
+        ));
+    }
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", src.host()),
+        &format!("{}/acme/api:v1", proxy.host()),
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["digest"], digest.as_str());
+    let injected = proxy.log().iter().filter(|e| e.injected.is_some()).count();
+    eprintln!(
+        "injected: {:?}",
+        proxy
+            .log()
+            .iter()
+            .filter_map(|e| e.injected.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(injected, 8, "every injected failure was met and retried");
+    assert!(tagged(&dest, "acme/api", "v1"));
+
+    // A permanent refusal (403 on the manifest PUT) is not retried, and no tag is written.
+    proxy.add(rule(
+        "denied",
+        Some("PUT"),
+        "/manifests/",
+        100,
+        Action::Reply {
+            code: 403,
+            body: r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#.into(),
+        },
+    ));
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", src.host()),
+        &format!("{}/acme/other:v1", proxy.host()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(said(&out).contains("denied"), "{}", said(&out));
+    let denied = proxy
+        .log()
+        .iter()
+        .filter(|e| e.injected.as_deref() == Some("denied"))
+        .count();
+    assert_eq!(denied, 1, "a 403 is sent once");
+    assert!(!tagged(&dest, "acme/other", "v1"));
+}
+
+#[test]
+fn the_bytes_win_over_a_lying_header_and_a_lying_body_aborts_with_nothing_tagged() {
+    let bed = Bed::new(&[]);
+    let (src, digest) = seeded(&bed);
+    let proxy = FaultProxy::start(&src.host());
+    let dest = TestRegistry::start(Mode::Plain);
+    let lie = format!("sha256:{}", "0".repeat(64));
+    proxy.add(rule(
+        "lying-header",
+        Some("GET"),
+        "/manifests/v1",
+        1,
+        Action::SetHeader("docker-content-digest".into(), lie.clone()),
+    ));
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", proxy.host()),
+        &format!("{}/acme/api:v1", dest.host()),
+        "--output",
+        "json",
+    ]);
+    eprintln!("lying header: {}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["digest"], digest.as_str(), "the bytes' digest");
+    assert!(tagged(&dest, "acme/api", "v1"));
+
+    // A blob whose bytes do not match its digest: nothing is tagged anywhere.
+    for (name, path) in [
+        ("bad-blob", "/blobs/sha256:"),
+        ("bad-child", "/manifests/sha256:"),
+    ] {
+        let p = FaultProxy::start(&src.host());
+        p.add(rule(name, Some("GET"), path, 100, Action::CorruptBody));
+        let fresh = TestRegistry::start(Mode::Plain);
+        let out = bed.ferry(&[
+            "copy",
+            &format!("{}/acme/api:v1", p.host()),
+            &format!("{}/acme/api:v1", fresh.host()),
+        ]);
+        let err = said(&out);
+        eprintln!("{name}: {err}");
+        assert_ne!(out.status.code(), Some(0), "{name}: {err}");
+        assert!(err.contains("digest mismatch"), "{name}: {err}");
+        assert!(!tagged(&fresh, "acme/api", "v1"), "{name}: nothing tagged");
+        assert!(
+            fresh
+                .access_log()
+                .iter()
+                .all(|e| !(e.method == "PUT" && e.path.contains("/manifests/v1"))),
+            "{name}: no tag PUT"
+        );
+    }
+}
+
+#[test]
+fn redirects_never_carry_credentials_and_never_reach_link_local_addresses() {
+    // The source needs credentials (token auth); its blob downloads are redirected.
+    let src = TestRegistry::start(Mode::Token);
+    let bed = Bed::new(&[&src]);
+    let (_, from) = bed.image("v1", 1);
+    let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:v1", src.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let front = FaultProxy::start(&src.host());
+    // Another host, which challenges for credentials of its own.
+    let other = TestRegistry::start(Mode::Token);
+    let elsewhere = FaultProxy::start(&other.host());
+    front.add(rule(
+        "to-other-host",
+        Some("GET"),
+        "/blobs/sha256:",
+        100,
+        Action::Redirect(format!("http://{}{{path}}", elsewhere.host())),
+    ));
+    let dest = TestRegistry::start(Mode::Plain);
+    // The front proxy's host has the source's login too (so ferry authenticates to it).
+    let bed = Bed::with_logins(&[(
+        front.host(),
+        src.username().unwrap().into(),
+        src.password().unwrap().into(),
+    )]);
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", front.host()),
+        &format!("{}/acme/api:v1", dest.host()),
+    ]);
+    eprintln!("redirected: {}", said(&out));
+    assert!(front
+        .log()
+        .iter()
+        .any(|e| e.headers.iter().any(|(k, _)| k == "authorization")));
+    let leaked: Vec<_> = elsewhere
+        .log()
+        .into_iter()
+        .filter(|e| e.headers.iter().any(|(k, _)| k == "authorization"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "credentials sent to another host: {leaked:?}"
+    );
+    assert!(!elsewhere.log().is_empty(), "the redirect was followed");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!tagged(&dest, "acme/api", "v1"));
+
+    // A redirect to a link-local address (a cloud metadata service) is refused before any
+    // connection is made.
+    let front = FaultProxy::start(&src.host());
+    front.add(rule(
+        "to-metadata",
+        Some("GET"),
+        "/blobs/sha256:",
+        100,
+        Action::Redirect("http://169.254.169.254/latest/meta-data/{path}".into()),
+    ));
+    let bed = Bed::with_logins(&[(
+        front.host(),
+        src.username().unwrap().into(),
+        src.password().unwrap().into(),
+    )]);
+    let started = Instant::now();
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", front.host()),
+        &format!("{}/acme/api:v1", dest.host()),
+    ]);
+    let err = said(&out);
+    eprintln!("link-local: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused a redirect to 169.254.169.254: a link-local address"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried");
+    assert!(!tagged(&dest, "acme/api", "v1"));
+}
+
+#[test]
+fn error_bodies_are_read_capped() {
+    let bed = Bed::new(&[]);
+    let (src, _) = seeded(&bed);
+    let dest = TestRegistry::start(Mode::Plain);
+    let proxy = FaultProxy::start(&dest.host());
+    proxy.add(rule(
+        "huge-error",
+        Some("PUT"),
+        "/manifests/",
+        100,
+        Action::HugeBody {
+            code: 400,
+            size: 1 << 30,
+        },
+    ));
+    let started = Instant::now();
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", src.host()),
+        &format!("{}/acme/api:v1", proxy.host()),
+    ]);
+    let took = started.elapsed();
+    let sent = proxy.huge_bytes_sent();
+    eprintln!(
+        "1 GiB error body: ferry stopped after {took:?}; {} KiB left the proxy",
+        sent >> 10
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(sent < 32 << 20, "read {sent} bytes of a 1 GiB error body");
+    assert!(took < Duration::from_secs(20));
+}
+
+#[test]
+fn a_cut_blob_download_is_sent_again_alone() {
+    let bed = Bed::new(&[]);
+    let (src, digest) = seeded(&bed);
+    // Cut the download of the largest blob (the shared base layer) after 10,000 bytes.
+    let largest = std::fs::read_dir(bed.layout("images").join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add(rule(
+        "cut",
+        Some("GET"),
+        &format!("/blobs/sha256:{largest}"),
+        1,
+        Action::CutAfter(10_000),
+    ));
+    let dest = TestRegistry::start(Mode::Plain);
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", proxy.host()),
+        &format!("{}/acme/api:v1", dest.host()),
+        "--output",
+        "json",
+        "--jobs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["digest"], digest.as_str());
+    let log = proxy.log();
+    let cut = log
+        .iter()
+        .find(|e| e.injected.as_deref() == Some("cut"))
+        .expect("a download was cut")
+        .path
+        .clone();
+    let mut gets: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains("/blobs/"))
+    {
+        *gets.entry(e.path.clone()).or_default() += 1;
+    }
+    eprintln!("blob GETs at the source: {gets:?}");
+    assert_eq!(gets[&cut], 2, "the cut blob is read again");
+    assert!(
+        gets.iter()
+            .filter(|(p, _)| **p != cut)
+            .all(|(_, n)| *n == 1),
+        "no other blob is read twice"
+    );
+    // At the destination, every blob is uploaded once (the cut one never reached its PUT).
+    let mut puts: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in dest
+        .access_log()
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/"))
+    {
+        *puts
+            .entry(e.path.split("digest=").nth(1).unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    assert!(puts.values().all(|n| *n == 1), "{puts:?}");
+}
+
+#[test]
+fn sigint_and_sigterm_stop_within_seconds_and_no_tag_moves_after() {
+    let bed = Bed::new(&[]);
+    let (src, _) = seeded(&bed);
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let dest = TestRegistry::start(Mode::Plain);
+        let proxy = FaultProxy::start(&dest.host());
+        proxy.add(rule(
+            "slow",
+            None,
+            "/blobs/",
+            1000,
+            Action::Delay(Duration::from_millis(1500)),
+        ));
+        let child = bed
+            .command(&[
+                "copy",
+                &format!("{}/acme/api:v1", src.host()),
+                &format!("{}/acme/api:v1", proxy.host()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        let sent = Instant::now();
+        let killed = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -{signal} {}", child.id())])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let took = sent.elapsed();
+        let err = stderr(&out);
+        eprintln!(
+            "SIG{signal}: exit {:?} after {took:?}: {err}",
+            out.status.code()
+        );
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(
+            err.contains(&format!("interrupted by SIG{signal}")),
+            "{err}"
+        );
+        assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+        // Nothing moves afterwards.
+        let before = writes(&dest);
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(writes(&dest), before, "no write after the signal");
+        assert!(!tagged(&dest, "acme/api", "v1"));
+    }
+}
