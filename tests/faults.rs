@@ -415,3 +415,87 @@ fn sigint_and_sigterm_stop_within_seconds_and_no_tag_moves_after() {
         assert!(!tagged(&dest, "acme/api", "v1"));
     }
 }
+
+#[test]
+fn a_one_gib_layer_cut_at_sixty_percent_is_restarted_alone() {
+    use ferry::sample::{ImageSpec, LayerSpec, Layout};
+    const GIB: u64 = 1 << 30;
+    let bed = Bed::new(&[]);
+    let layout = Layout::create(&bed.layout("big")).unwrap();
+    let w = layout
+        .add_image(&ImageSpec {
+            tag: "big".into(),
+            seed: 1,
+            platforms: vec![],
+            attestation: false,
+            base_layers: vec![LayerSpec {
+                seed: 2,
+                size: 1 << 20,
+            }],
+            own_layers: vec![LayerSpec { seed: 3, size: GIB }],
+            ..ImageSpec::default()
+        })
+        .unwrap();
+    let src = TestRegistry::start(Mode::Plain);
+    let from = format!("ocidir://{}:big", bed.layout("big").display());
+    let out = bed.ferry(&["copy", &from, &format!("{}/acme/big:v1", src.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let largest = std::fs::read_dir(bed.layout("big").join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    // The source's answer for the big layer breaks at 60 %.
+    let src_proxy = FaultProxy::start(&src.host());
+    src_proxy.add(rule(
+        "cut-at-60%",
+        Some("GET"),
+        &format!("/blobs/sha256:{largest}"),
+        1,
+        Action::CutAfter(GIB * 6 / 10),
+    ));
+    let dest = TestRegistry::start(Mode::Plain);
+    let dest_proxy = FaultProxy::start(&dest.host());
+    let started = Instant::now();
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/big:v1", src_proxy.host()),
+        &format!("{}/acme/big:v1", dest_proxy.host()),
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(json(&out)["digest"], w.digest.as_str());
+    let log = dest_proxy.log();
+    let written: u64 = log.iter().map(|e| e.bytes_in).sum();
+    let mut uploads: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in log
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/"))
+    {
+        let digest = e.path.split("digest=").nth(1).unwrap_or("").to_owned();
+        *uploads.entry(digest).or_default() += 1;
+    }
+    eprintln!(
+        "1 GiB layer cut at 60 %: {:.2} GiB written to the destination in {:?}; uploads per blob {uploads:?}",
+        written as f64 / GIB as f64,
+        started.elapsed()
+    );
+    assert!(written <= GIB * 17 / 10, "{written} bytes written");
+    let big = uploads
+        .iter()
+        .find(|(d, _)| d.contains(&largest))
+        .map(|(_, n)| *n)
+        .unwrap_or(0);
+    assert!(big >= 1, "{uploads:?}");
+    assert!(
+        uploads
+            .iter()
+            .filter(|(d, _)| !d.contains(&largest))
+            .all(|(_, n)| *n == 1),
+        "other blobs sent once: {uploads:?}"
+    );
+}

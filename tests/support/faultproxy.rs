@@ -80,6 +80,8 @@ pub struct Entry {
     pub injected: Option<String>,
     /// Request headers, values included (tests search them for secrets).
     pub headers: Vec<(String, String)>,
+    /// Request body bytes forwarded to the registry.
+    pub bytes_in: u64,
 }
 
 struct Quota {
@@ -264,6 +266,7 @@ async fn handle(
         status: 0,
         injected: None,
         headers,
+        bytes_in: 0,
     };
 
     let serves_referrers = state.lock().unwrap().referrers.is_some();
@@ -438,11 +441,19 @@ async fn handle(
             out = out.header(k.as_str(), v.as_bytes());
         }
     }
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = counted.clone();
     let stream = BodyStream::new(body)
         .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
+        .map_ok(move |d: Bytes| {
+            counter.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            d
+        })
         .map_err(std::io::Error::other);
     out = out.body(reqwest::Body::wrap_stream(stream));
-    let resp = match out.send().await {
+    let sent = out.send().await;
+    entry.bytes_in = counted.load(std::sync::atomic::Ordering::Relaxed);
+    let resp = match sent {
         Ok(r) => r,
         Err(e) => {
             entry.status = 502;

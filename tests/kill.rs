@@ -1,0 +1,289 @@
+//! SIGKILL at random moments of copy, promote and mirror against a real registry, while a watcher polls the destination's tags: no tag ever points at incomplete content, and every rerun completes.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry::sample::{ImageSpec, LayerSpec, Layout};
+use serde_json::Value;
+use support::bed::{stderr, Bed};
+use support::registry::{Mode, TestRegistry};
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Checks that what `repo:tag` names is complete: every manifest under it and every blob.
+async fn complete(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<String>, String> {
+    let get = |r: String| {
+        let url = format!("{base}/v2/{repo}/manifests/{r}");
+        async move {
+            let resp = client
+                .get(&url)
+                .header("accept", ACCEPT)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if resp.status() == 404 {
+                return Ok(None);
+            }
+            if !resp.status().is_success() {
+                return Err(format!("{url}: {}", resp.status()));
+            }
+            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            let digest = format!("sha256:{}", support::skopeo::sha256_hex(&bytes));
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            Ok(Some((digest, v)))
+        }
+    };
+    let Some((root, doc)) = get(tag.to_owned()).await? else {
+        return Ok(None);
+    };
+    let mut manifests = vec![doc];
+    let mut i = 0;
+    while i < manifests.len() {
+        let m = manifests[i].clone();
+        i += 1;
+        for child in m["manifests"].as_array().into_iter().flatten() {
+            let d = child["digest"].as_str().unwrap_or_default().to_owned();
+            match get(d.clone()).await? {
+                Some((_, v)) => manifests.push(v),
+                None => return Err(format!("{repo}:{tag} -> {root}: manifest {d} missing")),
+            }
+        }
+        let blobs = m["config"]
+            .as_object()
+            .map(|_| &m["config"])
+            .into_iter()
+            .chain(m["layers"].as_array().into_iter().flatten());
+        for b in blobs {
+            let d = b["digest"].as_str().unwrap_or_default();
+            let url = format!("{base}/v2/{repo}/blobs/{d}");
+            let status = client
+                .head(&url)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .status();
+            if status != 200 {
+                return Err(format!("{repo}:{tag} -> {root}: blob {d} is {status}"));
+            }
+        }
+    }
+    Ok(Some(root))
+}
+
+/// Polls `watched` (repository, tag) at `base` until stopped; returns every violation seen.
+fn watcher(
+    base: String,
+    watched: Vec<(String, String)>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, usize)> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut seen = Vec::new();
+            let mut polls = 0;
+            while !stop.load(Ordering::Relaxed) {
+                for (repo, tag) in &watched {
+                    if let Err(e) = complete(&client, &base, repo, tag).await {
+                        seen.push(e);
+                    }
+                }
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (seen, polls)
+        })
+    })
+}
+
+/// A small xorshift generator: the seed is printed, so a failing sequence can be replayed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
+    // Rounds go on until this many SIGKILLs have landed while ferry was running.
+    let wanted: usize = std::env::var("FERRY_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let seed = std::env::var("FERRY_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("FERRY_KILL_SEED={seed}");
+    let mut rng = Rng(seed);
+    let src = TestRegistry::start(Mode::Plain);
+    let dest = TestRegistry::start(Mode::Plain);
+    let bed = Bed::new(&[]);
+    let dir = bed.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("staging.yaml"),
+        format!(
+            "version: 1\nsource: {}/acme/api\ntargets:\n  - registry: {}\n    repository: promoted/api\ntags: [staging]\n",
+            src.host(),
+            dest.host()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nightly.yaml"),
+        format!(
+            "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [api]\ntags:\n  include: ['^moving$']\ntargets:\n  - registry: {}\n    prefix: mirrored/\nexisting: overwrite\n",
+            src.host(),
+            dest.host()
+        ),
+    )
+    .unwrap();
+    let watched: Vec<(String, String)> = [
+        ("copied/api", "latest"),
+        ("promoted/api", "staging"),
+        ("mirrored/api", "moving"),
+    ]
+    .iter()
+    .map(|(r, t)| (r.to_string(), t.to_string()))
+    .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = watcher(dest.url(), watched.clone(), stop.clone());
+    let layout = Layout::create(&bed.layout("images")).unwrap();
+    let killed: Mutex<Vec<(String, u128, bool)>> = Mutex::new(Vec::new());
+    let started = Instant::now();
+    // How long an undisturbed run of each kind takes (its first round), to aim kills inside it.
+    let mut calibrated: [Option<Duration>; 3] = [None; 3];
+
+    let mut round = 0;
+    while killed.lock().unwrap().iter().filter(|k| k.2).count() < wanted {
+        assert!(round < wanted * 2 + 10, "too few kills land mid-run");
+        // A new image each round (two platforms, 1 MiB of own layers each), under `rN` and `moving`.
+        let w = layout
+            .add_image(&ImageSpec {
+                tag: format!("r{round}"),
+                seed: 1000 + round as u64,
+                own_layers: vec![LayerSpec {
+                    seed: 0,
+                    size: 1 << 20,
+                }],
+                ..ImageSpec::default()
+            })
+            .unwrap();
+        let from = format!("ocidir://{}:r{round}", bed.layout("images").display());
+        for tag in [format!("r{round}"), "moving".to_owned()] {
+            let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:{tag}", src.host())]);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        let kind = round % 3;
+        let args: Vec<String> = match kind {
+            0 => vec![
+                "copy".into(),
+                format!("{}/acme/api:r{round}", src.host()),
+                format!("{}/copied/api:latest", dest.host()),
+            ],
+            1 => vec!["promote".into(), "staging".into(), format!(":r{round}")],
+            _ => vec!["mirror".into()],
+        };
+        let (repo, tag) = &watched[kind];
+        let mut child = bed
+            .command(&args)
+            .env("FERRY_POLICIES", &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let began = Instant::now();
+        let delay = match calibrated[kind] {
+            None => {
+                let status = child.wait().unwrap();
+                assert!(status.success(), "round {round}: {args:?} failed");
+                calibrated[kind] = Some(began.elapsed());
+                eprintln!(
+                    "{}: an undisturbed run takes {:?}",
+                    args[0],
+                    began.elapsed()
+                );
+                None
+            }
+            Some(full) => Some(Duration::from_micros(
+                rng.next() % (full.as_micros() as u64 * 9 / 10).max(1),
+            )),
+        };
+        if let Some(delay) = delay {
+            std::thread::sleep(delay.saturating_sub(began.elapsed()));
+            let hit = child.try_wait().unwrap().is_none();
+            if hit {
+                child.kill().unwrap();
+            }
+            let _ = child.wait();
+            killed
+                .lock()
+                .unwrap()
+                .push((args[0].clone(), delay.as_millis(), hit));
+        }
+
+        // Rerun: it completes, and the tag ends at this round's image, complete.
+        let out = bed
+            .command(&args)
+            .env("FERRY_POLICIES", &dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round} ({}) rerun after a kill at {delay:?}: {}",
+            args[0],
+            stderr(&out)
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let now = rt
+            .block_on(complete(&reqwest::Client::new(), &dest.url(), repo, tag))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(now.as_deref(), Some(w.digest.as_str()), "round {round}");
+        round += 1;
+    }
+    let rounds = round;
+    stop.store(true, Ordering::Relaxed);
+    let (violations, polls) = watch.join().unwrap();
+    let killed = killed.into_inner().unwrap();
+    let hits = killed.iter().filter(|k| k.2).count();
+    for kind in ["copy", "promote", "mirror"] {
+        let (n, h) = killed
+            .iter()
+            .filter(|k| k.0 == kind)
+            .fold((0, 0), |(n, h), k| (n + 1, h + k.2 as usize));
+        eprintln!("{kind}: {n} rounds, {h} killed mid-run");
+    }
+    eprintln!(
+        "{rounds} rounds in {:?}: {hits} of {} SIGKILLs landed mid-run; the watcher polled {polls} times; {} dangling tags seen",
+        started.elapsed(),
+        killed.len(),
+        violations.len()
+    );
+    assert!(violations.is_empty(), "dangling tags: {violations:?}");
+    assert!(hits >= wanted);
+}
