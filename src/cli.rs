@@ -218,6 +218,7 @@ impl ConnectArgs {
             cert_dirs: Vec::new(),
             endpoints: HashMap::new(),
             hosts: HashMap::new(),
+            max_manifest_bytes: HashMap::new(),
         }
         .with_default_cert_dirs())
     }

@@ -24,8 +24,9 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 /// registries never convert on the fly (which would change the digest).
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// Largest manifest ferry reads (registries commonly cap at 4 MiB; leave room).
-pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
+/// Largest manifest ferry reads by default: registries commonly refuse larger ones on push
+/// (4 MiB); `max_manifest_bytes` in `registries.yaml` raises it per registry.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// What can be wrong with a manifest.
 #[derive(Debug, thiserror::Error)]

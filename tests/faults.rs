@@ -499,3 +499,220 @@ fn a_one_gib_layer_cut_at_sixty_percent_is_restarted_alone() {
         "other blobs sent once: {uploads:?}"
     );
 }
+
+#[test]
+fn no_command_prints_a_secret_at_any_verbosity() {
+    use base64::Engine as _;
+    let src = TestRegistry::start(Mode::Basic);
+    let dest = TestRegistry::start(Mode::Token);
+    let bed = Bed::new(&[&src, &dest]);
+    for (tag, seed) in [("v1", 1), ("v2", 2)] {
+        let (_, from) = bed.image(tag, seed);
+        let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:{tag}", src.host())]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let dir = bed.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("staging.yaml"),
+        format!(
+            "version: 1\nsource: {}/acme/api\ntargets:\n  - registry: {}\n    repository: acme/api\ntags: [staging]\n",
+            src.host(),
+            dest.host()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nightly.yaml"),
+        format!(
+            "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [api]\ntargets:\n  - registry: {}\n    prefix: mirror/\n",
+            src.host(),
+            dest.host()
+        ),
+    )
+    .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut secrets: Vec<String> = vec!["_state=".into()];
+    for r in [&src, &dest] {
+        let (u, p) = (r.username().unwrap(), r.password().unwrap());
+        secrets.push(p.to_owned());
+        secrets.push(b64.encode(format!("{u}:{p}")));
+    }
+    let commands: Vec<Vec<String>> = vec![
+        vec![
+            "copy".into(),
+            format!("{}/acme/api:v1", src.host()),
+            format!("{}/copy/api:v1", dest.host()),
+        ],
+        vec![
+            "copy".into(),
+            format!("{}/acme/api:v2", src.host()),
+            format!("{}/copy/api:v1", dest.host()),
+            "--dry-run".into(),
+        ],
+        vec!["promote".into(), "staging".into(), ":v1".into()],
+        vec!["promote".into(), "staging".into(), ":v2".into()],
+        vec!["status".into(), "staging".into()],
+        vec!["history".into(), "staging".into()],
+        vec!["rollback".into(), "staging".into()],
+        vec![
+            "verify".into(),
+            ":v1".into(),
+            "--env".into(),
+            "staging".into(),
+        ],
+        vec!["mirror".into()],
+        vec!["policy".into(), "check".into()],
+    ];
+    for args in &commands {
+        for format in ["text", "json"] {
+            let mut a = args.clone();
+            if !matches!(args[0].as_str(), "policy" | "verify" | "history" | "status")
+                || format == "text"
+            {
+                a.extend(["--output".to_owned(), format.to_owned()]);
+            }
+            a.push("-vvv".into());
+            let out = bed
+                .command(&a)
+                .env("FERRY_POLICIES", &dir)
+                .env("RUST_LOG", "trace")
+                .output()
+                .unwrap();
+            let text = said(&out);
+            assert!(out.status.success(), "{a:?}: {text}");
+            assert!(text.lines().count() > 3, "{a:?} logged at debug: {text}");
+            for s in &secrets {
+                assert!(
+                    !text.contains(s.as_str()),
+                    "{a:?} printed a secret ({s}):\n{text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn refused_mounts_fall_back_to_uploads() {
+    let bed = Bed::new(&[]);
+    let reg = TestRegistry::start(Mode::Plain);
+    let (w, from) = bed.image("v1", 1);
+    let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:v1", reg.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Copies within one registry mount blobs; the proxy refuses them in three ways.
+    let proxy = FaultProxy::start(&reg.host());
+    for (name, code) in [("mount-202", 202), ("mount-400", 400), ("mount-401", 401)] {
+        proxy.add(rule(
+            name,
+            Some("POST"),
+            "mount=",
+            1,
+            Action::Status {
+                code,
+                retry_after: None,
+            },
+        ));
+    }
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", proxy.host()),
+        &format!("{}/other/api:v1", proxy.host()),
+        "--output",
+        "json",
+        "--jobs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", said(&out));
+    let report = json(&out);
+    let d = &report["destinations"][0];
+    eprintln!("mounts refused 3 ways: {d}");
+    assert_eq!(report["digest"], w.digest.as_str());
+    assert!(d["blobs_uploaded"].as_u64().unwrap() >= 3, "{d}");
+    let injected: Vec<_> = proxy.log().into_iter().filter_map(|e| e.injected).collect();
+    assert_eq!(injected.len(), 3, "{injected:?}");
+    assert!(tagged(&reg, "other/api", "v1"));
+}
+
+#[test]
+fn manifests_are_read_capped_and_bad_input_gets_one_line() {
+    let bed = Bed::new(&[]);
+    let (src, _) = seeded(&bed);
+    let dest = TestRegistry::start(Mode::Plain);
+    // A 5 MiB "manifest": refused at the 4 MiB cap, without reading it all.
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add(rule(
+        "huge-manifest",
+        Some("GET"),
+        "/manifests/v1",
+        10,
+        Action::HugeBody {
+            code: 200,
+            size: 5 << 20,
+        },
+    ));
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", proxy.host()),
+        &format!("{}/acme/api:v1", dest.host()),
+    ]);
+    let err = said(&out);
+    eprintln!("5 MiB manifest: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is over 4194304 bytes"), "{err}");
+    assert!(proxy.huge_bytes_sent() < 6 << 20);
+    // Not JSON at all.
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add(rule(
+        "garbage",
+        Some("GET"),
+        "/manifests/v1",
+        10,
+        Action::Reply {
+            code: 200,
+            body: "<html>not a manifest</html>".into(),
+        },
+    ));
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", proxy.host()),
+        &format!("{}/acme/api:v1", dest.host()),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not valid JSON"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // References and digests that try to escape, and a policy with a typo: exit 2, one line,
+    // nothing sent anywhere.
+    let before = dest.access_log().len();
+    for bad in [
+        format!("{}/acme/api@sha256:../../x", src.host()),
+        format!("{}/acme/api@sha256:{}", src.host(), "g".repeat(64)),
+        format!("{}/ACME/api:v1", src.host()),
+        "ocidir://".to_owned(),
+    ] {
+        let out = bed.ferry(&["copy", &bad, &format!("{}/acme/api:v1", dest.host())]);
+        let err = stderr(&out);
+        eprintln!("{bad}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{bad}: {err}");
+    }
+    assert_eq!(dest.access_log().len(), before);
+    let dir = bed.dir.path().join("bad-policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prod.yaml"),
+        "version: 1\nsource: ghcr.io/acme/api\ntargets:\n  - registry: ghcr.io\n    repostory: acme/x\n",
+    )
+    .unwrap();
+    let out = bed
+        .command(&["policy", "check", "--offline"])
+        .env("FERRY_POLICIES", &dir)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("prod.yaml: targets[0].repostory: unknown field"),
+        "{err}"
+    );
+}

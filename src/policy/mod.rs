@@ -110,6 +110,7 @@ struct RawRegistry {
     #[serde(default)]
     mutability_exclusions: Vec<String>,
     scan_on_push: Option<bool>,
+    max_manifest_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +148,9 @@ pub struct RegistrySettings {
     /// ECR: missing repositories are created with these settings (`None`: never created).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub create_repositories: Option<RepoSettings>,
+    /// The largest manifest read from it (default 4 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_manifest_bytes: Option<usize>,
 }
 
 mod humantime_serde_secs {
@@ -170,6 +174,7 @@ impl Default for RegistrySettings {
             retries: retry::DEFAULT_ATTEMPTS,
             retry_budget: retry::DEFAULT_BUDGET,
             create_repositories: None,
+            max_manifest_bytes: None,
         }
     }
 }
@@ -437,6 +442,9 @@ impl Policies {
             if let Some(ca) = &r.ca_file {
                 base.ca_files.insert(name.clone(), ca.clone());
             }
+            if let Some(m) = r.max_manifest_bytes {
+                base.max_manifest_bytes.insert(name.clone(), m);
+            }
             base.hosts.insert(
                 name.clone(),
                 HostSettings {
@@ -689,6 +697,7 @@ fn load_registries(file: &Path) -> Result<BTreeMap<String, RegistrySettings>, Po
                 retries: r.retries.unwrap_or(retry::DEFAULT_ATTEMPTS),
                 retry_budget,
                 create_repositories,
+                max_manifest_bytes: r.max_manifest_bytes,
             },
         );
     }

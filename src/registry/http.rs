@@ -40,6 +40,8 @@ pub struct HttpRepo {
     requests: AtomicU64,
     /// Upload sessions a refused mount (202) already opened, used by the next upload of that blob.
     pending_uploads: Mutex<HashMap<Digest, Url>>,
+    /// The largest manifest (or referrers index) read from this registry.
+    max_manifest: usize,
 }
 
 /// What a request carries as its body.
@@ -74,6 +76,7 @@ impl HttpRepo {
         } else {
             Scope::pull(repository.as_str())
         }];
+        let max_manifest = transport.max_manifest_bytes(&registry);
         Ok(HttpRepo {
             base: transport.base_url(&registry),
             client: transport.client(&registry)?,
@@ -84,6 +87,7 @@ impl HttpRepo {
             scopes,
             requests: AtomicU64::new(0),
             pending_uploads: Mutex::default(),
+            max_manifest,
         })
     }
 
@@ -535,13 +539,13 @@ impl Repo for HttpRepo {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let header_digest = self.header_digest(resp.headers())?;
-        let body = read_capped(resp, manifest::MAX_MANIFEST_BYTES + 1).await;
-        if body.len() > manifest::MAX_MANIFEST_BYTES {
+        let body = read_capped(resp, self.max_manifest + 1).await;
+        if body.len() > self.max_manifest {
             return Err(RegistryError::Protocol {
                 host: self.host(),
                 detail: format!(
-                    "manifest {r} is over {} bytes",
-                    manifest::MAX_MANIFEST_BYTES
+                    "manifest {r} is over {} bytes (raise max_manifest_bytes for this registry in registries.yaml)",
+                    self.max_manifest
                 ),
             });
         }
@@ -775,7 +779,7 @@ impl Repo for HttpRepo {
             .await?;
         match resp.status() {
             StatusCode::OK => {
-                let body = read_capped(resp, manifest::MAX_MANIFEST_BYTES).await;
+                let body = read_capped(resp, self.max_manifest).await;
                 Ok(Some(Manifest::parse(
                     Bytes::from(body),
                     Some(manifest::OCI_INDEX),

@@ -37,6 +37,8 @@ pub struct TransportOptions {
     pub endpoints: HashMap<String, String>,
     /// Per registry name: request rate, concurrency and retries (others get the defaults).
     pub hosts: HashMap<String, HostSettings>,
+    /// Per registry name: the largest manifest read (others: [`crate::manifest::MAX_MANIFEST_BYTES`]).
+    pub max_manifest_bytes: HashMap<String, usize>,
 }
 
 impl TransportOptions {
@@ -115,6 +117,15 @@ impl Transport {
             options,
             clients: Mutex::default(),
         }
+    }
+
+    /// The largest manifest read from this registry.
+    pub fn max_manifest_bytes(&self, registry: &Registry) -> usize {
+        self.options
+            .max_manifest_bytes
+            .get(registry.as_str())
+            .copied()
+            .unwrap_or(crate::manifest::MAX_MANIFEST_BYTES)
     }
 
     /// The gate every request to this registry passes (shared by all repositories on it).
