@@ -243,9 +243,26 @@ fn tls_registry_needs_its_ca() {
     let (w, from) = bed.image("t", 6);
     let dest = format!("{}/secure/app:t", reg.host());
     let ca = format!("{}={}", reg.host(), reg.ca_cert_path().display());
-    // Without the CA: a clear failure, nothing written.
+    // Without the CA: a clear failure at once (not retried), nothing written, and never a
+    // fallback to plain HTTP.
+    let started = std::time::Instant::now();
     let out = bed.ferry(&["copy", &from, &dest, "--https", &reg.host()]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    eprintln!("unknown CA ({:?}): {said}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("not signed by a trusted CA") && said.contains("--ca-file"),
+        "{said}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "retried?"
+    );
+    assert!(reg.access_log().is_empty(), "nothing reached the registry");
+    assert!(
+        !reg.log_text().contains("HTTP request to an HTTPS server"),
+        "no plain-HTTP attempt"
+    );
     bed.ferry_ok(&[
         "copy",
         &from,

@@ -225,6 +225,9 @@ pub fn describe(e: &reqwest::Error) -> String {
     if let Some(l) = last {
         msg.push_str(": ");
         msg.push_str(&one_line(&l));
+        if l.contains("UnknownIssuer") || l.contains("unknown issuer") {
+            msg.push_str(" (the registry's certificate is not signed by a trusted CA: give its CA with --ca-file HOST=PEM or ca_file in registries.yaml)");
+        }
     }
     msg
 }
