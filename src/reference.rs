@@ -241,14 +241,21 @@ impl ImageRef {
         let parsed: oci_client::Reference = rest
             .parse()
             .map_err(|e: oci_client::ParseError| InvalidReference::new(input, e.to_string()))?;
-        let repository = Repository::parse(parsed.repository())
-            .map_err(|e| InvalidReference::new(input, e.reason))?;
+        let registry = Registry::new(parsed.registry());
+        // Docker Hub's aliases (index.docker.io, registry-1.docker.io) name official images
+        // under library/ too, so every spelling of one image prints (and compares) the same.
+        let path = match parsed.repository() {
+            p if registry.is_docker_hub() && !p.contains('/') => format!("library/{p}"),
+            p => p.to_owned(),
+        };
+        let repository =
+            Repository::parse(&path).map_err(|e| InvalidReference::new(input, e.reason))?;
         let tag = tag_written
             .map(Tag::parse)
             .transpose()
             .map_err(|e| InvalidReference::new(input, e.reason))?;
         Ok(ImageRef::Remote(RemoteRef {
-            registry: Registry::new(parsed.registry()),
+            registry,
             repository,
             tag,
             digest,
@@ -396,6 +403,18 @@ mod tests {
         assert_eq!(r.tag.unwrap().as_str(), "v1");
         let r = remote("index.docker.io/library/busybox");
         assert_eq!(r.registry.as_str(), "docker.io");
+        // Found by the reference fuzzer: an alias host with an official image printed as
+        // docker.io/as, which parses back as docker.io/library/as.
+        for alias in [
+            "registry-1.docker.io/as",
+            "index.docker.io/as",
+            "docker.io/as",
+            "as",
+        ] {
+            let r = ImageRef::parse(alias).unwrap();
+            assert_eq!(r.to_string(), "docker.io/library/as", "{alias}");
+            assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r, "{alias}");
+        }
     }
 
     #[test]
