@@ -21,6 +21,14 @@ fn rule(name: &str, method: Option<&str>, path: &str, times: usize, action: Acti
     }
 }
 
+/// A canned status without `Retry-After`.
+fn status(code: u16) -> Action {
+    Action::Status {
+        code,
+        retry_after: None,
+    }
+}
+
 fn writes(r: &TestRegistry) -> usize {
     r.access_log()
         .iter()
@@ -68,16 +76,7 @@ fn transient_failures_are_retried_and_permanent_ones_are_not() {
         ("head-500", Some("HEAD"), "/manifests/", 500),
         ("manifest-put-503", Some("PUT"), "/manifests/", 503),
     ] {
-        proxy.add(rule(
-            name,
-            method,
-            path,
-            2,
-            Action::Status {
-                code,
-                retry_after: None,
-            },
-        ));
+        proxy.add(rule(name, method, path, 2, status(code)));
     }
     let out = bed.ferry(&[
         "copy",
@@ -511,26 +510,24 @@ fn no_command_prints_a_secret_at_any_verbosity() {
         let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:{tag}", src.host())]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let dir = bed.dir.path().join("policies");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("staging.yaml"),
-        format!(
-            "version: 1\nsource: {}/acme/api\ntargets:\n  - registry: {}\n    repository: acme/api\ntags: [staging]\n",
-            src.host(),
-            dest.host()
+    let dir = bed.policies(&[
+        (
+            "staging.yaml",
+            format!(
+                "version: 1\nsource: {}/acme/api\ntargets:\n  - registry: {}\n    repository: acme/api\ntags: [staging]\n",
+                src.host(),
+                dest.host()
+            ),
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("nightly.yaml"),
-        format!(
-            "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [api]\ntargets:\n  - registry: {}\n    prefix: mirror/\n",
-            src.host(),
-            dest.host()
+        (
+            "nightly.yaml",
+            format!(
+                "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [api]\ntargets:\n  - registry: {}\n    prefix: mirror/\n",
+                src.host(),
+                dest.host()
+            ),
         ),
-    )
-    .unwrap();
+    ]);
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut secrets: Vec<String> = vec!["_state=".into()];
     for r in [&src, &dest] {
@@ -602,16 +599,7 @@ fn refused_mounts_fall_back_to_uploads() {
     // Copies within one registry mount blobs; the proxy refuses them in three ways.
     let proxy = FaultProxy::start(&reg.host());
     for (name, code) in [("mount-202", 202), ("mount-400", 400), ("mount-401", 401)] {
-        proxy.add(rule(
-            name,
-            Some("POST"),
-            "mount=",
-            1,
-            Action::Status {
-                code,
-                retry_after: None,
-            },
-        ));
+        proxy.add(rule(name, Some("POST"), "mount=", 1, status(code)));
     }
     let out = bed.ferry(&[
         "copy",

@@ -140,26 +140,24 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
     let src = TestRegistry::start(Mode::Plain);
     let dest = TestRegistry::start(Mode::Plain);
     let bed = Bed::new(&[]);
-    let dir = bed.dir.path().join("policies");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("staging.yaml"),
-        format!(
-            "version: 1\nsource: {}/acme/api\ntargets:\n  - registry: {}\n    repository: promoted/api\ntags: [staging]\n",
-            src.host(),
-            dest.host()
+    let dir = bed.policies(&[
+        (
+            "staging.yaml",
+            format!(
+                "version: 1\nsource: {}/acme/api\ntargets:\n  - registry: {}\n    repository: promoted/api\ntags: [staging]\n",
+                src.host(),
+                dest.host()
+            ),
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("nightly.yaml"),
-        format!(
-            "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [api]\ntags:\n  include: ['^moving$']\ntargets:\n  - registry: {}\n    prefix: mirrored/\nexisting: overwrite\n",
-            src.host(),
-            dest.host()
+        (
+            "nightly.yaml",
+            format!(
+                "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [api]\ntags:\n  include: ['^moving$']\ntargets:\n  - registry: {}\n    prefix: mirrored/\nexisting: overwrite\n",
+                src.host(),
+                dest.host()
+            ),
         ),
-    )
-    .unwrap();
+    ]);
     let watched: Vec<(String, String)> = [
         ("copied/api", "latest"),
         ("promoted/api", "staging"),

@@ -65,6 +65,16 @@ impl Bed {
         )
     }
 
+    /// Writes policy files (name, text) into the bed's `policies` directory; returns it.
+    pub fn policies(&self, files: &[(&str, String)]) -> PathBuf {
+        let dir = self.dir.path().join("policies");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
     /// ferry as a command reading this bed's Docker config, not the machine's.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> std::process::Command {
         let mut c = std::process::Command::new(super::ferry_bin());
