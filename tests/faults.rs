@@ -704,3 +704,59 @@ fn manifests_are_read_capped_and_bad_input_gets_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn an_upload_cut_midway_is_sent_again_alone() {
+    let bed = Bed::new(&[]);
+    let (src, digest) = seeded(&bed);
+    let largest = std::fs::read_dir(bed.layout("images").join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let dest = TestRegistry::start(Mode::Plain);
+    let proxy = FaultProxy::start(&dest.host());
+    // The connection drops after 10,000 bytes of the largest blob's upload.
+    proxy.add(rule(
+        "reset-upload",
+        Some("PUT"),
+        &largest,
+        1,
+        Action::CutRequestAfter(10_000),
+    ));
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", src.host()),
+        &format!("{}/acme/api:v1", proxy.host()),
+        "--output",
+        "json",
+        "--jobs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(json(&out)["digest"], digest.as_str());
+    let mut puts: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in proxy
+        .log()
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/"))
+    {
+        *puts
+            .entry(e.path.split("digest=").nth(1).unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    eprintln!("blob PUTs through the proxy: {puts:?}");
+    let cut: Vec<_> = puts.iter().filter(|(d, _)| d.contains(&largest)).collect();
+    assert_eq!(cut.len(), 1, "{puts:?}");
+    assert_eq!(*cut[0].1, 2, "the cut upload is sent again");
+    assert!(
+        puts.iter()
+            .filter(|(d, _)| !d.contains(&largest))
+            .all(|(_, n)| *n == 1),
+        "others once: {puts:?}"
+    );
+    assert!(tagged(&dest, "acme/api", "v1"));
+}

@@ -1,7 +1,6 @@
 //! A scriptable fault-injecting HTTP/1.1 proxy between ferry and a real test registry: canned statuses (429 with Retry-After, 5xx) for the first N matching requests, delays, Docker Hub-style `RateLimit-*` headers with a sliding-window quota, and a log of every request.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +38,8 @@ pub enum Action {
     CorruptBody,
     /// Forward, then cut the connection after this many bytes of the response body.
     CutAfter(u64),
+    /// Read this many bytes of the request body, then drop the connection (a reset mid-upload).
+    CutRequestAfter(u64),
     /// Answer this status with an endless-looking body of `size` bytes, counting what was sent.
     HugeBody {
         /// The HTTP status.
@@ -247,7 +248,7 @@ async fn handle(
     upstream: String,
     client: reqwest::Client,
     started: Instant,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, std::io::Error> {
     let method = req.method().to_string();
     let path = req
         .uri()
@@ -361,6 +362,21 @@ async fn handle(
                 .header("location", to.replace("{path}", &path))
                 .body(full(Bytes::new()))
                 .unwrap());
+        }
+        Some((name, Action::CutRequestAfter(limit))) => {
+            let mut body = req.into_body();
+            let mut read = 0u64;
+            while read < limit {
+                match body.frame().await {
+                    Some(Ok(f)) => read += f.data_ref().map_or(0, |d| d.len() as u64),
+                    _ => break,
+                }
+            }
+            entry.injected = Some(name);
+            entry.bytes_in = read;
+            state.lock().unwrap().log.push(entry);
+            // An error from the service makes hyper drop the connection.
+            return Err(std::io::Error::other("cut by the test proxy"));
         }
         Some((name, Action::HugeBody { code, size })) => {
             let mut b = req.into_body();
