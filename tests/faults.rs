@@ -29,14 +29,7 @@ fn status(code: u16) -> Action {
     }
 }
 
-fn writes(r: &TestRegistry) -> usize {
-    r.access_log()
-        .iter()
-        .filter(|e| matches!(e.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
-        .count()
-}
-
-/// Whether `repo:tag` exists in `r` (a HEAD straight to the registry).
+/// Whether `repo:tag` exists in `r` (asked by skopeo, an independent client).
 fn tagged(r: &TestRegistry, repo: &str, tag: &str) -> bool {
     let out = std::process::Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
@@ -407,10 +400,15 @@ fn sigint_and_sigterm_stop_within_seconds_and_no_tag_moves_after() {
             "{err}"
         );
         assert!(took < Duration::from_secs(5), "stopped in {took:?}");
-        // Nothing moves afterwards.
-        let before = writes(&dest);
+        // Nothing moves afterwards: no manifest or tag is ever written (a blob request the
+        // proxy was still delaying may land; content is harmless).
         std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(writes(&dest), before, "no write after the signal");
+        let manifests: Vec<_> = dest
+            .access_log()
+            .into_iter()
+            .filter(|e| e.method == "PUT" && e.path.contains("/manifests/"))
+            .collect();
+        assert!(manifests.is_empty(), "{manifests:?}");
         assert!(!tagged(&dest, "acme/api", "v1"));
     }
 }
