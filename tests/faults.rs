@@ -29,6 +29,32 @@ fn status(code: u16) -> Action {
     }
 }
 
+/// The hex digest of the largest blob in an OCI layout.
+fn largest_blob(layout: &std::path::Path) -> String {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// How many blob-upload PUTs each digest got, from (method, path) pairs.
+fn uploads_by_digest(
+    requests: impl Iterator<Item = (String, String)>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for (method, path) in requests {
+        if method == "PUT" && path.contains("/blobs/uploads/") {
+            let digest = path.split("digest=").nth(1).unwrap_or("").to_owned();
+            *out.entry(digest).or_default() += 1;
+        }
+    }
+    out
+}
+
 /// Whether `repo:tag` exists in `r` (asked by skopeo, an independent client).
 fn tagged(r: &TestRegistry, repo: &str, tag: &str) -> bool {
     let out = std::process::Command::new("skopeo")
@@ -292,14 +318,7 @@ fn a_cut_blob_download_is_sent_again_alone() {
     let bed = Bed::new(&[]);
     let (src, digest) = seeded(&bed);
     // Cut the download of the largest blob (the shared base layer) after 10,000 bytes.
-    let largest = std::fs::read_dir(bed.layout("images").join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap())
-        .max_by_key(|e| e.metadata().unwrap().len())
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .into_owned();
+    let largest = largest_blob(&bed.layout("images"));
     let proxy = FaultProxy::start(&src.host());
     proxy.add(rule(
         "cut",
@@ -343,16 +362,11 @@ fn a_cut_blob_download_is_sent_again_alone() {
         "no other blob is read twice"
     );
     // At the destination, every blob is uploaded once (the cut one never reached its PUT).
-    let mut puts: std::collections::BTreeMap<String, usize> = Default::default();
-    for e in dest
-        .access_log()
-        .iter()
-        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/"))
-    {
-        *puts
-            .entry(e.path.split("digest=").nth(1).unwrap_or("").to_owned())
-            .or_default() += 1;
-    }
+    let puts = uploads_by_digest(
+        dest.access_log()
+            .iter()
+            .map(|e| (e.method.clone(), e.path.clone())),
+    );
     assert!(puts.values().all(|n| *n == 1), "{puts:?}");
 }
 
@@ -437,14 +451,7 @@ fn a_one_gib_layer_cut_at_sixty_percent_is_restarted_alone() {
     let from = format!("ocidir://{}:big", bed.layout("big").display());
     let out = bed.ferry(&["copy", &from, &format!("{}/acme/big:v1", src.host())]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let largest = std::fs::read_dir(bed.layout("big").join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap())
-        .max_by_key(|e| e.metadata().unwrap().len())
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .into_owned();
+    let largest = largest_blob(&bed.layout("big"));
     // The source's answer for the big layer breaks at 60 %.
     let src_proxy = FaultProxy::start(&src.host());
     src_proxy.add(rule(
@@ -468,14 +475,7 @@ fn a_one_gib_layer_cut_at_sixty_percent_is_restarted_alone() {
     assert_eq!(json(&out)["digest"], w.digest.as_str());
     let log = dest_proxy.log();
     let written: u64 = log.iter().map(|e| e.bytes_in).sum();
-    let mut uploads: std::collections::BTreeMap<String, usize> = Default::default();
-    for e in log
-        .iter()
-        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/"))
-    {
-        let digest = e.path.split("digest=").nth(1).unwrap_or("").to_owned();
-        *uploads.entry(digest).or_default() += 1;
-    }
+    let uploads = uploads_by_digest(log.iter().map(|e| (e.method.clone(), e.path.clone())));
     eprintln!(
         "1 GiB layer cut at 60 %: {:.2} GiB written to the destination in {:?}; uploads per blob {uploads:?}",
         written as f64 / GIB as f64,
@@ -707,14 +707,7 @@ fn manifests_are_read_capped_and_bad_input_gets_one_line() {
 fn an_upload_cut_midway_is_sent_again_alone() {
     let bed = Bed::new(&[]);
     let (src, digest) = seeded(&bed);
-    let largest = std::fs::read_dir(bed.layout("images").join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap())
-        .max_by_key(|e| e.metadata().unwrap().len())
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .into_owned();
+    let largest = largest_blob(&bed.layout("images"));
     let dest = TestRegistry::start(Mode::Plain);
     let proxy = FaultProxy::start(&dest.host());
     // The connection drops after 10,000 bytes of the largest blob's upload.
@@ -736,16 +729,12 @@ fn an_upload_cut_midway_is_sent_again_alone() {
     ]);
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(json(&out)["digest"], digest.as_str());
-    let mut puts: std::collections::BTreeMap<String, usize> = Default::default();
-    for e in proxy
-        .log()
-        .iter()
-        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/"))
-    {
-        *puts
-            .entry(e.path.split("digest=").nth(1).unwrap_or("").to_owned())
-            .or_default() += 1;
-    }
+    let puts = uploads_by_digest(
+        proxy
+            .log()
+            .iter()
+            .map(|e| (e.method.clone(), e.path.clone())),
+    );
     eprintln!("blob PUTs through the proxy: {puts:?}");
     let cut: Vec<_> = puts.iter().filter(|(d, _)| d.contains(&largest)).collect();
     assert_eq!(cut.len(), 1, "{puts:?}");
