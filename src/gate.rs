@@ -8,17 +8,16 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{DerSignature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::manifest::{Descriptor, Manifest};
 use crate::referrers::{self, Filter, BUILDKIT_REFERENCE_TYPE};
-use crate::registry::{ManifestRef, RegistryError, Repo};
+use crate::registry::{read_small_blob, ManifestRef, RegistryError, Repo};
 
 /// An in-toto statement as a layer.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
@@ -221,13 +220,17 @@ pub async fn gather(
             };
             if let Some(sig) = layer["annotations"][COSIGN_SIGNATURE_ANNOTATION].as_str() {
                 evidence.signatures.push(SignatureCandidate {
-                    payload: read_blob(src, desc).await?,
+                    payload: read_small_blob(src, desc, MAX_EVIDENCE_BYTES).await?,
                     signature: sig.to_owned(),
                 });
                 continue;
             }
             let statement = if media_type == IN_TOTO {
-                Some(read_blob(src, desc).await?.to_vec())
+                Some(
+                    read_small_blob(src, desc, MAX_EVIDENCE_BYTES)
+                        .await?
+                        .to_vec(),
+                )
             } else if media_type == DSSE {
                 dsse_payload(&read_json(src, desc).await?)
             } else if media_type.starts_with(SIGSTORE_BUNDLE) {
@@ -243,44 +246,11 @@ pub async fn gather(
     Ok(evidence)
 }
 
-/// A blob of evidence, read whole (capped) and verified against its digest.
-async fn read_blob(src: &dyn Repo, d: &Descriptor) -> Result<Bytes, RegistryError> {
-    if d.size as usize > MAX_EVIDENCE_BYTES {
-        return Err(RegistryError::Protocol {
-            host: src.name(),
-            detail: format!(
-                "evidence blob {} is {} bytes, over the cap",
-                d.digest, d.size
-            ),
-        });
-    }
-    let mut stream = src.blob_get(&d.digest).await?;
-    let mut buf = Vec::with_capacity(d.size as usize);
-    let mut h = Hasher::new();
-    while let Some(chunk) = stream.try_next().await? {
-        if buf.len() + chunk.len() > MAX_EVIDENCE_BYTES {
-            return Err(RegistryError::SizeMismatch {
-                digest: d.digest.clone(),
-                expected: d.size,
-                actual: (buf.len() + chunk.len()) as u64,
-            });
-        }
-        h.update(&chunk);
-        buf.extend_from_slice(&chunk);
-    }
-    let actual = h.finish();
-    if actual != d.digest {
-        return Err(RegistryError::DigestMismatch {
-            expected: d.digest.clone(),
-            actual,
-            len: buf.len() as u64,
-        });
-    }
-    Ok(Bytes::from(buf))
-}
-
 async fn read_json(src: &dyn Repo, d: &Descriptor) -> Result<Value, RegistryError> {
-    Ok(serde_json::from_slice(&read_blob(src, d).await?).unwrap_or(Value::Null))
+    Ok(
+        serde_json::from_slice(&read_small_blob(src, d, MAX_EVIDENCE_BYTES).await?)
+            .unwrap_or(Value::Null),
+    )
 }
 
 /// The decoded payload of a DSSE envelope.

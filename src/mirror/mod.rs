@@ -508,20 +508,9 @@ async fn created_time(src: &dyn Repo, tag: &Tag) -> Option<SystemTime> {
             .ok()?;
     }
     let config = m.blobs.first()?;
-    if config.size > 1 << 20 {
-        return None;
-    }
-    let mut body = src.blob_get(&config.digest).await.ok()?;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        bytes.extend_from_slice(&chunk.ok()?);
-        if bytes.len() > 1 << 20 {
-            return None;
-        }
-    }
-    if Digest::of(&bytes) != config.digest {
-        return None;
-    }
+    let bytes = crate::registry::read_small_blob(src, config, 1 << 20)
+        .await
+        .ok()?;
     #[derive(serde::Deserialize)]
     struct Config {
         created: Option<String>,

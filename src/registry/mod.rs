@@ -257,3 +257,45 @@ pub trait Repo: Send + Sync {
     /// Counters so far.
     fn stats(&self) -> RepoStats;
 }
+
+/// A small blob (a config, an attestation) read whole, up to `cap` bytes, and verified against
+/// its digest before anyone looks at it.
+pub async fn read_small_blob(
+    repo: &dyn Repo,
+    d: &crate::manifest::Descriptor,
+    cap: usize,
+) -> Result<Bytes> {
+    use futures::TryStreamExt;
+    if d.size as usize > cap {
+        return Err(RegistryError::Protocol {
+            host: repo.name(),
+            detail: format!(
+                "blob {} is {} bytes, over the {cap}-byte cap",
+                d.digest, d.size
+            ),
+        });
+    }
+    let mut stream = repo.blob_get(&d.digest).await?;
+    let mut buf = Vec::with_capacity(d.size as usize);
+    let mut h = crate::digest::Hasher::new();
+    while let Some(chunk) = stream.try_next().await? {
+        if buf.len() + chunk.len() > cap {
+            return Err(RegistryError::SizeMismatch {
+                digest: d.digest.clone(),
+                expected: d.size,
+                actual: (buf.len() + chunk.len()) as u64,
+            });
+        }
+        h.update(&chunk);
+        buf.extend_from_slice(&chunk);
+    }
+    let actual = h.finish();
+    if actual != d.digest {
+        return Err(RegistryError::DigestMismatch {
+            expected: d.digest.clone(),
+            actual,
+            len: buf.len() as u64,
+        });
+    }
+    Ok(Bytes::from(buf))
+}
