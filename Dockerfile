@@ -33,8 +33,10 @@ ARG TARGETPLATFORM
 # hadolint ignore=DL3018
 RUN xx-apk add --no-cache musl-dev gcc
 # musl targets link statically by default; xx-verify fails the build if the result is not.
+# One target/ cache for all platforms: each target's output has its own target/TRIPLE/, the
+# build scripts (built for the build platform) are shared, and cargo locks the directory.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target,id=ferry-target-${TARGETPLATFORM} \
+    --mount=type=cache,target=/src/target \
     xx-cargo build --release --locked --bin ferry && \
     out="target/$(xx-cargo --print-target-triple)/release/ferry" && \
     xx-verify --static "$out" && \
