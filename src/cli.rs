@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::copy::{CopyOptions, Engine, DEFAULT_JOBS, DEFAULT_PER_HOST};
 use crate::error::{Error, Result};
 use crate::manifest::Platform;
+use crate::policy::schema::{self, SchemaKind};
 use crate::policy::{Overrides, Policies};
 use crate::promote::{Context, PromoteOptions};
 use crate::reference::ImageRef;
@@ -71,6 +72,16 @@ pub enum PolicyCommand {
         /// Check the files only: do not ask ECR for its repositories' tag immutability.
         #[arg(long)]
         offline: bool,
+    },
+    /// Print the JSON Schema of a kind of policy file, or write all of them into a directory.
+    Schema {
+        /// The kind of policy file.
+        #[arg(long, value_enum, required_unless_present = "out")]
+        kind: Option<SchemaKind>,
+        /// Write `environment.json`, `mirror.json` and `registries.json` into this directory
+        /// (only KIND's with --kind).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -367,8 +378,38 @@ pub async fn run(cli: Cli) -> Result<()> {
             report::write_policies(&mut stdout, &policies, output)?;
             Ok(stdout.flush()?)
         }
+        Command::Policy(PolicyCommand::Schema { kind, out }) => write_schemas(kind, out),
         Command::Demo(args) => demo(args).await,
     }
+}
+
+/// `ferry policy schema`: one kind to stdout, or files in a directory.
+fn write_schemas(kind: Option<SchemaKind>, out: Option<PathBuf>) -> Result<()> {
+    let Some(dir) = out else {
+        let kind =
+            kind.ok_or_else(|| Error::Usage("policy schema: give --kind or --out".into()))?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(schema::schema_text(kind).as_bytes())?;
+        return Ok(stdout.flush()?);
+    };
+    let kinds = kind.map_or(SchemaKind::ALL.to_vec(), |k| vec![k]);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Error::Usage(format!(
+            "policy schema: cannot create {}: {e}",
+            dir.display()
+        ))
+    })?;
+    for kind in kinds {
+        let path = dir.join(kind.file_name());
+        std::fs::write(&path, schema::schema_text(kind)).map_err(|e| {
+            Error::Usage(format!(
+                "policy schema: cannot write {}: {e}",
+                path.display()
+            ))
+        })?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 /// Policies from the directory, with the command line's connection flags under registries.yaml.

@@ -69,29 +69,38 @@ impl Require {
 }
 
 /// `require.attestation` as written: a predicate type, a map, or a list of either.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "Attestations")]
 pub enum RawAttestations {
     /// One rule.
     One(RawAttestation),
-    /// Several.
+    /// Several: the image must carry every one.
     Many(Vec<RawAttestation>),
 }
 
 /// One attestation rule as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "Attestation")]
 pub enum RawAttestation {
-    /// Just the predicate type.
+    /// Just the predicate type (e.g. `https://slsa.dev/provenance/v1`).
     Type(String),
-    /// With pinned fields.
-    Detailed {
-        /// The predicate type.
-        predicate_type: String,
-        /// Pinned fields.
-        #[serde(default)]
-        fields: BTreeMap<String, String>,
-    },
+    /// A predicate type with pinned fields.
+    Detailed(RawAttestationMap),
+}
+
+/// `{predicate_type: ..., fields: {...}}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "AttestationRule")]
+pub struct RawAttestationMap {
+    /// The in-toto predicate type the attestation must have (e.g. `https://slsa.dev/provenance/v1`).
+    pub predicate_type: String,
+    /// Fields of the in-toto statement that must have exactly these values, by dotted path
+    /// (`predicate.runDetails.builder.id`) or JSON pointer (`/predicate/buildDefinition/buildType`).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 impl RawAttestations {
@@ -107,10 +116,10 @@ impl RawAttestations {
                     predicate_type: t,
                     fields: BTreeMap::new(),
                 },
-                RawAttestation::Detailed {
+                RawAttestation::Detailed(RawAttestationMap {
                     predicate_type,
                     fields,
-                } => AttestationRule {
+                }) => AttestationRule {
                     predicate_type,
                     fields,
                 },

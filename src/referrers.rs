@@ -73,19 +73,27 @@ impl Filter {
 }
 
 /// `referrers:` as written in a policy: `false`, `true`, or a map.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "Referrers")]
 pub enum RawFilter {
-    /// `referrers: false` turns them off; `true` is the default.
+    /// `false` leaves signatures, attestations and SBOMs behind; `true` (the default) copies them all.
     Switch(bool),
-    /// `referrers: {artifact_types: [...], depth: N}`.
-    Detailed {
-        /// Only these artifact types.
-        #[serde(default)]
-        artifact_types: Vec<String>,
-        /// How deep to follow referrers of referrers.
-        depth: Option<u32>,
-    },
+    /// Only some artifact types, or a different depth.
+    Detailed(RawFilterMap),
+}
+
+/// `referrers: {artifact_types: [...], depth: N}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ReferrersFilter")]
+pub struct RawFilterMap {
+    /// Copy only attached artifacts of these types (e.g. `application/vnd.dev.cosign.artifact.sig.v1+json`). Default: every type.
+    #[serde(default)]
+    pub artifact_types: Vec<String>,
+    /// How deep to follow referrers of referrers (a signature on an SBOM on an image is 2).
+    #[schemars(extend("default" = DEFAULT_DEPTH), range(min = 1))]
+    pub depth: Option<u32>,
 }
 
 impl From<RawFilter> for Filter {
@@ -93,10 +101,10 @@ impl From<RawFilter> for Filter {
         match r {
             RawFilter::Switch(true) => Filter::default(),
             RawFilter::Switch(false) => Filter::off(),
-            RawFilter::Detailed {
+            RawFilter::Detailed(RawFilterMap {
                 artifact_types,
                 depth,
-            } => Filter {
+            }) => Filter {
                 enabled: true,
                 artifact_types,
                 depth: depth.unwrap_or(DEFAULT_DEPTH),

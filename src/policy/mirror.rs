@@ -165,42 +165,77 @@ impl MirrorPolicy {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `tags:` of a mirror policy: which source tags are mirrored.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "TagFilter")]
 struct RawTags {
+    /// A tag must match one of these regular expressions (anchor them: `^v\d+\.\d+\.\d+$`). Default: every tag.
     #[serde(default)]
     include: Vec<String>,
+    /// A tag matching any of these regular expressions is left out.
     #[serde(default)]
     exclude: Vec<String>,
+    /// Version tags (`1.2.3`, `v1.2.3`) must be in this semver range (`>=1.0.0`); other tags are not affected.
     semver: Option<String>,
+    /// Keep only the N highest versions, and the N most recently created other tags.
+    #[schemars(range(min = 1))]
     newest: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One registry a mirror policy copies to.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "MirrorTarget")]
 struct RawTarget {
+    /// The destination registry (`123456789012.dkr.ecr.us-east-1.amazonaws.com`, `docker.io`).
+    #[schemars(required)]
     registry: Option<String>,
+    /// Put before each repository name, ending in `/` (`mirror/` makes `api` into `mirror/api`). Default: none.
+    #[schemars(regex(pattern = "^$|/$"))]
     prefix: Option<String>,
+    /// Source repository names that go elsewhere than `prefix + name` (`{worker: acme/worker-mirror}`).
     #[serde(default)]
     mapping: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A ferry mirror policy (`kind: mirror`): repositories and tags copied to other registries by `ferry mirror`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawMirror {
+#[schemars(rename = "Mirror")]
+pub(crate) struct RawMirror {
+    /// The policy format version: 1.
+    #[schemars(required, extend("const" = super::VERSION))]
     version: Option<u32>,
+    /// The kind of policy file: `mirror`.
     #[allow(dead_code)]
+    #[schemars(extend("const" = "mirror"))]
     kind: String,
+    /// The policy's name (`ferry mirror NAME`): letters, digits, `-`, `_`, `.`. Default: the file name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     name: Option<String>,
+    /// The registry and namespace mirrored: `REGISTRY[/NAMESPACE]`, e.g. `ghcr.io/acme`.
+    #[schemars(required)]
     source: Option<String>,
+    /// Repository names under the source namespace. Default: discovered from the registry's catalog.
     #[serde(default)]
     repositories: Vec<String>,
+    /// Which tags are mirrored. Default: every tag.
     tags: Option<RawTags>,
+    /// Images also mirrored by digest, tagged or not: `REPOSITORY@sha256:HEX`.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = "^[^@]+@sha256:[0-9a-f]{64}$")))]
     digests: Vec<String>,
+    /// Where the repositories go.
     #[serde(default)]
+    #[schemars(required, length(min = 1))]
     targets: Vec<RawTarget>,
+    /// What happens to a destination tag that already points at another digest: leave it,
+    /// move it, or keep the old digest under `TAG-backup-<12 hex>` and then move it.
+    #[schemars(extend("default" = "overwrite", "enum" = ["skip", "overwrite", "backup"]))]
     existing: Option<String>,
+    /// Which attached artifacts (signatures, attestations, SBOMs) travel with the images.
+    #[schemars(extend("default" = true))]
     referrers: Option<crate::referrers::RawFilter>,
 }
 
@@ -396,7 +431,7 @@ pub fn load(file: &Path) -> Result<MirrorPolicy, PolicyError> {
         digests,
         targets,
         existing,
-        referrers: raw.referrers.map(Into::into).unwrap_or_default(),
+        referrers: super::referrers(file, raw.referrers)?,
     })
 }
 

@@ -6,6 +6,7 @@
 //! name the file and the key path. Nothing here does I/O beyond reading the files.
 
 pub mod mirror;
+pub mod schema;
 pub mod tags;
 
 use std::collections::{BTreeMap, HashMap};
@@ -93,30 +94,62 @@ impl fmt::Display for Environment {
 /// How ferry authenticates to a registry (`auth:`).
 pub use crate::auth::CredentialSource as AuthKind;
 
-/// `registries.yaml`, one entry as written.
-#[derive(Debug, Default, Deserialize)]
+/// `registries.yaml`, one entry as written: how to reach one registry.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawRegistry {
+#[schemars(rename = "Registry")]
+pub(crate) struct RawRegistry {
+    /// `scheme://host[:port]` to send this registry's API requests to instead of its own name
+    /// (e.g. `http://127.0.0.1:5001` for a local stand-in). An `http://` endpoint implies `plain_http`.
+    #[schemars(regex(pattern = r"^https?://[^/?#]+/?$"))]
     endpoint: Option<String>,
+    /// Plain HTTP instead of HTTPS; never a silent fallback. Loopback registries use it already.
+    #[schemars(extend("default" = false))]
     plain_http: Option<bool>,
+    /// An extra CA certificate (PEM) to trust for this registry, relative to this file.
     ca_file: Option<PathBuf>,
+    /// How to authenticate: `auto` picks by registry name (ECR, Google, Docker Hub, GHCR, else Docker's config.json).
+    #[schemars(extend("default" = "auto", "enum" = ["auto", "docker-config", "anonymous", "ecr", "google", "gcp"]))]
     auth: Option<String>,
+    /// Requests and blob transfers to this registry at once. Default: the command's `--per-host`.
+    #[schemars(range(min = 1))]
     max_concurrency: Option<usize>,
+    /// Requests started per second, at most (ECR's PutImage allows 10/s per region). Default: unpaced.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     requests_per_second: Option<f64>,
+    /// Attempts per request, the first included (1: never retry). 429, 5xx and dropped connections are retried.
+    #[schemars(extend("default" = retry::DEFAULT_ATTEMPTS), range(min = 1))]
     retries: Option<u32>,
+    /// Time one request may spend waiting between attempts, as a duration (`90s`, `2m`).
+    #[schemars(extend("default" = "2m"))]
     retry_budget: Option<String>,
+    /// ECR: create a missing repository (with the settings below) instead of failing with NAME_UNKNOWN.
+    #[schemars(extend("default" = false))]
     create_repositories: Option<bool>,
+    /// ECR: tag mutability of the repositories ferry creates.
+    #[schemars(extend("default" = "mutable", "enum" = ["mutable", "immutable", "mutable_with_exclusion", "immutable_with_exclusion"]))]
     tag_mutability: Option<String>,
+    /// ECR: tag filters (tag characters and `*`) excepted from `tag_mutability`; needed by the `_with_exclusion` kinds.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9_.*-]+$")))]
     mutability_exclusions: Vec<String>,
+    /// ECR: scan images on push in the repositories ferry creates.
+    #[schemars(extend("default" = false))]
     scan_on_push: Option<bool>,
+    /// The largest manifest read from this registry, in bytes (default 4 MiB); larger ones are refused.
+    #[schemars(extend("default" = crate::manifest::MAX_MANIFEST_BYTES), range(min = 1))]
     max_manifest_bytes: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+/// ferry's `registries.yaml`: how each registry is reached. Keys are registry names as written in references.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawRegistries {
+#[schemars(rename = "Registries")]
+pub(crate) struct RawRegistries {
+    /// The policy format version: 1.
+    #[schemars(required, extend("const" = VERSION))]
     version: Option<u32>,
+    /// Registry name (`ghcr.io`, `docker.io`, `ACCOUNT.dkr.ecr.REGION.amazonaws.com`, `host:port`) to its settings.
     #[serde(default)]
     registries: BTreeMap<String, RawRegistry>,
 }
@@ -203,46 +236,81 @@ impl From<Target> for String {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// One target of an environment: a registry and repository, or an OCI layout on disk.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawTarget {
+#[schemars(rename = "Target")]
+pub(crate) struct RawTarget {
+    /// The registry (`123456789012.dkr.ecr.us-east-1.amazonaws.com`, `us-docker.pkg.dev`, `docker.io`); with `repository`.
     registry: Option<String>,
+    /// The repository in that registry (`acme/api`); with `registry`.
     repository: Option<String>,
+    /// An OCI image layout directory instead of a registry, relative to this file.
     layout: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A ferry environment policy (`policies/<environment>.yaml`): what is promoted there, from where, with which tags.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawEnv {
+#[schemars(rename = "Environment")]
+pub(crate) struct RawEnv {
+    /// The policy format version: 1.
+    #[schemars(required, extend("const" = VERSION))]
     version: Option<u32>,
+    /// The kind of policy file.
     #[allow(dead_code)]
+    #[schemars(extend("const" = "environment", "default" = "environment"))]
     kind: Option<String>,
+    /// The environment's name; it must match the file name (`prod` in `prod.yaml`), which is the default.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     environment: Option<String>,
+    /// The repository images are promoted from, without tag or digest (`ghcr.io/acme/api`, `ocidir://PATH`).
+    #[schemars(required)]
     source: Option<String>,
+    /// Gate: the digest must be what this environment runs at all its targets right now.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     promote_from: Option<String>,
+    /// Where the image goes; content reaches all of them before any tag moves.
     #[serde(default)]
+    #[schemars(required, length(min = 1))]
     targets: Vec<RawTarget>,
+    /// The tags set at every target: fixed names (which must include the environment's own name),
+    /// templates with `{source_tag}` and `{environment}`, and `semver` (from `v1.2.3`: `1.2.3`, `1.2`, `1`, `latest`).
+    /// Default: the environment's name alone.
     #[serde(default)]
+    #[schemars(transform = schema::no_default)]
     tags: Vec<String>,
+    /// Tag patterns (`*` wildcards, e.g. `v*`) that never move once set, not even with `--force`.
     #[serde(default)]
     protect: Vec<String>,
+    /// Platforms copied (`OS/ARCH[/VARIANT]`, e.g. `linux/arm64/v8`); the result is a new index. Default: every platform, attestations included.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[^/]+/[^/]+(/[^/]+)?$")))]
     platforms: Vec<String>,
+    /// Evidence the image must carry before it may come here, checked before anything is written.
     require: Option<RawRequire>,
+    /// Which attached artifacts (signatures, attestations, SBOMs) travel with the image.
+    #[schemars(extend("default" = true))]
     referrers: Option<crate::referrers::RawFilter>,
 }
 
 /// `require:` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Require")]
 struct RawRequire {
+    /// An in-toto attestation of a predicate type (with pinned fields), or a list of them.
     attestation: Option<crate::gate::RawAttestations>,
+    /// A cosign signature that verifies against a public key.
     signature: Option<RawSignature>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `require.signature`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Signature")]
 struct RawSignature {
+    /// A PEM ECDSA P-256 public key (`cosign generate-key-pair`), relative to this file.
     public_key: PathBuf,
 }
 
@@ -496,6 +564,22 @@ fn deserialize<T: for<'de> Deserialize<'de>>(
         let key = if path == "." { String::new() } else { path };
         PolicyError::new(file, key, one_line(&e.into_inner().to_string()))
     })
+}
+
+/// `referrers:` validated: a depth of 0 would follow nothing (`referrers: false` says that).
+fn referrers(
+    file: &Path,
+    raw: Option<crate::referrers::RawFilter>,
+) -> Result<crate::referrers::Filter, PolicyError> {
+    use crate::referrers::{RawFilter, RawFilterMap};
+    if let Some(RawFilter::Detailed(RawFilterMap { depth: Some(0), .. })) = raw {
+        return Err(PolicyError::new(
+            file,
+            "referrers.depth",
+            "must be at least 1 (`referrers: false` leaves attached artifacts behind)",
+        ));
+    }
+    Ok(raw.map(Into::into).unwrap_or_default())
 }
 
 fn one_line(s: &str) -> String {
@@ -907,7 +991,7 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
         protect,
         platforms,
         require,
-        referrers: raw.referrers.map(Into::into).unwrap_or_default(),
+        referrers: referrers(file, raw.referrers)?,
     };
     let env_tag = policy.env_tag();
     if !policy.tags.contains(&TagRule::Literal(env_tag.clone())) {
