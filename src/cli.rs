@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::copy::{CopyOptions, Engine, DEFAULT_JOBS, DEFAULT_PER_HOST};
 use crate::error::{Error, Result};
@@ -59,6 +59,18 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Promote sample images through staging and prod over OCI layouts on disk, then roll back: no server, no credentials.
     Demo(DemoArgs),
+    /// Print a shell completion script (e.g. `source <(ferry completions bash)`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print ferry's man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write `ferry.1` and `ferry-COMMAND.1` for every command into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `ferry policy ...`.
@@ -380,6 +392,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Policy(PolicyCommand::Schema { kind, out }) => write_schemas(kind, out),
         Command::Demo(args) => demo(args).await,
+        Command::Completions { shell } => {
+            let mut stdout = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut stdout);
+            Ok(stdout.flush()?)
+        }
+        Command::Man { out } => man(out),
     }
 }
 
@@ -409,6 +427,21 @@ fn write_schemas(kind: Option<SchemaKind>, out: Option<PathBuf>) -> Result<()> {
         })?;
         println!("{}", path.display());
     }
+    Ok(())
+}
+
+/// `ferry man`: the top page to stdout, or every command's page into a directory.
+fn man(out: Option<PathBuf>) -> Result<()> {
+    let cmd = Cli::command();
+    let Some(dir) = out else {
+        let mut stdout = std::io::stdout().lock();
+        clap_mangen::Man::new(cmd).render(&mut stdout)?;
+        return Ok(stdout.flush()?);
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Usage(format!("man: cannot create {}: {e}", dir.display())))?;
+    clap_mangen::generate_to(cmd, &dir)
+        .map_err(|e| Error::Usage(format!("man: cannot write into {}: {e}", dir.display())))?;
     Ok(())
 }
 
