@@ -318,7 +318,22 @@ fn the_schema_and_the_loader_refuse_the_same_mistakes() {
             ENV.replace("    repository: acme/api\n", "    repo: acme/api\n"),
             "target typo",
         ),
+        (
+            "prod.yaml",
+            SchemaKind::Environment,
+            ENV.replace(
+                "targets:\n  - registry: r.example\n    repository: acme/api\n",
+                "",
+            ),
+            "no targets",
+        ),
         ("nightly.yaml", SchemaKind::Mirror, MIRROR.into(), ""),
+        (
+            "nightly.yaml",
+            SchemaKind::Mirror,
+            MIRROR.replace("targets:\n  - registry: r.example\n", ""),
+            "no targets",
+        ),
         (
             "nightly.yaml",
             SchemaKind::Mirror,

@@ -203,6 +203,7 @@ struct RawTarget {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Mirror")]
+#[schemars(transform = super::schema::require_targets)]
 pub(crate) struct RawMirror {
     /// The policy format version: 1.
     #[schemars(required, extend("const" = super::VERSION))]
@@ -228,7 +229,7 @@ pub(crate) struct RawMirror {
     digests: Vec<String>,
     /// Where the repositories go.
     #[serde(default)]
-    #[schemars(required, length(min = 1))]
+    #[schemars(length(min = 1))]
     targets: Vec<RawTarget>,
     /// What happens to a destination tag that already points at another digest: leave it,
     /// move it, or keep the old digest under `TAG-backup-<12 hex>` and then move it.

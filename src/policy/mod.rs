@@ -253,6 +253,7 @@ pub(crate) struct RawTarget {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Environment")]
+#[schemars(transform = schema::require_targets)]
 pub(crate) struct RawEnv {
     /// The policy format version: 1.
     #[schemars(required, extend("const" = VERSION))]
@@ -272,7 +273,7 @@ pub(crate) struct RawEnv {
     promote_from: Option<String>,
     /// Where the image goes; content reaches all of them before any tag moves.
     #[serde(default)]
-    #[schemars(required, length(min = 1))]
+    #[schemars(length(min = 1))]
     targets: Vec<RawTarget>,
     /// The tags set at every target: fixed names (which must include the environment's own name),
     /// templates with `{source_tag}` and `{environment}`, and `semver` (from `v1.2.3`: `1.2.3`, `1.2`, `1`, `latest`).
