@@ -100,7 +100,6 @@ impl Cloud {
 
     fn ferry_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.bed.command(args);
-        c.envs(env.iter().copied());
         c.env("FERRY_POLICIES", self.policies())
             .env("AWS_ENDPOINT_URL", self.moto.endpoint())
             .env("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
@@ -113,6 +112,8 @@ impl Cloud {
             .env("DOCKERHUB_TOKEN", HUB_SECRET)
             .env("GITHUB_ACTOR", GH_USER)
             .env("GITHUB_TOKEN", GH_SECRET);
+        // The test's own variables last: they may replace the defaults above.
+        c.envs(env.iter().copied());
         let out = c.output().unwrap();
         self.assert_no_secrets(&out);
         out
@@ -145,6 +146,9 @@ impl Cloud {
             "_state=".to_owned(),
         ];
         secrets.extend(self.oauth.issued());
+        secrets.extend(self.oauth.federated());
+        secrets.push(support::oauth::OIDC_REQUEST_TOKEN.to_owned());
+        secrets.push(support::oauth::OIDC_TOKEN.to_owned());
         for s in &secrets {
             assert!(
                 !text.contains(s.as_str()),
@@ -303,6 +307,108 @@ fn promote_to_ecr_artifact_registry_and_docker_hub_in_one_command() {
         writes,
         "nothing written"
     );
+}
+
+#[test]
+fn workload_identity_federation_reaches_artifact_registry_without_a_key() {
+    // No service-account key anywhere: the job's OIDC token (from GitHub's token URL, or a
+    // projected token file as on Kubernetes) is exchanged at STS, then for the service
+    // account's token (or used as the federated principal's own), as
+    // google-github-actions/auth's credential file tells Google's client libraries to.
+    let c = Cloud::new(300);
+    c.write_registries("");
+    let digest = c.seed("v1.0.0", 7);
+    let dir = c.bed.dir.path();
+    let cases = [
+        ("url-impersonated", None, true, (1, 1, 1)),
+        (
+            "file-federated",
+            Some(dir.join("oidc-token")),
+            false,
+            (0, 1, 0),
+        ),
+    ];
+    let mut before = (0, 0, 0);
+    for (name, token_file, impersonate, (oidc, sts, sa)) in cases {
+        let cred = dir.join(format!("{name}.json"));
+        c.oauth
+            .write_external_account(&cred, token_file.as_deref(), impersonate);
+        let to = format!("{GAR_HOST}/acme-proj/images/{name}:v1.0.0");
+        let out = c.ferry_with(
+            &[
+                "-vv",
+                "copy",
+                "ghcr.io/acme/api:v1.0.0",
+                &to,
+                "--output",
+                "json",
+            ],
+            &[("GOOGLE_APPLICATION_CREDENTIALS", cred.to_str().unwrap())],
+        );
+        let report = ok(&out);
+        assert_eq!(report["digest"], digest.as_str(), "{name}");
+        assert!(
+            stderr(&out).contains("workload identity federation"),
+            "{name}: {}",
+            stderr(&out)
+        );
+        let now = c.oauth.federation_counts();
+        let used = (now.0 - before.0, now.1 - before.1, now.2 - before.2);
+        // Once each per run at least (more if a token is renewed mid-run).
+        assert!(
+            used.0 >= oidc && used.1 >= sts && used.2 >= sa && (oidc > 0 || used.0 == 0),
+            "{name}: (oidc, sts, impersonations) = {used:?}"
+        );
+        before = now;
+        eprintln!("{name}: oidc requests, STS tokens, impersonations = {used:?}");
+        let token = if impersonate {
+            c.oauth
+                .issued()
+                .into_iter()
+                .find(|t| t.starts_with("ya29.sa-"))
+                .unwrap()
+        } else {
+            c.oauth.federated().pop().unwrap()
+        };
+        assert_eq!(
+            digest_at(
+                &format!("{}/acme-proj/images/{name}:v1.0.0", c.gar.host()),
+                ("oauth2accesstoken", &token)
+            ),
+            digest,
+            "{name}"
+        );
+    }
+
+    // A refused exchange is one line naming Google's STS and its reason, and no token.
+    let cred = dir.join("wrong-audience.json");
+    c.oauth.write_external_account(&cred, None, true);
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&cred).unwrap()).unwrap();
+    json["audience"] = json["audience"]
+        .as_str()
+        .unwrap()
+        .replace("github", "other")
+        .into();
+    std::fs::write(&cred, json.to_string()).unwrap();
+    let out = c.ferry_with(
+        &[
+            "copy",
+            "ghcr.io/acme/api:v1.0.0",
+            &format!("{GAR_HOST}/acme-proj/images/x:v1"),
+        ],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", cred.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let line = text
+        .lines()
+        .find(|l| l.contains("exchange the subject token (STS)"))
+        .unwrap_or_else(|| panic!("no STS error in:\n{text}"));
+    assert!(
+        line.contains("400") && line.contains("invalid_grant") && line.contains(GAR_HOST),
+        "{line}"
+    );
+    eprintln!("refused: {line}");
 }
 
 #[test]

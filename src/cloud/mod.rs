@@ -2,6 +2,7 @@
 
 pub mod ecr;
 pub mod google;
+pub mod google_external;
 
 use std::time::SystemTime;
 
