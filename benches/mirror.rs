@@ -20,7 +20,7 @@ const TAGS: usize = 40;
 const INCLUDE: &str = r"^(v\d+\.\d+\.\d+|sha-[0-9a-f]+)$";
 
 fn tag(j: usize) -> String {
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         format!("v1.{}.0", j / 2)
     } else {
         format!("sha-{:07x}", j * 7919)

@@ -21,7 +21,7 @@ fn repo(i: usize) -> String {
 }
 
 fn tag(j: usize) -> String {
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         format!("v1.{}.0", j / 2)
     } else {
         format!("sha-{:07x}", j * 7919)
