@@ -176,12 +176,7 @@ fn every_example_policy_validates_and_names_its_schema() {
             checked.push(file);
         }
         // The loader agrees: the same directory loads (ECR is not asked).
-        let out = Command::new(ferry())
-            .arg("--policies")
-            .arg(dir)
-            .args(["policy", "check", "--offline"])
-            .output()
-            .unwrap();
+        let out = policy_check(dir);
         assert!(
             out.status.success(),
             "{}: {}",
@@ -246,13 +241,17 @@ fn the_demos_policies_validate() {
 fn loader_accepts(name: &str, text: &str) -> bool {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(name), text).unwrap();
-    let out = Command::new(ferry())
+    policy_check(dir.path()).status.success()
+}
+
+/// `ferry policy check --offline` on a policy directory: the loader's verdict, no registry asked.
+fn policy_check(dir: &Path) -> std::process::Output {
+    Command::new(ferry())
         .arg("--policies")
-        .arg(dir.path())
+        .arg(dir)
         .args(["policy", "check", "--offline"])
         .output()
-        .unwrap();
-    out.status.success()
+        .unwrap()
 }
 
 #[test]

@@ -321,21 +321,14 @@ async fn json_answer<T: for<'de> Deserialize<'de>>(
     serde_json::from_slice(&body).map_err(|e| fail(op, format!("unreadable answer: {e}")))
 }
 
-/// A request error without the URL's query (GitHub's token request URL carries no secret, but
-/// others may).
+/// A request error: the host it was for, then [`crate::transport::describe`] (which leaves URLs
+/// out: a credential source's URL may carry a token).
 fn describe(e: reqwest::Error) -> String {
     let host = e.url().and_then(|u| u.host_str().map(str::to_owned));
-    let e = e.without_url();
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    let what = crate::transport::describe(&e);
     match host {
-        Some(h) => format!("{h}: {chain}"),
-        None => chain,
+        Some(h) => format!("{h}: {what}"),
+        None => what,
     }
 }
 

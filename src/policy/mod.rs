@@ -814,7 +814,14 @@ fn relative_to(file: &Path, p: &Path) -> PathBuf {
 
 /// A policy file's `kind` (`environment` when absent, or `mirror`).
 fn kind_of(file: &Path) -> Result<Option<String>, PolicyError> {
-    let config = build(file, config::Config::builder().add_source(yaml(file)))?;
+    kind_in(
+        file,
+        &build(file, config::Config::builder().add_source(yaml(file)))?,
+    )
+}
+
+/// The `kind` key of a parsed policy file; `file` names it in errors.
+fn kind_in(file: &Path, config: &config::Config) -> Result<Option<String>, PolicyError> {
     match config.get_string("kind") {
         Ok(k) if k == "environment" || k == "mirror" => Ok(Some(k)),
         Ok(k) => Err(PolicyError::new(
@@ -825,6 +832,17 @@ fn kind_of(file: &Path) -> Result<Option<String>, PolicyError> {
         Err(config::ConfigError::NotFound(_)) => Ok(None),
         Err(e) => Err(PolicyError::new(file, "kind", one_line(&e.to_string()))),
     }
+}
+
+/// The kind of a policy file's text, as [`Policies::load`] decides it (`registries.yaml` by name,
+/// else its `kind`); text that does not parse counts as an environment.
+pub(crate) fn kind_of_text(file: &Path, text: &str) -> Option<String> {
+    if file.file_name().and_then(|n| n.to_str()) == Some(REGISTRIES_FILE) {
+        return Some("registries".into());
+    }
+    let source = config::File::from_str(text, config::FileFormat::Yaml);
+    let config = build(file, config::Config::builder().add_source(source)).ok()?;
+    kind_in(file, &config).ok().flatten()
 }
 
 fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError> {

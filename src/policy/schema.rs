@@ -48,22 +48,13 @@ impl SchemaKind {
         format!("{}.json", self.name())
     }
 
-    /// The kind of the policy file at `path` with this text: `registries.yaml` by name, a mirror
-    /// by `kind: mirror`, anything else an environment. A cheap look at the text, for tools that
-    /// pick a schema; the loader decides for real.
+    /// The kind of the policy file at `path` with this text, decided as the loader decides it
+    /// (`registries.yaml` by name, a mirror by `kind: mirror`, anything else an environment).
     pub fn of_file(path: &Path, text: &str) -> SchemaKind {
-        if path.file_name().and_then(|n| n.to_str()) == Some(super::REGISTRIES_FILE) {
-            return SchemaKind::Registries;
-        }
-        let mirror = text.lines().any(|l| {
-            l.split('#').next().unwrap_or_default().trim_end() == "kind: mirror"
-                || l.trim_end() == "kind: \"mirror\""
-                || l.trim_end() == "kind: 'mirror'"
-        });
-        if mirror {
-            SchemaKind::Mirror
-        } else {
-            SchemaKind::Environment
+        match super::kind_of_text(path, text).as_deref() {
+            Some("registries") => SchemaKind::Registries,
+            Some("mirror") => SchemaKind::Mirror,
+            _ => SchemaKind::Environment,
         }
     }
 }

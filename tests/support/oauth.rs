@@ -199,13 +199,16 @@ impl OAuthServer {
 }
 
 fn is_valid(sh: &Shared, token: &str) -> bool {
-    let live = |m: &Mutex<HashMap<String, Instant>>| {
-        m.lock()
-            .unwrap()
-            .get(token)
-            .is_some_and(|&at| at.elapsed() < sh.lifetime)
-    };
-    live(&sh.issued) || live(&sh.federated)
+    live(sh, &sh.issued, token) || live(sh, &sh.federated, token)
+}
+
+/// True for a token in `issued` that has not expired.
+fn live(sh: &Shared, issued: &Mutex<HashMap<String, Instant>>, token: &str) -> bool {
+    issued
+        .lock()
+        .unwrap()
+        .get(token)
+        .is_some_and(|&at| at.elapsed() < sh.lifetime)
 }
 
 fn refuse(why: &str) -> (u16, serde_json::Value) {
@@ -269,13 +272,7 @@ fn sts(sh: &Shared, body: &str) -> (u16, serde_json::Value) {
 /// IAM Credentials generateAccessToken: a live STS token as bearer, for the account's token.
 fn impersonate(sh: &Shared, body: &str, authorization: &str) -> (u16, serde_json::Value) {
     let federated = authorization.strip_prefix("Bearer ").unwrap_or_default();
-    let live = sh
-        .federated
-        .lock()
-        .unwrap()
-        .get(federated)
-        .is_some_and(|at| at.elapsed() < sh.lifetime);
-    if !live {
+    if !live(sh, &sh.federated, federated) {
         return (
             401,
             serde_json::json!({ "error": { "code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED" } }),
@@ -304,13 +301,6 @@ fn answer(sh: &Shared, body: &str) -> (u16, serde_json::Value) {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
-    let refuse = |why: &str| {
-        eprintln!("oauth fixture refused a grant: {why}");
-        (
-            400,
-            serde_json::json!({ "error": "invalid_grant", "error_description": why }),
-        )
-    };
     if form.get("grant_type").map(String::as_str)
         != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
     {
