@@ -1,0 +1,35 @@
+//! ferry's integration tests, one binary (`cargo test --test it`): one link step, and the test
+//! bed in `tests/support` compiled once. Each module was its own test binary before; names are
+//! `module::test`, so `cargo test --test it faults::` runs one area.
+//!
+//! Command line and repository files (no registries):
+//! - `completions`: shell completions and man pages from the clap definition.
+//! - `docs`: every `docs/` page linked from README.md, every relative link and anchor resolves.
+//! - `schema`: the committed policy JSON Schemas match the code and the example policies.
+//!
+//! Against real registries (Debian's docker-registry on loopback, skopeo as a second client):
+//! - `copy`: `ferry copy` in every auth mode, layouts, fan-out, byte-exact results.
+//! - `mirror`: `ferry mirror` at scale, incremental re-runs, shards, `existing: backup`.
+//! - `promote`: promote, status, history and rollback across plain, Basic and token auth.
+//! - `referrers`: attestations, signatures and OCI 1.1 referrers travel with the image; gates.
+//! - `cloud`: ECR through moto, Google through a local OAuth endpoint, Docker Hub rate limits.
+//!
+//! Failure and resource behaviour:
+//! - `faults`: a scriptable proxy injects errors, lies, redirects, cuts and huge bodies.
+//! - `kill`: SIGKILL at random moments never leaves a tag on incomplete content.
+//! - `memory`: a 1 GiB layer to three registries keeps peak RSS under 100 MiB.
+
+#[path = "../support/mod.rs"]
+use crate::support;
+
+mod cloud;
+mod completions;
+mod copy;
+mod docs;
+mod faults;
+mod kill;
+mod memory;
+mod mirror;
+mod promote;
+mod referrers;
+mod schema;
