@@ -1,6 +1,6 @@
 //! Integration tests for cloud registries with real parts: moto's ECR API in front of a Basic-auth docker-registry, gcp_auth against a local OAuth endpoint in front of a token-auth registry, a Docker Hub stand-in behind a proxy that adds RateLimit headers and injects 429s, and short-lived tokens mid-copy.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Output;

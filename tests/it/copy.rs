@@ -1,6 +1,6 @@
 //! Integration tests for `ferry copy` against real registries (Debian's docker-registry) started on loopback, checked with skopeo.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Output;

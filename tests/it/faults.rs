@@ -1,6 +1,6 @@
 //! Fault injection against real registries: a scriptable proxy between ferry and a test registry answers with canned errors, lies about digests, redirects, cuts transfers and sends huge bodies; each test proves one behaviour (retried within budget, nothing tagged on bad content, no credential crosses hosts, bounded reads, clean stops on signals).
 
-mod support;
+use crate::support;
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};

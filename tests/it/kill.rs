@@ -1,6 +1,6 @@
 //! SIGKILL at random moments of copy, promote and mirror against a real registry, while a watcher polls the destination's tags: no tag ever points at incomplete content, and every rerun completes.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

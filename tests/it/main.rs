@@ -6,6 +6,7 @@
 //! - `completions`: shell completions and man pages from the clap definition.
 //! - `docs`: every `docs/` page linked from README.md, every relative link and anchor resolves.
 //! - `schema`: the committed policy JSON Schemas match the code and the example policies.
+//! - `layering`: no import circles among `src/` modules; only the front ends import `report`.
 //!
 //! Against real registries (Debian's docker-registry on loopback, skopeo as a second client):
 //! - `copy`: `ferry copy` in every auth mode, layouts, fan-out, byte-exact results.
@@ -20,7 +21,7 @@
 //! - `memory`: a 1 GiB layer to three registries keeps peak RSS under 100 MiB.
 
 #[path = "../support/mod.rs"]
-use crate::support;
+mod support;
 
 mod cloud;
 mod completions;
@@ -28,6 +29,7 @@ mod copy;
 mod docs;
 mod faults;
 mod kill;
+mod layering;
 mod memory;
 mod mirror;
 mod promote;

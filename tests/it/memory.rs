@@ -1,6 +1,6 @@
 //! Memory stays flat: a 1 GiB layer copied to three real registries keeps ferry's peak RSS under 100 MiB.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Integration tests for `ferry mirror` against real registries: 10 repositories × 20 tags to three registries, an incremental re-run counted in the access logs, four concurrent shards against one unsharded run, and `existing: backup`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Integration tests for promote, status, history and rollback against real registries (plain, Basic and token auth), checked with skopeo and the registries' access logs.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

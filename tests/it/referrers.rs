@@ -1,6 +1,6 @@
 //! Integration tests for attached artifacts against real registries: a BuildKit attestation, a cosign signature and attestation under their tags, and OCI 1.1 referrers through the fallback tag travel with `ferry copy` and `ferry promote`, byte-exact (checked with skopeo); an existing fallback index is merged; a registry with the referrers API gets no fallback tag; prod gates refuse images without provenance or with a signature by another key.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
