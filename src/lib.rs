@@ -8,6 +8,8 @@ pub mod cloud;
 pub mod copy;
 pub mod digest;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod history;
 pub mod manifest;

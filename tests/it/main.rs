@@ -6,6 +6,7 @@
 //! - `completions`: shell completions and man pages from the clap definition.
 //! - `docs`: every `docs/` page linked from README.md, every relative link and anchor resolves.
 //! - `schema`: the committed policy JSON Schemas match the code and the example policies.
+//! - `fuzz_seeds`: every committed fuzz seed through its target's property function.
 //! - `layering`: no import circles among `src/` modules; only the front ends import `report`.
 //!
 //! Against real registries (Debian's docker-registry on loopback, skopeo as a second client):
@@ -28,6 +29,7 @@ mod completions;
 mod copy;
 mod docs;
 mod faults;
+mod fuzz_seeds;
 mod kill;
 mod layering;
 mod memory;
