@@ -18,7 +18,7 @@ use serde::Deserialize;
 pub use docker_config::{Credential, CredentialStore, Secret};
 
 use crate::cloud::{Cloud, Kind};
-use crate::registry::RegistryError;
+use crate::registry_error::RegistryError;
 use crate::transport::retry::{parse_retry_after, retryable_status, Attempts, RetryPolicy};
 
 /// Lifetime assumed when a token response gives none (the distribution token spec's default).

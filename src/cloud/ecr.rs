@@ -12,8 +12,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::{CloudError, Issued};
-use crate::auth::{Credential, Secret};
-use crate::policy::tags::Pattern;
+use crate::credential::{Credential, Secret};
+use crate::pattern::Pattern;
 
 /// An ECR registry: its account and region, from `ACCOUNT.dkr.ecr.REGION.amazonaws.com`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

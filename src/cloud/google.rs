@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{CloudError, Issued};
-use crate::auth::{Credential, Secret};
+use crate::credential::{Credential, Secret};
 
 /// The scope registries accept.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::CloudError;
-use crate::auth::Secret;
+use crate::credential::Secret;
 use crate::transport::{one_line, read_capped};
 
 /// What a token, error or subject-token response may be, at most.

@@ -6,7 +6,7 @@ pub mod google_external;
 
 use std::time::SystemTime;
 
-use crate::auth::Credential;
+use crate::credential::Credential;
 
 pub use ecr::{Ecr, EcrRegistry, Mutability, RepoSettings};
 pub use google::Google;

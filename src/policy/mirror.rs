@@ -203,7 +203,7 @@ struct RawTarget {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Mirror")]
-#[schemars(transform = super::schema::require_targets)]
+#[schemars(transform = super::transform::require_targets)]
 pub(crate) struct RawMirror {
     /// The policy format version: 1.
     #[schemars(required, extend("const" = super::VERSION))]

@@ -8,6 +8,7 @@
 pub mod mirror;
 pub mod schema;
 pub mod tags;
+mod transform;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -253,7 +254,7 @@ pub(crate) struct RawTarget {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Environment")]
-#[schemars(transform = schema::require_targets)]
+#[schemars(transform = transform::require_targets)]
 pub(crate) struct RawEnv {
     /// The policy format version: 1.
     #[schemars(required, extend("const" = VERSION))]
@@ -279,7 +280,7 @@ pub(crate) struct RawEnv {
     /// templates with `{source_tag}` and `{environment}`, and `semver` (from `v1.2.3`: `1.2.3`, `1.2`, `1`, `latest`).
     /// Default: the environment's name alone.
     #[serde(default)]
-    #[schemars(transform = schema::no_default)]
+    #[schemars(transform = transform::no_default)]
     tags: Vec<String>,
     /// Tag patterns (`*` wildcards, e.g. `v*`) that never move once set, not even with `--force`.
     #[serde(default)]

@@ -138,25 +138,6 @@ fn no_null(v: &mut serde_json::Value) {
     obj.values_mut().for_each(no_null);
 }
 
-/// `targets` is required though it parses with a default (so that its absence gets the loader's
-/// own message, "missing: at least one target", rather than serde's).
-pub(crate) fn require_targets(schema: &mut schemars::Schema) {
-    let required = schema
-        .ensure_object()
-        .entry("required")
-        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-    if let Some(list) = required.as_array_mut() {
-        if !list.iter().any(|k| k == "targets") {
-            list.push("targets".into());
-        }
-    }
-}
-
-/// For keys whose default is not a constant (it depends on the file): the description says it.
-pub(crate) fn no_default(schema: &mut schemars::Schema) {
-    schema.remove("default");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

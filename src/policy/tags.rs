@@ -1,9 +1,10 @@
-//! policy::tags: tag rules (fixed names, `{source_tag}` templates, `semver`), protected-tag patterns, and the pure rules that decide which rolling version tags may move.
+//! policy::tags: tag rules (fixed names, `{source_tag}` templates, `semver`) and the pure rules that decide which rolling version tags may move; protected-tag patterns are [`crate::pattern`]'s, re-exported.
 
 use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::pattern::Pattern;
 use crate::reference::Tag;
 
 /// The placeholders a tag template may use.
@@ -81,62 +82,6 @@ impl From<TagRule> for String {
     fn from(r: TagRule) -> String {
         r.to_string()
     }
-}
-
-/// A protected-tag pattern: `*` matches any run of characters, `?` any one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(into = "String")]
-pub struct Pattern(String);
-
-impl Pattern {
-    /// Validates a pattern: tag characters plus `*` and `?`.
-    pub fn parse(s: &str) -> Result<Pattern, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 128
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-*?".contains(c));
-        if ok {
-            Ok(Pattern(s.to_owned()))
-        } else {
-            Err(format!(
-                "{s:?} is not a tag pattern (tag characters, '*' and '?')"
-            ))
-        }
-    }
-
-    /// True if the tag matches the whole pattern.
-    pub fn matches(&self, tag: &str) -> bool {
-        glob(self.0.as_bytes(), tag.as_bytes())
-    }
-}
-
-impl From<Pattern> for String {
-    fn from(p: Pattern) -> String {
-        p.0
-    }
-}
-
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    // Iterative wildcard match with one backtrack point: linear in practice, no recursion.
-    let (mut pi, mut si) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// A version read from a tag: `v1.2.3` or `1.2.3` (build metadata cannot appear in a tag).
@@ -252,29 +197,6 @@ mod tests {
             let holds: Vec<&str> = got.held.iter().map(|(t, _)| t.as_str()).collect();
             assert_eq!(&applied, apply, "{src} with {existing:?}");
             assert_eq!(&holds, held, "{src} with {existing:?}");
-        }
-    }
-
-    #[test]
-    fn protected_pattern_table() {
-        let cases: &[(&str, &str, bool)] = &[
-            ("v*", "v1.2.3", true),
-            ("v*", "v", true),
-            ("v*", "prod", false),
-            ("sha-*", "sha-abc1234", true),
-            ("sha-*", "sha", false),
-            ("*-rc*", "1.3.0-rc.1", true),
-            ("1.?.*", "1.2.3", true),
-            ("1.?.*", "1.23.3", false),
-            ("prod", "prod", true),
-            ("prod", "prod2", false),
-            ("*", "anything", true),
-        ];
-        for (p, t, want) in cases {
-            assert_eq!(Pattern::parse(p).unwrap().matches(t), *want, "{p} vs {t}");
-        }
-        for bad in ["", "a/b", "v[0-9]", "x y"] {
-            assert!(Pattern::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::reference::Registry;
-use crate::registry::RegistryError;
+use crate::registry_error::RegistryError;
 pub use hosts::{HostGate, HostSettings};
 pub use retry::RetryPolicy;
 
