@@ -9,6 +9,8 @@ pub mod copy;
 pub mod credential;
 pub mod digest;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod history;
 pub mod manifest;
