@@ -134,6 +134,28 @@ pub fn write_json<T: serde::Serialize + ?Sized>(
     writeln!(out)
 }
 
+/// An error and its causes on one line: the error, then `: cause` for each source (as nextest's
+/// `DisplayErrorChain` does). A cause the message above it already ends with is not repeated:
+/// some errors (a registry's I/O error, a history store error) print their cause inline.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 /// Writes a copy report in the chosen format.
 pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> std::io::Result<()> {
     if format == Format::Json {

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::engine::{immutable_tag_error, Engine, Resolved, Status};
+use super::tag::write_tag;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, OCI_INDEX};
-use crate::reference::{ImageRef, Tag};
+use crate::reference::ImageRef;
 use crate::referrers::{self, Attached, Filter, Found};
 use crate::registry::{ManifestRef, RegistryError, Repo};
-use crate::report::Progress;
+use crate::report::{ErrorChain, Progress};
 
 /// What happened to the attached artifacts at one destination.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -192,7 +193,9 @@ async fn publish(
             }
             _ => {}
         }
-        put_tag(&*repo, tag, &a.manifest).await?;
+        write_tag(&*repo, tag, &a.manifest)
+            .await
+            .map_err(|e| format!("{where_}: {}", ErrorChain(&e)))?;
         tags += 1;
     }
     let mut indexes = 0;
@@ -220,29 +223,10 @@ async fn publish(
         };
         let index = Manifest::parse(bytes, Some(OCI_INDEX))
             .map_err(|e| format!("{where_}: fallback index {tag}: {e}"))?;
-        put_tag(&*repo, &tag, &index).await?;
+        write_tag(&*repo, &tag, &index)
+            .await
+            .map_err(|e| format!("{where_}: {}", ErrorChain(&e)))?;
         indexes += 1;
     }
     Ok((tags, indexes))
-}
-
-/// Puts a manifest under a tag and reads the tag back.
-async fn put_tag(repo: &dyn Repo, tag: &Tag, m: &Manifest) -> Result<(), String> {
-    let r = ManifestRef::Tag(tag.clone());
-    repo.manifest_put(&r, m)
-        .await
-        .map_err(|e| format!("failed to tag {tag} in {}: {e}", repo.name()))?;
-    match repo.manifest_head(&r).await {
-        Ok(Some(i)) if i.digest == m.digest => Ok(()),
-        Ok(other) => Err(format!(
-            "tag {tag} in {} reads back as {}, not {}",
-            repo.name(),
-            other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
-            m.digest
-        )),
-        Err(e) => Err(format!(
-            "failed to read back tag {tag} in {}: {e}",
-            repo.name()
-        )),
-    }
 }

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use super::attached::{copy_attached, DestAttached};
 use super::fanout::{fanout, OnBytes, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
+use super::tag::write_tag;
 use crate::auth::{Auth, CredentialSource, CredentialStore};
 use crate::cloud::{Cloud, Kind, RepoSettings};
 use crate::digest::Digest;
@@ -21,7 +22,7 @@ use crate::referrers::Filter;
 use crate::registry::http::HttpRepo;
 use crate::registry::ocidir::LayoutRepo;
 use crate::registry::{ManifestRef, Mount, RegistryError, Repo};
-use crate::report::Progress;
+use crate::report::{ErrorChain, Progress};
 use crate::transport::retry::{Attempts, RetryPolicy};
 use crate::transport::{Transport, TransportOptions};
 
@@ -999,22 +1000,10 @@ impl Engine {
                 .map_err(|e| format!("failed to put manifest {digest}: {e}"))?;
         }
         let Some(tag) = &p.tag else { return Ok(()) };
-        let tag_ref = ManifestRef::Tag(tag.clone());
-        {
-            let _serial = self.content_lock(&image.root.digest).await;
-            repo.manifest_put(&tag_ref, &image.root)
-                .await
-                .map_err(|e| format!("failed to tag {tag}: {e}"))?;
-        }
-        match repo.manifest_head(&tag_ref).await {
-            Ok(Some(info)) if info.digest == image.root.digest => Ok(()),
-            Ok(other) => Err(format!(
-                "tag {tag} reads back as {}, not {}: something else moved it",
-                other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
-                image.root.digest
-            )),
-            Err(e) => Err(format!("failed to read back tag {tag}: {e}")),
-        }
+        let _serial = self.content_lock(&image.root.digest).await;
+        write_tag(&**repo, tag, &image.root)
+            .await
+            .map_err(|e| ErrorChain(&e).to_string())
     }
 
     fn report(

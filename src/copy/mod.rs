@@ -4,6 +4,7 @@ pub mod attached;
 pub mod engine;
 pub mod fanout;
 pub mod plan;
+pub mod tag;
 
 pub use engine::{
     CopyOptions, CopyReport, DestReport, Engine, Resolved, Status, DEFAULT_JOBS, DEFAULT_PER_HOST,

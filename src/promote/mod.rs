@@ -15,6 +15,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::cloud::RepoSettings;
+use crate::copy::tag::write_tag;
 use crate::copy::{CopyOptions, Engine, Resolved, Status};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -24,7 +25,7 @@ use crate::manifest::Manifest;
 use crate::policy::{EnvPolicy, Environment, Policies, Target};
 use crate::reference::{ImageRef, Tag};
 use crate::registry::{ManifestRef, RegistryError, Repo};
-use crate::report::Progress;
+use crate::report::{ErrorChain, Progress};
 pub use plan::{TagAction, TagMove, TargetPlan};
 
 /// Tags HEAD-checked at once per target.
@@ -907,20 +908,9 @@ async fn flip_target(repo: &dyn Repo, t: &mut TargetReport, root: &Manifest) {
             o.done = true;
             continue;
         }
-        let tag = ManifestRef::Tag(o.planned.tag.clone());
-        let result = match repo.manifest_put(&tag, root).await {
-            Err(e) => Err(format!("failed to set tag {}: {e}", o.planned.tag)),
-            Ok(()) => match repo.manifest_head(&tag).await {
-                Ok(Some(i)) if i.digest == root.digest => Ok(()),
-                Ok(other) => Err(format!(
-                    "tag {} reads back as {}, not {}",
-                    o.planned.tag,
-                    other.map_or("nothing".to_owned(), |i| i.digest.to_string()),
-                    root.digest
-                )),
-                Err(e) => Err(format!("failed to read back tag {}: {e}", o.planned.tag)),
-            },
-        };
+        let result = write_tag(repo, &o.planned.tag, root)
+            .await
+            .map_err(|e| ErrorChain(&e).to_string());
         match result {
             Ok(()) => o.done = true,
             Err(e) => {
