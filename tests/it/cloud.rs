@@ -2,18 +2,17 @@
 
 use crate::support;
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::bed::{stderr, Bed};
+use support::bed::{json, said, stderr, Bed};
 use support::faultproxy::{Action, FaultProxy, Rule};
 use support::moto::{ecr_password, MotoServer, ECR_HOST};
 use support::oauth::OAuthServer;
 use support::registry::{Mode, TestRegistry};
-use support::skopeo::{inspect_raw, sha256_hex, TlsOpt};
+use support::skopeo::{manifest_digest, TlsOpt};
 
 const GH_USER: &str = "octocat";
 const GH_SECRET: &str = "ghp_test-secret-6f1d2c";
@@ -70,13 +69,8 @@ impl Cloud {
         }
     }
 
-    fn policies(&self) -> PathBuf {
-        self.bed.dir.path().join("policies")
-    }
-
     fn write(&self, name: &str, text: &str) {
-        std::fs::create_dir_all(self.policies()).unwrap();
-        std::fs::write(self.policies().join(name), text).unwrap();
+        self.bed.policies(&[(name, text.to_owned())]);
     }
 
     /// registries.yaml: every stand-in under its real name; `ecr_extra` adds keys to ECR's entry.
@@ -100,7 +94,7 @@ impl Cloud {
 
     fn ferry_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.bed.command(args);
-        c.env("FERRY_POLICIES", self.policies())
+        c.env("FERRY_POLICIES", self.bed.policies_dir())
             .env("AWS_ENDPOINT_URL", self.moto.endpoint())
             .env("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
@@ -121,11 +115,7 @@ impl Cloud {
 
     /// No credential, token or private key in anything ferry printed.
     fn assert_no_secrets(&self, out: &Output) {
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = said(out);
         let key_line = self
             .oauth
             .private_key_pem()
@@ -168,10 +158,7 @@ impl Cloud {
 
     /// Writes (PUT/POST/PATCH/DELETE) a registry has received so far.
     fn writes(r: &TestRegistry) -> usize {
-        r.access_log()
-            .iter()
-            .filter(|e| matches!(e.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
-            .count()
+        r.access_log().iter().filter(|e| e.is_write()).count()
     }
 }
 
@@ -183,14 +170,11 @@ fn ok(out: &Output) -> Value {
         stderr(out),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    json(out)
 }
 
 fn digest_at(reference: &str, creds: (&str, &str)) -> String {
-    format!(
-        "sha256:{}",
-        sha256_hex(&inspect_raw(reference, Some(creds), TlsOpt::Insecure))
-    )
+    manifest_digest(reference, Some(creds), TlsOpt::Insecure)
 }
 
 #[test]
@@ -399,7 +383,7 @@ fn workload_identity_federation_reaches_artifact_registry_without_a_key() {
         &[("GOOGLE_APPLICATION_CREDENTIALS", cred.to_str().unwrap())],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let text = said(&out);
     let line = text
         .lines()
         .find(|l| l.contains("exchange the subject token (STS)"))
@@ -586,16 +570,13 @@ fn ghcr_public_pulls_fall_back_to_anonymous_tokens() {
     let (w, from) = bed.image("v1", 3);
     let seeded = bed.ferry(&["copy", &from, &format!("{}/public/api:v1", src.host())]);
     assert!(seeded.status.success(), "{}", stderr(&seeded));
-    let dir = bed.dir.path().join("policies");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("registries.yaml"),
+    let dir = bed.policies(&[(
+        "registries.yaml",
         format!(
             "version: 1\nregistries:\n  ghcr.io:\n    endpoint: http://{}\n",
             src.host()
         ),
-    )
-    .unwrap();
+    )]);
     let out = bed
         .command(&[
             "copy",

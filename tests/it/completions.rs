@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn ferry() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-}
+use crate::support::ferry;
 
 fn stdout_of(cmd: &mut Command) -> String {
     let out = cmd.output().expect("ferry runs");

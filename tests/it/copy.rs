@@ -7,12 +7,9 @@ use std::process::Output;
 
 use ferry::sample::{ImageSpec, LayerSpec, Layout, Written};
 use serde_json::Value;
-use support::bed::{stderr, Bed};
+use support::bed::{said, stderr, Bed};
 use support::registry::{Mode, TestRegistry};
-
-fn creds(r: &TestRegistry) -> Option<(&str, &str)> {
-    r.username().zip(r.password())
-}
+use support::skopeo::manifest_digest;
 
 /// Every manifest digest of a written sample image: the root and its children.
 fn all_manifests(w: &Written) -> Vec<String> {
@@ -24,20 +21,16 @@ fn all_manifests(w: &Written) -> Vec<String> {
 /// Asserts, with skopeo, that every manifest of `w` at `host/repo` hashes to its digest.
 fn assert_byte_exact(r: &TestRegistry, repo: &str, tag: Option<&str>, w: &Written) {
     for d in all_manifests(w) {
-        let raw =
-            support::skopeo::inspect_raw(&format!("{}/{repo}@{d}", r.host()), creds(r), r.tls());
         assert_eq!(
-            format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
+            manifest_digest(&format!("{}/{repo}@{d}", r.host()), r.creds(), r.tls()),
             d,
             "manifest {d} at {}/{repo}",
             r.host()
         );
     }
     if let Some(tag) = tag {
-        let raw =
-            support::skopeo::inspect_raw(&format!("{}/{repo}:{tag}", r.host()), creds(r), r.tls());
         assert_eq!(
-            format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
+            manifest_digest(&format!("{}/{repo}:{tag}", r.host()), r.creds(), r.tls()),
             w.digest,
             "tag {tag} at {}/{repo}",
             r.host()
@@ -163,7 +156,7 @@ fn fans_out_byte_exact_to_three_registries_reading_each_blob_once() {
         let out = tempfile::tempdir().unwrap();
         support::skopeo::copy(
             &format!("docker://{}/mirror/api:oci-multi", d.host()),
-            creds(d),
+            d.creds(),
             d.tls(),
             &format!("oci:{}:x", out.path().display()),
             None,
@@ -247,7 +240,7 @@ fn tls_registry_needs_its_ca() {
     // fallback to plain HTTP.
     let started = std::time::Instant::now();
     let out = bed.ferry(&["copy", &from, &dest, "--https", &reg.host()]);
-    let said = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    let said = said(&out);
     eprintln!("unknown CA ({:?}): {said}", started.elapsed());
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
@@ -405,7 +398,7 @@ fn bad_input_fails_cleanly() {
 #[test]
 fn demo_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(support::ferry_bin())
+    let out = support::ferry()
         .args(["demo", "--dir"])
         .arg(dir.path())
         .output()

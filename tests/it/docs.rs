@@ -8,9 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::root;
 
 /// The Markdown pages checked: README.md and every `docs/*.md`.
 fn pages() -> Vec<PathBuf> {

@@ -5,10 +5,10 @@ use crate::support;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::bed::{stderr, Bed};
+use support::bed::{json, said, single_platform, stderr, Bed};
 use support::faultproxy::{Action, FaultProxy, Rule};
 use support::registry::{Mode, TestRegistry};
+use support::skopeo::tagged;
 
 fn rule(name: &str, method: Option<&str>, path: &str, times: usize, action: Action) -> Rule {
     Rule {
@@ -55,16 +55,6 @@ fn uploads_by_digest(
     out
 }
 
-/// Whether `repo:tag` exists in `r` (asked by skopeo, an independent client).
-fn tagged(r: &TestRegistry, repo: &str, tag: &str) -> bool {
-    let out = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/{repo}:{tag}", r.host()))
-        .output()
-        .unwrap();
-    out.status.success()
-}
-
 /// A plain source registry seeded with one sample image (`acme/api:v1`); returns it and the digest.
 fn seeded(bed: &Bed) -> (TestRegistry, String) {
     let src = TestRegistry::start(Mode::Plain);
@@ -74,13 +64,13 @@ fn seeded(bed: &Bed) -> (TestRegistry, String) {
     (src, w.digest)
 }
 
-/// stderr and stdout together: per-destination errors are in the report on stdout.
-fn said(out: &Output) -> String {
-    format!("{}{}", stderr(out), String::from_utf8_lossy(&out.stdout))
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+/// `ferry copy FROM/acme/api:v1 TO/acme/api:v1 EXTRA…`: the sample image from one host (a
+/// registry or a proxy in front of one) to another.
+fn copy_api(bed: &Bed, from: &str, to: &str, extra: &[&str]) -> Output {
+    let (from, to) = (format!("{from}/acme/api:v1"), format!("{to}/acme/api:v1"));
+    let mut args = vec!["copy", from.as_str(), to.as_str()];
+    args.extend(extra);
+    bed.ferry(&args)
 }
 
 #[test]
@@ -97,13 +87,7 @@ fn transient_failures_are_retried_and_permanent_ones_are_not() {
     ] {
         proxy.add(rule(name, method, path, 2, status(code)));
     }
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", src.host()),
-        &format!("{}/acme/api:v1", proxy.host()),
-        "--output",
-        "json",
-    ]);
+    let out = copy_api(&bed, &src.host(), &proxy.host(), &["--output", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&out)["digest"], digest.as_str());
     let injected = proxy.log().iter().filter(|e| e.injected.is_some()).count();
@@ -159,13 +143,7 @@ fn the_bytes_win_over_a_lying_header_and_a_lying_body_aborts_with_nothing_tagged
         1,
         Action::SetHeader("docker-content-digest".into(), lie.clone()),
     ));
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", proxy.host()),
-        &format!("{}/acme/api:v1", dest.host()),
-        "--output",
-        "json",
-    ]);
+    let out = copy_api(&bed, &proxy.host(), &dest.host(), &["--output", "json"]);
     eprintln!("lying header: {}", stderr(&out));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&out)["digest"], digest.as_str(), "the bytes' digest");
@@ -179,11 +157,7 @@ fn the_bytes_win_over_a_lying_header_and_a_lying_body_aborts_with_nothing_tagged
         let p = FaultProxy::start(&src.host());
         p.add(rule(name, Some("GET"), path, 100, Action::CorruptBody));
         let fresh = TestRegistry::start(Mode::Plain);
-        let out = bed.ferry(&[
-            "copy",
-            &format!("{}/acme/api:v1", p.host()),
-            &format!("{}/acme/api:v1", fresh.host()),
-        ]);
+        let out = copy_api(&bed, &p.host(), &fresh.host(), &[]);
         let err = said(&out);
         eprintln!("{name}: {err}");
         assert_ne!(out.status.code(), Some(0), "{name}: {err}");
@@ -225,11 +199,7 @@ fn redirects_never_carry_credentials_and_never_reach_link_local_addresses() {
         src.username().unwrap().into(),
         src.password().unwrap().into(),
     )]);
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", front.host()),
-        &format!("{}/acme/api:v1", dest.host()),
-    ]);
+    let out = copy_api(&bed, &front.host(), &dest.host(), &[]);
     eprintln!("redirected: {}", said(&out));
     assert!(front
         .log()
@@ -264,11 +234,7 @@ fn redirects_never_carry_credentials_and_never_reach_link_local_addresses() {
         src.password().unwrap().into(),
     )]);
     let started = Instant::now();
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", front.host()),
-        &format!("{}/acme/api:v1", dest.host()),
-    ]);
+    let out = copy_api(&bed, &front.host(), &dest.host(), &[]);
     let err = said(&out);
     eprintln!("link-local: {err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -297,11 +263,7 @@ fn error_bodies_are_read_capped() {
         },
     ));
     let started = Instant::now();
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", src.host()),
-        &format!("{}/acme/api:v1", proxy.host()),
-    ]);
+    let out = copy_api(&bed, &src.host(), &proxy.host(), &[]);
     let took = started.elapsed();
     let sent = proxy.huge_bytes_sent();
     eprintln!(
@@ -328,15 +290,12 @@ fn a_cut_blob_download_is_sent_again_alone() {
         Action::CutAfter(10_000),
     ));
     let dest = TestRegistry::start(Mode::Plain);
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", proxy.host()),
-        &format!("{}/acme/api:v1", dest.host()),
-        "--output",
-        "json",
-        "--jobs",
-        "1",
-    ]);
+    let out = copy_api(
+        &bed,
+        &proxy.host(),
+        &dest.host(),
+        &["--output", "json", "--jobs", "1"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&out)["digest"], digest.as_str());
     let log = proxy.log();
@@ -429,23 +388,12 @@ fn sigint_and_sigterm_stop_within_seconds_and_no_tag_moves_after() {
 
 #[test]
 fn a_one_gib_layer_cut_at_sixty_percent_is_restarted_alone() {
-    use ferry::sample::{ImageSpec, LayerSpec, Layout};
+    use ferry::sample::Layout;
     const GIB: u64 = 1 << 30;
     let bed = Bed::new(&[]);
     let layout = Layout::create(&bed.layout("big")).unwrap();
     let w = layout
-        .add_image(&ImageSpec {
-            tag: "big".into(),
-            seed: 1,
-            platforms: vec![],
-            attestation: false,
-            base_layers: vec![LayerSpec {
-                seed: 2,
-                size: 1 << 20,
-            }],
-            own_layers: vec![LayerSpec { seed: 3, size: GIB }],
-            ..ImageSpec::default()
-        })
+        .add_image(&single_platform("big", 1, &[(2, 1 << 20)], &[(3, GIB)]))
         .unwrap();
     let src = TestRegistry::start(Mode::Plain);
     let from = format!("ocidir://{}:big", bed.layout("big").display());
@@ -636,11 +584,7 @@ fn manifests_are_read_capped_and_bad_input_gets_one_line() {
             size: 5 << 20,
         },
     ));
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", proxy.host()),
-        &format!("{}/acme/api:v1", dest.host()),
-    ]);
+    let out = copy_api(&bed, &proxy.host(), &dest.host(), &[]);
     let err = said(&out);
     eprintln!("5 MiB manifest: {err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -658,11 +602,7 @@ fn manifests_are_read_capped_and_bad_input_gets_one_line() {
             body: "<html>not a manifest</html>".into(),
         },
     ));
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", proxy.host()),
-        &format!("{}/acme/api:v1", dest.host()),
-    ]);
+    let out = copy_api(&bed, &proxy.host(), &dest.host(), &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not valid JSON"), "{err}");
@@ -718,15 +658,12 @@ fn an_upload_cut_midway_is_sent_again_alone() {
         1,
         Action::CutRequestAfter(10_000),
     ));
-    let out = bed.ferry(&[
-        "copy",
-        &format!("{}/acme/api:v1", src.host()),
-        &format!("{}/acme/api:v1", proxy.host()),
-        "--output",
-        "json",
-        "--jobs",
-        "1",
-    ]);
+    let out = copy_api(
+        &bed,
+        &src.host(),
+        &proxy.host(),
+        &["--output", "json", "--jobs", "1"],
+    );
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(json(&out)["digest"], digest.as_str());
     let puts = uploads_by_digest(

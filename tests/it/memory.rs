@@ -5,8 +5,10 @@ use crate::support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ferry::sample::{ImageSpec, LayerSpec, Layout};
+use ferry::sample::Layout;
+use support::bed::single_platform;
 use support::registry::{Mode, TestRegistry};
+use support::skopeo::manifest_digest;
 
 /// Runs a command to completion, sampling VmHWM (peak resident set) from /proc while it runs.
 fn run_with_peak_rss(cmd: &mut Command) -> (std::process::ExitStatus, u64, String) {
@@ -61,22 +63,11 @@ fn one_gib_layer_to_three_destinations_in_flat_memory() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::create(&dir.path().join("big")).unwrap();
     let w = layout
-        .add_image(&ImageSpec {
-            tag: "big".into(),
-            seed: 1,
-            platforms: vec![],
-            attestation: false,
-            base_layers: vec![],
-            own_layers: vec![LayerSpec {
-                seed: 99,
-                size: 1 << 30,
-            }],
-            ..ImageSpec::default()
-        })
+        .add_image(&single_platform("big", 1, &[], &[(99, 1 << 30)]))
         .unwrap();
     assert!(w.blob_bytes >= 1 << 30);
     let source = format!("{}/big/image:v1", src.host());
-    let seed = Command::new(support::ferry_bin())
+    let seed = support::ferry()
         .args([
             "copy",
             &format!("ocidir://{}:big", dir.path().join("big").display()),
@@ -96,7 +87,7 @@ fn one_gib_layer_to_three_destinations_in_flat_memory() {
         .collect();
     let started = std::time::Instant::now();
     let (status, peak_kib, output) = run_with_peak_rss(
-        Command::new(support::ferry_bin())
+        support::ferry()
             .arg("copy")
             .arg(&source)
             .args(&targets)
@@ -110,9 +101,8 @@ fn one_gib_layer_to_three_destinations_in_flat_memory() {
     );
     assert!(mib <= 100.0, "peak RSS {mib:.1} MiB");
     for d in &dests {
-        let raw = support::skopeo::inspect_raw(&format!("{}/big/copy:v1", d.host()), None, d.tls());
         assert_eq!(
-            format!("sha256:{}", support::skopeo::sha256_hex(&raw)),
+            manifest_digest(&format!("{}/big/copy:v1", d.host()), None, d.tls()),
             w.digest
         );
     }

@@ -2,13 +2,13 @@
 
 use crate::support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferry::sample::{ImageSpec, LayerSpec, Written};
 use serde_json::Value;
 use support::bed::{stderr, Bed};
 use support::registry::{AccessEntry, Mode, TestRegistry};
+use support::skopeo::{pulls_completely, tag_digest};
 
 /// A source registry (reached as `ghcr.io` through an endpoint override) and three targets with mixed auth.
 struct World {
@@ -37,15 +37,9 @@ impl World {
         w
     }
 
-    fn policies(&self) -> PathBuf {
-        self.bed.dir.path().join("policies")
-    }
-
     /// staging → the plain registry; prod (from staging) → all three.
     fn write_policies(&self, staging_tags: &str, prod_tags: &str) {
-        let dir = self.policies();
-        std::fs::create_dir_all(&dir).unwrap();
-        let files = [
+        self.bed.policies(&[
             (
                 "registries.yaml",
                 format!(
@@ -69,10 +63,7 @@ impl World {
                     self.plain.host()
                 ),
             ),
-        ];
-        for (name, text) in files {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
+        ]);
     }
 
     /// Generates an image and pushes it to the source under `tag`.
@@ -113,7 +104,7 @@ impl World {
     fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
         let mut v = vec![
             "--policies".to_owned(),
-            self.policies().display().to_string(),
+            self.bed.policies_dir().display().to_string(),
         ];
         v.extend(args.iter().map(|s| s.to_string()));
         v
@@ -155,48 +146,10 @@ impl World {
     }
 }
 
-fn creds(r: &TestRegistry) -> Option<(&str, &str)> {
-    r.username().zip(r.password())
-}
-
-/// The digest a tag points at, as skopeo reads it (None if absent).
-fn tag_digest(r: &TestRegistry, repo: &str, tag: &str) -> Option<String> {
-    let reference = format!("docker://{}/{repo}:{tag}", r.host());
-    let mut cmd = std::process::Command::new("skopeo");
-    cmd.args(["inspect", "--raw", "--tls-verify=false"]);
-    if let Some((u, p)) = creds(r) {
-        cmd.arg(format!("--creds={u}:{p}"));
-    }
-    let out = cmd.arg(&reference).output().expect("skopeo runs");
-    out.status
-        .success()
-        .then(|| format!("sha256:{}", support::skopeo::sha256_hex(&out.stdout)))
-}
-
-/// skopeo pulls the whole image behind the tag (every manifest and blob, digests checked).
-fn pulls_completely(r: &TestRegistry, repo: &str, tag: &str) -> Result<(), String> {
-    let dest = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new("skopeo");
-    cmd.args(["copy", "--all", "--src-tls-verify=false"]);
-    if let Some((u, p)) = creds(r) {
-        cmd.arg(format!("--src-creds={u}:{p}"));
-    }
-    let out = cmd
-        .arg(format!("docker://{}/{repo}:{tag}", r.host()))
-        .arg(format!("oci:{}:x", dest.path().display()))
-        .output()
-        .expect("skopeo runs");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(stderr(&out))
-    }
-}
-
 fn writes(entries: &[AccessEntry]) -> Vec<String> {
     entries
         .iter()
-        .filter(|e| matches!(e.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
+        .filter(|e| e.is_write())
         .map(|e| format!("{} {}", e.method, e.path))
         .collect()
 }
@@ -511,7 +464,7 @@ fn policy_check_names_file_and_key() {
     let ok = w.ferry(&["policy", "check"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("environment prod"));
-    let prod = w.policies().join("prod.yaml");
+    let prod = w.bed.policies_dir().join("prod.yaml");
     let text = std::fs::read_to_string(&prod).unwrap();
     std::fs::write(
         &prod,

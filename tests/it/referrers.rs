@@ -3,14 +3,14 @@
 use crate::support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::PathBuf;
 
 use ferry::sample::{public_key_pem, signing_key, ImageSpec, Layout, Written};
 use serde_json::{json, Value};
 use support::bed::{stderr, Bed};
 use support::faultproxy::FaultProxy;
 use support::registry::{Mode, TestRegistry};
-use support::skopeo::{inspect_raw, sha256_hex, TlsOpt};
+use support::skopeo::{inspect_raw, manifest_digest, sha256_hex, TlsOpt};
 
 const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
 const SBOM: &str = "application/spdx+json";
@@ -102,9 +102,9 @@ fn has(r: &TestRegistry, repo: &str, reference: &str) -> bool {
 
 /// The manifest at `repo@digest`, read by skopeo, hashes to `digest`.
 fn byte_exact(r: &TestRegistry, repo: &str, digest: &str) {
-    let bytes = raw(r, &format!("{repo}@{digest}"));
+    let reference = format!("{}/{repo}@{digest}", r.host());
     assert_eq!(
-        format!("sha256:{}", sha256_hex(&bytes)),
+        manifest_digest(&reference, None, TlsOpt::Insecure),
         digest,
         "{repo}@{digest}"
     );
@@ -272,9 +272,8 @@ fn attached_artifacts_travel_byte_exact_and_fallback_indexes_merge() {
     assert!(!has(&d, "acme/api", &img.signature.digest));
 }
 
-fn write_prod(dir: &Path, src: &TestRegistry, targets: &[String], key: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("cosign.pub"), key).unwrap();
+/// The bed's policies: prod from `src` to `targets`, gated on provenance and a signature by `key`.
+fn write_prod(bed: &Bed, src: &TestRegistry, targets: &[String], key: &str) -> PathBuf {
     let targets: String = targets
         .iter()
         .map(|t| {
@@ -282,14 +281,16 @@ fn write_prod(dir: &Path, src: &TestRegistry, targets: &[String], key: &str) {
             format!("  - registry: {reg}\n    repository: {repo}\n")
         })
         .collect();
-    std::fs::write(
-        dir.join("prod.yaml"),
-        format!(
-            "version: 1\nsource: {}/acme/api\ntargets:\n{targets}tags: [prod]\nrequire:\n  attestation:\n    predicate_type: {SLSA_V1}\n    fields:\n      predicate.runDetails.builder.id: {BUILDER}\n  signature:\n    public_key: cosign.pub\n",
-            src.host()
+    bed.policies(&[
+        ("cosign.pub", key.to_owned()),
+        (
+            "prod.yaml",
+            format!(
+                "version: 1\nsource: {}/acme/api\ntargets:\n{targets}tags: [prod]\nrequire:\n  attestation:\n    predicate_type: {SLSA_V1}\n    fields:\n      predicate.runDetails.builder.id: {BUILDER}\n  signature:\n    public_key: cosign.pub\n",
+                src.host()
+            ),
         ),
-    )
-    .unwrap();
+    ])
 }
 
 #[test]
@@ -313,9 +314,8 @@ fn prod_requires_provenance_and_a_signature_by_its_key() {
         let out = bed.ferry(&["copy", from, &format!("{}/acme/api:{tag}", src.host())]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let dir = bed.dir.path().join("policies");
-    write_prod(
-        &dir,
+    let dir = write_prod(
+        &bed,
         &src,
         &[
             format!("{}/acme/api", t1.host()),
@@ -333,7 +333,7 @@ fn prod_requires_provenance_and_a_signature_by_its_key() {
         t1.access_log()
             .iter()
             .chain(t2_registry.access_log().iter())
-            .filter(|e| matches!(e.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
+            .filter(|e| e.is_write())
             .count()
     };
     assert!(run(&["policy", "check", "--offline"]).status.success());
@@ -373,8 +373,11 @@ fn prod_requires_provenance_and_a_signature_by_its_key() {
     let out = run(&["promote", "prod", ":good", "--output", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     for (reg, via) in [(&t1, None), (&t2_registry, Some(&t2))] {
-        let prod = raw(reg, "acme/api:prod");
-        assert_eq!(format!("sha256:{}", sha256_hex(&prod)), good.image.digest);
+        let prod = format!("{}/acme/api:prod", reg.host());
+        assert_eq!(
+            manifest_digest(&prod, None, TlsOpt::Insecure),
+            good.image.digest
+        );
         for w in [&good.signature, &good.attestation, &good.on_index] {
             byte_exact(reg, "acme/api", &w.digest);
         }
@@ -399,17 +402,14 @@ fn mirror_brings_signatures_added_after_the_image() {
     let to_src = format!("{}/acme/svc:v1.0.0", src.host());
     let out = bed.ferry(&["copy", &from, &to_src]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let dir = bed.dir.path().join("policies");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("nightly.yaml"),
+    let dir = bed.policies(&[(
+        "nightly.yaml",
         format!(
             "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [svc]\ntargets:\n  - registry: {}\n    prefix: mirror/\n",
             src.host(),
             dest.host()
         ),
-    )
-    .unwrap();
+    )]);
     let mirror = || -> Value {
         let out = bed
             .command(&["mirror", "--output", "json"])

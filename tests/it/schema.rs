@@ -3,19 +3,12 @@
 //! the schema and the loader refuse the same typos.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ferry::policy::schema::{schema, schema_text, SchemaKind};
 use serde_json::{json, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn ferry() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ferry"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{ferry, root};
 
 fn schema_dir() -> PathBuf {
     root().join("policies/schema")
@@ -104,7 +97,7 @@ fn committed_schemas_equal_the_generated_ones() {
 
 #[test]
 fn policy_schema_prints_and_writes_what_is_committed() {
-    let out = Command::new(ferry())
+    let out = ferry()
         .args(["policy", "schema", "--kind", "mirror"])
         .output()
         .unwrap();
@@ -115,7 +108,7 @@ fn policy_schema_prints_and_writes_what_is_committed() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(ferry())
+    let out = ferry()
         .args(["policy", "schema", "--out"])
         .arg(dir.path())
         .output()
@@ -126,10 +119,7 @@ fn policy_schema_prints_and_writes_what_is_committed() {
         assert_eq!(written, schema_text(kind), "{kind}");
     }
 
-    let out = Command::new(ferry())
-        .args(["policy", "schema"])
-        .output()
-        .unwrap();
+    let out = ferry().args(["policy", "schema"]).output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -215,7 +205,7 @@ fn the_kubernetes_examples_policies_validate() {
 #[test]
 fn the_demos_policies_validate() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(ferry())
+    let out = ferry()
         .args(["demo", "--dir"])
         .arg(dir.path())
         .output()
@@ -246,7 +236,7 @@ fn loader_accepts(name: &str, text: &str) -> bool {
 
 /// `ferry policy check --offline` on a policy directory: the loader's verdict, no registry asked.
 fn policy_check(dir: &Path) -> std::process::Output {
-    Command::new(ferry())
+    ferry()
         .arg("--policies")
         .arg(dir)
         .args(["policy", "check", "--offline"])

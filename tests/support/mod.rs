@@ -11,8 +11,20 @@ pub mod tls;
 pub mod tokenserver;
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The ferry binary built for these tests.
 pub fn ferry_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// The ferry binary as a bare command: no test bed, for what reads no registry credentials
+/// (completions, man pages, schemas, the demo). [`bed::Bed::command`] isolates the rest.
+pub fn ferry() -> Command {
+    Command::new(ferry_bin())
+}
+
+/// The repository's root (where Cargo.toml is): README.md, `docs/`, `policies/`, `examples/`.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -44,6 +44,13 @@ pub struct AccessEntry {
     pub user_agent: String,
 }
 
+impl AccessEntry {
+    /// Whether the request could change the registry (PUT, POST, PATCH, DELETE).
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE")
+    }
+}
+
 /// A running registry; killed and removed when dropped.
 pub struct TestRegistry {
     mode: Mode,
@@ -239,6 +246,11 @@ impl TestRegistry {
             Mode::Basic | Mode::Tls => Some(BASIC_PASSWORD),
             Mode::Token => Some(TOKEN_PASSWORD),
         }
+    }
+
+    /// The (user, password) a client logs in with, for protected registries.
+    pub fn creds(&self) -> Option<(&str, &str)> {
+        self.username().zip(self.password())
     }
 
     /// How skopeo should connect.

@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
+use super::registry::TestRegistry;
+
 /// How skopeo reaches a registry.
 #[derive(Clone, Debug)]
 pub enum TlsOpt {
@@ -78,6 +80,51 @@ pub fn inspect_raw(reference: &str, creds: Option<(&str, &str)>, tls: TlsOpt) ->
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// The digest of the manifest at `reference` as skopeo reads it: `sha256:` and the hex of its bytes.
+pub fn manifest_digest(reference: &str, creds: Option<(&str, &str)>, tls: TlsOpt) -> String {
+    format!("sha256:{}", sha256_hex(&inspect_raw(reference, creds, tls)))
+}
+
+/// The digest `repo:tag` at `r` points at, as skopeo reads it with the registry's own
+/// credentials (None if absent).
+pub fn tag_digest(r: &TestRegistry, repo: &str, tag: &str) -> Option<String> {
+    let out = base()
+        .arg("inspect")
+        .arg("--raw")
+        .args(tls_args("", &r.tls()))
+        .args(creds_args("", r.creds()))
+        .arg(format!("docker://{}/{repo}:{tag}", r.host()))
+        .output()
+        .expect("skopeo runs");
+    out.status
+        .success()
+        .then(|| format!("sha256:{}", sha256_hex(&out.stdout)))
+}
+
+/// Whether `repo:tag` exists at `r`.
+pub fn tagged(r: &TestRegistry, repo: &str, tag: &str) -> bool {
+    tag_digest(r, repo, tag).is_some()
+}
+
+/// skopeo pulls the whole image behind `repo:tag` at `r` (every manifest and blob, digests
+/// checked) into a scratch OCI layout; its stderr if it cannot.
+pub fn pulls_completely(r: &TestRegistry, repo: &str, tag: &str) -> Result<(), String> {
+    let dest = tempfile::tempdir().unwrap();
+    let out = base()
+        .args(["copy", "--all"])
+        .args(tls_args("src-", &r.tls()))
+        .args(creds_args("src-", r.creds()))
+        .arg(format!("docker://{}/{repo}:{tag}", r.host()))
+        .arg(format!("oci:{}:x", dest.path().display()))
+        .output()
+        .expect("skopeo runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// `skopeo copy --all --preserve-digests SRC DST` with per-side credentials and TLS.
