@@ -251,144 +251,71 @@ fn the_schema_and_the_loader_refuse_the_same_mistakes() {
         "version: 1\nkind: mirror\nsource: ghcr.io/acme\ntargets:\n  - registry: r.example\n";
     const REGISTRIES: &str = "version: 1\nregistries:\n  r.example:\n    retries: 3\n";
     // (file, kind, text, what is wrong): each base is valid; each case is one mistake.
+    let env = |text: String, mistake| ("prod.yaml", SchemaKind::Environment, text, mistake);
+    let mirror = |text: String, mistake| ("nightly.yaml", SchemaKind::Mirror, text, mistake);
+    let registries =
+        |text: String, mistake| ("registries.yaml", SchemaKind::Registries, text, mistake);
     let cases: Vec<(&str, SchemaKind, String, &str)> = vec![
-        ("prod.yaml", SchemaKind::Environment, ENV.into(), ""),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
-            ENV.replace("tags:", "tagz:"),
-            "unknown key",
-        ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
-            ENV.replace("version: 1", "version: 2"),
-            "version",
-        ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
-            ENV.replace("source: ghcr.io/acme/api\n", ""),
-            "no source",
-        ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
-            format!("{ENV}platforms: [amd64]\n"),
-            "platform",
-        ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
+        env(ENV.into(), ""),
+        env(ENV.replace("tags:", "tagz:"), "unknown key"),
+        env(ENV.replace("version: 1", "version: 2"), "version"),
+        env(ENV.replace("source: ghcr.io/acme/api\n", ""), "no source"),
+        env(format!("{ENV}platforms: [amd64]\n"), "platform"),
+        env(
             format!("{ENV}referrers: {{artifact_typez: [x]}}\n"),
             "referrers typo",
         ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
-            format!("{ENV}referrers: {{depth: 0}}\n"),
-            "depth 0",
-        ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
+        env(format!("{ENV}referrers: {{depth: 0}}\n"), "depth 0"),
+        env(
             format!("{ENV}require:\n  attestation: {{predicate_type: x, feilds: {{}}}}\n"),
             "attestation typo",
         ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
+        env(
             format!("{ENV}require:\n  signatures: {{}}\n"),
             "require typo",
         ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
+        env(
             ENV.replace("    repository: acme/api\n", "    repo: acme/api\n"),
             "target typo",
         ),
-        (
-            "prod.yaml",
-            SchemaKind::Environment,
+        env(
             ENV.replace(
                 "targets:\n  - registry: r.example\n    repository: acme/api\n",
                 "",
             ),
             "no targets",
         ),
-        ("nightly.yaml", SchemaKind::Mirror, MIRROR.into(), ""),
-        (
-            "nightly.yaml",
-            SchemaKind::Mirror,
+        mirror(MIRROR.into(), ""),
+        mirror(
             MIRROR.replace("targets:\n  - registry: r.example\n", ""),
             "no targets",
         ),
-        (
-            "nightly.yaml",
-            SchemaKind::Mirror,
-            format!("{MIRROR}existing: replace\n"),
-            "existing",
-        ),
-        (
-            "nightly.yaml",
-            SchemaKind::Mirror,
-            format!("{MIRROR}tags: {{newest: 0}}\n"),
-            "newest 0",
-        ),
-        (
-            "nightly.yaml",
-            SchemaKind::Mirror,
+        mirror(format!("{MIRROR}existing: replace\n"), "existing"),
+        mirror(format!("{MIRROR}tags: {{newest: 0}}\n"), "newest 0"),
+        mirror(
             format!("{MIRROR}tags: {{include: '^v'}}\n"),
             "include not a list",
         ),
-        (
-            "nightly.yaml",
-            SchemaKind::Mirror,
+        mirror(
             MIRROR.replace("r.example\n", "r.example\n    prefix: mirror\n"),
             "prefix without /",
         ),
-        (
-            "nightly.yaml",
-            SchemaKind::Mirror,
+        mirror(
             format!("{MIRROR}digests: [api@sha256:abc]\n"),
             "short digest",
         ),
-        (
-            "registries.yaml",
-            SchemaKind::Registries,
-            REGISTRIES.into(),
-            "",
-        ),
-        (
-            "registries.yaml",
-            SchemaKind::Registries,
+        registries(REGISTRIES.into(), ""),
+        registries(
             REGISTRIES.replace("retries: 3", "auth: kerberos"),
             "auth kind",
         ),
-        (
-            "registries.yaml",
-            SchemaKind::Registries,
-            REGISTRIES.replace("retries: 3", "retries: 0"),
-            "retries 0",
-        ),
-        (
-            "registries.yaml",
-            SchemaKind::Registries,
-            REGISTRIES.replace("retries: 3", "retry: 3"),
-            "unknown key",
-        ),
-        (
-            "registries.yaml",
-            SchemaKind::Registries,
+        registries(REGISTRIES.replace("retries: 3", "retries: 0"), "retries 0"),
+        registries(REGISTRIES.replace("retries: 3", "retry: 3"), "unknown key"),
+        registries(
             REGISTRIES.replace("retries: 3", "endpoint: http://127.0.0.1:5000/v2"),
             "endpoint path",
         ),
-        (
-            "registries.yaml",
-            SchemaKind::Registries,
-            REGISTRIES.replace("version: 1\n", ""),
-            "no version",
-        ),
+        registries(REGISTRIES.replace("version: 1\n", ""), "no version"),
     ];
     for (name, kind, text, mistake) in &cases {
         // Environment files need a registries.yaml-free directory; the mirror and registries
