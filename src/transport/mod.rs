@@ -48,6 +48,38 @@ impl TransportOptions {
             .extend(["/etc/docker/certs.d", "/etc/containers/certs.d"].map(PathBuf::from));
         self
     }
+
+    /// From the command line's `--plain-http HOST`, `--https HOST` and `--ca-file HOST=PATH`
+    /// lists (hosts compared without case), with the default certificate directories; or what
+    /// is wrong with a `--ca-file`.
+    pub fn from_flags(
+        plain_http: &[String],
+        https: &[String],
+        ca_file: &[String],
+    ) -> Result<TransportOptions, String> {
+        let mut ca_files = HashMap::new();
+        for spec in ca_file {
+            let (host, path) = spec
+                .split_once('=')
+                .ok_or_else(|| format!("--ca-file {spec:?}: expected HOST=PATH"))?;
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(format!(
+                    "--ca-file {host}: {} is not a readable file",
+                    path.display()
+                ));
+            }
+            ca_files.insert(host.to_ascii_lowercase(), path);
+        }
+        let lower = |hosts: &[String]| hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        Ok(TransportOptions {
+            plain_http: lower(plain_http),
+            force_https: lower(https),
+            ca_files,
+            ..TransportOptions::default()
+        }
+        .with_default_cert_dirs())
+    }
 }
 
 /// Why a redirect target is refused, if it is: link-local addresses always (cloud metadata
@@ -333,6 +365,28 @@ mod tests {
         let t = Transport::new(o);
         assert_eq!(t.scheme(&Registry::new("reg.internal:5000")), "http");
         assert_eq!(t.scheme(&Registry::new("127.0.0.1:5443")), "https");
+    }
+
+    #[test]
+    fn flags_are_checked_and_hosts_lowercased() {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = TransportOptions::from_flags(&v(&["Reg.Internal:5000"]), &v(&["LOCALHOST"]), &[])
+            .unwrap();
+        assert!(o.plain_http.contains("reg.internal:5000"));
+        assert!(o.force_https.contains("localhost"));
+        assert!(o.cert_dirs.contains(&PathBuf::from("/etc/docker/certs.d")));
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let spec = format!("Ghcr.IO={}", ca.path().display());
+        let o = TransportOptions::from_flags(&[], &[], &[spec]).unwrap();
+        assert_eq!(o.ca_files["ghcr.io"], ca.path());
+        let e = TransportOptions::from_flags(&[], &[], &v(&["ghcr.io"])).unwrap_err();
+        assert_eq!(e, "--ca-file \"ghcr.io\": expected HOST=PATH");
+        let e = TransportOptions::from_flags(&[], &[], &v(&["ghcr.io=/nonexistent/ca.pem"]))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "--ca-file ghcr.io: /nonexistent/ca.pem is not a readable file"
+        );
     }
 
     #[test]
