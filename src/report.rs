@@ -661,3 +661,247 @@ pub fn mirror_markdown(report: &crate::mirror::MirrorReport) -> String {
 fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
+
+/// Progress for `format`: one bar per name on a terminal for text output, nothing otherwise.
+pub fn progress<T: ToString>(format: Format, names: &[T]) -> Progress {
+    if format == Format::Text {
+        Progress::for_terminal(&names.iter().map(T::to_string).collect::<Vec<_>>())
+    } else {
+        Progress::hidden(names.len())
+    }
+}
+
+/// Progress for promotions and rollbacks, which learn how many targets they have as they go:
+/// [`progress`] with bars named `target 1`, `target 2`….
+pub fn target_progress(format: Format) -> impl Fn(usize) -> Progress {
+    move |n| {
+        progress(
+            format,
+            &(1..=n).map(|i| format!("target {i}")).collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Mirror progress for `format`: a bar per target registry on a terminal for text output.
+pub fn mirror_progress(format: Format, registries: &[String]) -> MirrorProgress {
+    if format == Format::Text {
+        MirrorProgress::for_terminal(registries)
+    } else {
+        MirrorProgress::hidden()
+    }
+}
+
+/// What a command prints and what it means for the command's result (and so its exit code).
+pub trait Report {
+    /// Writes the report in `format`.
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()>;
+
+    /// The command's result: an error when the report says some of the work failed.
+    fn result(&self) -> crate::Result<()> {
+        Ok(())
+    }
+}
+
+/// Prints `report` to stdout in `format`, then returns its [`Report::result`].
+pub fn finish<R: Report + ?Sized>(report: &R, format: Format) -> crate::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    report.write(&mut stdout, format)?;
+    stdout.flush()?;
+    report.result()
+}
+
+impl Report for CopyReport {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_copy(out, self, format)
+    }
+
+    /// [`crate::Error::Partial`] when a destination failed.
+    fn result(&self) -> crate::Result<()> {
+        match self.failed() {
+            0 => Ok(()),
+            failed => Err(crate::Error::Partial {
+                failed,
+                total: self.destinations.len(),
+            }),
+        }
+    }
+}
+
+impl Report for crate::promote::PromoteReport {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_promote(out, self, format)
+    }
+
+    /// A failure naming the first failed target.
+    fn result(&self) -> crate::Result<()> {
+        match self
+            .targets
+            .iter()
+            .find_map(|t| Some((&t.target, t.error.as_ref()?)))
+        {
+            None => Ok(()),
+            Some((target, e)) => Err(crate::Error::Failed(format!(
+                "{} of {} targets failed; {target}: {e}",
+                self.failed(),
+                self.targets.len()
+            ))),
+        }
+    }
+}
+
+impl Report for crate::promote::StatusReport {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_status(out, self, format)
+    }
+
+    /// A failure listing the drift, when the environment has drifted.
+    fn result(&self) -> crate::Result<()> {
+        match self.drift.len() {
+            0 => Ok(()),
+            _ => Err(crate::Error::Failed(format!(
+                "{} has drifted: {}",
+                self.environment,
+                self.drift.join("; ")
+            ))),
+        }
+    }
+}
+
+impl Report for crate::mirror::MirrorReport {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_mirror(out, self, format)
+    }
+
+    /// A failure counting the failed images and naming the first.
+    fn result(&self) -> crate::Result<()> {
+        let failures = self.failures();
+        match failures.first() {
+            None => Ok(()),
+            Some(first) => Err(crate::Error::Failed(format!(
+                "{} of {} images failed; first: {first}",
+                failures.len(),
+                self.images.len()
+            ))),
+        }
+    }
+}
+
+impl Report for crate::promote::VerifyReport {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_verify(out, self, format)
+    }
+}
+
+impl Report for [crate::history::Record] {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_history(out, self, format)
+    }
+}
+
+impl Report for crate::policy::Policies {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_policies(out, self, format)
+    }
+}
+
+/// Appends [`mirror_markdown`] to the file `$GITHUB_STEP_SUMMARY` names, when it names one.
+pub fn append_step_summary(report: &crate::mirror::MirrorReport) -> crate::Result<()> {
+    match std::env::var("GITHUB_STEP_SUMMARY") {
+        Ok(path) if !path.is_empty() => append_markdown(std::path::Path::new(&path), report),
+        _ => Ok(()),
+    }
+}
+
+/// Appends [`mirror_markdown`] to `path`, creating it if needed.
+fn append_markdown(
+    path: &std::path::Path,
+    report: &crate::mirror::MirrorReport,
+) -> crate::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    Ok(f.write_all(mirror_markdown(report).as_bytes())?)
+}
+
+#[cfg(test)]
+mod report_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::mirror::{ImageResult, MirrorReport, Outcome, TargetResult, Totals};
+
+    fn mirror_report(failed: &[bool]) -> MirrorReport {
+        let image = |i: usize, failed: bool| ImageResult {
+            policy: "nightly".into(),
+            source: "ghcr.io/acme/api".into(),
+            tag: Some(format!("v{i}")),
+            digest: None,
+            targets: vec![TargetResult {
+                target: "127.0.0.1:5000/m/api".into(),
+                step: None,
+                outcome: if failed {
+                    Outcome::Failed
+                } else {
+                    Outcome::Copied
+                },
+                bytes: 0,
+                error: failed.then(|| "boom".into()),
+                attached: None,
+            }],
+            error: None,
+        };
+        MirrorReport {
+            policies: vec!["nightly".into()],
+            dry_run: false,
+            shard: None,
+            repositories: 1,
+            totals: Totals::default(),
+            per_target: BTreeMap::new(),
+            images: failed
+                .iter()
+                .enumerate()
+                .map(|(i, f)| image(i, *f))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_mirror_run_fails_with_its_first_failure() {
+        assert!(mirror_report(&[false, false]).result().is_ok());
+        let e = mirror_report(&[false, true, true]).result().unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
+        assert_eq!(
+            e.to_string(),
+            "2 of 3 images failed; first: ghcr.io/acme/api:v1 -> 127.0.0.1:5000/m/api: boom"
+        );
+    }
+
+    #[test]
+    fn the_step_summary_is_appended() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("summary.md");
+        std::fs::write(&path, "before\n").unwrap();
+        let r = mirror_report(&[true]);
+        append_markdown(&path, &r).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("before\n{}", mirror_markdown(&r)));
+    }
+
+    #[test]
+    fn drift_fails_a_status() {
+        let mut r = crate::promote::StatusReport {
+            environment: "prod".into(),
+            tag: "prod".into(),
+            agree: true,
+            drift: Vec::new(),
+            targets: Vec::new(),
+            history_errors: Vec::new(),
+        };
+        assert!(r.result().is_ok());
+        r.drift = vec!["a differs".into(), "b is missing".into()];
+        let e = r.result().unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
+        assert_eq!(e.to_string(), "prod has drifted: a differs; b is missing");
+    }
+}
