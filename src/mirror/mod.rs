@@ -5,6 +5,7 @@
 //! lists a cosign tag or a fallback index for its digest is looked at again for new attachments.
 
 pub mod plan;
+pub mod select;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
