@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cloud;
 pub mod copy;
 pub mod credential;
+pub mod demo;
 pub mod digest;
 pub mod error;
 #[doc(hidden)]
