@@ -13,6 +13,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+pub mod generate;
 pub mod history;
 pub mod manifest;
 pub mod mirror;
