@@ -1,20 +1,18 @@
 //! cli: the command-line surface — argument types and the dispatch from a parsed command to the library.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::stdout;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::copy::{CopyOptions, Engine, DEFAULT_JOBS, DEFAULT_PER_HOST};
+use crate::copy::{self, CopyOptions, Engine, DEFAULT_JOBS, DEFAULT_PER_HOST};
 use crate::error::{Error, Result};
-use crate::manifest::Platform;
-use crate::policy::schema::{self, SchemaKind};
+use crate::generate;
+use crate::mirror;
+use crate::policy::schema::SchemaKind;
 use crate::policy::{Overrides, Policies};
 use crate::promote::{Context, PromoteOptions};
-use crate::reference::ImageRef;
-use crate::referrers::Filter;
-use crate::report::{self, Format, Progress};
+use crate::report::{self, Format};
 use crate::transport::TransportOptions;
 
 /// Move container images between registries by digest.
@@ -213,40 +211,6 @@ pub struct ConnectArgs {
     pub ca_file: Vec<String>,
 }
 
-impl ConnectArgs {
-    /// Validated transport options.
-    pub fn transport(&self) -> Result<TransportOptions> {
-        let mut ca_files = HashMap::new();
-        for spec in &self.ca_file {
-            let (host, path) = spec
-                .split_once('=')
-                .ok_or_else(|| Error::Usage(format!("--ca-file {spec:?}: expected HOST=PATH")))?;
-            let path = PathBuf::from(path);
-            if !path.is_file() {
-                return Err(Error::Usage(format!(
-                    "--ca-file {host}: {} is not a readable file",
-                    path.display()
-                )));
-            }
-            ca_files.insert(host.to_ascii_lowercase(), path);
-        }
-        Ok(TransportOptions {
-            plain_http: self
-                .plain_http
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect::<HashSet<_>>(),
-            force_https: self.https.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            ca_files,
-            cert_dirs: Vec::new(),
-            endpoints: HashMap::new(),
-            hosts: HashMap::new(),
-            max_manifest_bytes: HashMap::new(),
-        }
-        .with_default_cert_dirs())
-    }
-}
-
 /// `ferry copy`.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
@@ -308,474 +272,106 @@ pub struct DemoArgs {
     pub output: Format,
 }
 
-/// Libraries whose trace-level events can carry credentials (response bodies, signing
-/// material): ferry drops those events whatever `RUST_LOG` asks.
-pub const SECRET_BEARING_LOG_TARGETS: &[&str] =
-    &["aws_", "gcp_auth", "hyper", "reqwest", "h2", "rustls"];
-
-/// True for a log target under [`SECRET_BEARING_LOG_TARGETS`].
-pub fn is_secret_bearing(target: &str) -> bool {
-    SECRET_BEARING_LOG_TARGETS
-        .iter()
-        .any(|p| target.starts_with(p))
-}
-
 /// Runs a parsed command; the caller maps the error to an exit code.
 pub async fn run(cli: Cli) -> Result<()> {
     let dir = cli.policies;
     match cli.command {
-        Command::Copy(args) => copy(args, &dir).await,
-        Command::Promote(args) => {
-            let ctx = context(&dir, &args.connect, &args.platform)?;
-            let opts = PromoteOptions {
-                dry_run: args.dry_run,
-                force_reason: args.reason.filter(|_| args.force),
-            };
-            let report = ctx
-                .promote(&args.env, &args.image, &opts, &progress_for(args.output))
-                .await?;
-            finish_promote(&report, args.output)
-        }
-        Command::Rollback(args) => {
-            let ctx = context(&dir, &args.connect, &[])?;
-            let report = ctx
-                .rollback(
-                    &args.env,
-                    args.to.as_deref(),
-                    args.steps,
-                    args.dry_run,
-                    &progress_for(args.output),
-                )
-                .await?;
-            finish_promote(&report, args.output)
-        }
-        Command::Status(args) => {
-            let ctx = context(&dir, &args.connect, &[])?;
-            let report = ctx.status(&args.env).await?;
-            let mut stdout = std::io::stdout().lock();
-            report::write_status(&mut stdout, &report, args.output)?;
-            stdout.flush()?;
-            match report.drift.len() {
-                0 => Ok(()),
-                _ => Err(Error::Failed(format!(
-                    "{} has drifted: {}",
-                    report.environment,
-                    report.drift.join("; ")
-                ))),
+        Command::Copy(a) => {
+            let copy = copy::request::Request {
+                source: &a.source,
+                dests: &a.dest,
+                platforms: &a.platform,
+                dry_run: a.dry_run,
+                jobs: a.jobs,
+                per_host: a.per_host,
+                no_referrers: a.no_referrers,
+                artifact_types: &a.artifact_type,
             }
+            .check()?;
+            // registries.yaml, when the policy directory has one, says how to reach registries here too.
+            let registries = Policies::registries_only(&dir)?;
+            let engine = Engine::new(copy.options(&registries, transport(&a.connect)?));
+            let progress = report::progress(a.output, &copy.dests);
+            let result = engine.copy(&copy.source, &copy.dests, &progress).await?;
+            drop(progress);
+            report::finish(&result, a.output)
         }
-        Command::History(args) => {
-            let ctx = context(&dir, &args.env.connect, &[])?;
-            let records = ctx.history(&args.env.env).await?;
-            let newest: Vec<_> = records.into_iter().rev().take(args.limit).collect();
-            let mut stdout = std::io::stdout().lock();
-            report::write_history(&mut stdout, &newest, args.env.output)?;
-            Ok(stdout.flush()?)
+        Command::Promote(a) => {
+            let ctx = context(&dir, &a.connect, &a.platform)?;
+            let opts = PromoteOptions {
+                dry_run: a.dry_run,
+                force_reason: a.reason.filter(|_| a.force),
+            };
+            let progress = report::target_progress(a.output);
+            let r = ctx.promote(&a.env, &a.image, &opts, &progress);
+            report::finish(&r.await?, a.output)
         }
-        Command::Mirror(args) => mirror(&dir, args).await,
-        Command::Verify(args) => {
-            let ctx = context(&dir, &args.connect, &[])?;
-            let report = ctx.verify(&args.env, &args.image).await?;
-            let mut stdout = std::io::stdout().lock();
-            report::write_verify(&mut stdout, &report, args.output)?;
-            Ok(stdout.flush()?)
+        Command::Rollback(a) => {
+            let ctx = context(&dir, &a.connect, &[])?;
+            let progress = report::target_progress(a.output);
+            let r = ctx.rollback(&a.env, a.to.as_deref(), a.steps, a.dry_run, &progress);
+            report::finish(&r.await?, a.output)
+        }
+        Command::Status(a) => {
+            let ctx = context(&dir, &a.connect, &[])?;
+            report::finish(&ctx.status(&a.env).await?, a.output)
+        }
+        Command::History(a) => {
+            let ctx = context(&dir, &a.env.connect, &[])?;
+            let records = ctx.history(&a.env.env).await?;
+            let newest: Vec<_> = records.into_iter().rev().take(a.limit).collect();
+            report::finish(&newest[..], a.env.output)
+        }
+        Command::Mirror(a) => {
+            let ctx = context(&dir, &a.connect, &[])?;
+            let run = mirror::select::Request {
+                names: &a.names,
+                shard: a.shard.as_deref(),
+                job_index: std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+                shard_count: a.shard_count,
+                dry_run: a.dry_run,
+                fail_fast: a.fail_fast,
+                parallel: a.parallel,
+            }
+            .resolve(&ctx.policies)?;
+            let engine = Engine::new(run.copy_options(&ctx.options));
+            let progress = report::mirror_progress(a.output, &run.target_registries());
+            let result = mirror::run(&run.policies, &engine, &run.options, &progress).await?;
+            drop(progress);
+            report::append_step_summary(&result)?;
+            report::finish(&result, a.output)
+        }
+        Command::Verify(a) => {
+            let ctx = context(&dir, &a.connect, &[])?;
+            report::finish(&ctx.verify(&a.env, &a.image).await?, a.output)
         }
         Command::Policy(PolicyCommand::Check { output, offline }) => {
             let ctx = context(&dir, &ConnectArgs::default(), &[])?;
             if !offline {
                 ctx.check_registries().await?;
             }
-            let policies = ctx.policies;
-            let mut stdout = std::io::stdout().lock();
-            report::write_policies(&mut stdout, &policies, output)?;
-            Ok(stdout.flush()?)
+            report::finish(&ctx.policies, output)
         }
-        Command::Policy(PolicyCommand::Schema { kind, out }) => write_schemas(kind, out),
-        Command::Demo(args) => demo(args).await,
-        Command::Completions { shell } => {
-            let mut stdout = std::io::stdout().lock();
-            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut stdout);
-            Ok(stdout.flush()?)
+        Command::Policy(PolicyCommand::Schema { kind, out }) => {
+            generate::schemas(kind, out.as_deref(), stdout())
         }
-        Command::Man { out } => man(out),
+        Command::Demo(a) => crate::demo::run(a.dir, a.output).await,
+        Command::Completions { shell } => generate::completions(Cli::command(), shell, stdout()),
+        Command::Man { out } => generate::man(Cli::command(), out.as_deref(), stdout()),
     }
-}
-
-/// `ferry policy schema`: one kind to stdout, or files in a directory.
-fn write_schemas(kind: Option<SchemaKind>, out: Option<PathBuf>) -> Result<()> {
-    let Some(dir) = out else {
-        let kind =
-            kind.ok_or_else(|| Error::Usage("policy schema: give --kind or --out".into()))?;
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(schema::schema_text(kind).as_bytes())?;
-        return Ok(stdout.flush()?);
-    };
-    let kinds = kind.map_or(SchemaKind::ALL.to_vec(), |k| vec![k]);
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        Error::Usage(format!(
-            "policy schema: cannot create {}: {e}",
-            dir.display()
-        ))
-    })?;
-    for kind in kinds {
-        let path = dir.join(kind.file_name());
-        std::fs::write(&path, schema::schema_text(kind)).map_err(|e| {
-            Error::Usage(format!(
-                "policy schema: cannot write {}: {e}",
-                path.display()
-            ))
-        })?;
-        println!("{}", path.display());
-    }
-    Ok(())
-}
-
-/// `ferry man`: the top page to stdout, or every command's page into a directory.
-fn man(out: Option<PathBuf>) -> Result<()> {
-    let cmd = Cli::command();
-    let Some(dir) = out else {
-        let mut stdout = std::io::stdout().lock();
-        clap_mangen::Man::new(cmd).render(&mut stdout)?;
-        return Ok(stdout.flush()?);
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::Usage(format!("man: cannot create {}: {e}", dir.display())))?;
-    clap_mangen::generate_to(cmd, &dir)
-        .map_err(|e| Error::Usage(format!("man: cannot write into {}: {e}", dir.display())))?;
-    Ok(())
 }
 
 /// Policies from the directory, with the command line's connection flags under registries.yaml.
-fn context(dir: &std::path::Path, connect: &ConnectArgs, platforms: &[String]) -> Result<Context> {
+fn context(dir: &Path, connect: &ConnectArgs, platforms: &[String]) -> Result<Context> {
     let overrides = Overrides {
         platforms: platforms.to_vec(),
     };
     let policies = Policies::load(dir, &overrides)?;
-    let options = CopyOptions {
-        transport: policies.transport(connect.transport()?),
-        host_limits: policies.host_limits(),
-        auth_sources: policies.auth_sources(),
-        ecr_create: policies.ecr_create(),
-        ..Default::default()
-    };
+    let options = CopyOptions::from_registries(&policies, transport(connect)?);
     Ok(Context { policies, options })
 }
 
-async fn mirror(dir: &std::path::Path, args: MirrorArgs) -> Result<()> {
-    use crate::mirror::{MirrorOptions, Shard};
-    let ctx = context(dir, &args.connect, &[])?;
-    let shard = match (&args.shard, std::env::var("JOB_COMPLETION_INDEX").ok()) {
-        (Some(s), _) => Some(Shard::parse(s).map_err(Error::Usage)?),
-        (None, Some(index)) => {
-            let count = args.shard_count.ok_or_else(|| {
-                Error::Usage(
-                    "JOB_COMPLETION_INDEX is set: give the completion count with --shard-count or FERRY_SHARD_COUNT".into(),
-                )
-            })?;
-            Some(Shard::from_job_index(&index, count).map_err(Error::Usage)?)
-        }
-        (None, None) => None,
-    };
-    if args.parallel == 0 {
-        return Err(Error::Usage("--parallel must be at least 1".into()));
-    }
-    let policies: Vec<&crate::policy::mirror::MirrorPolicy> = if args.names.is_empty() {
-        ctx.policies.mirrors.values().collect()
-    } else {
-        args.names
-            .iter()
-            .map(|n| {
-                ctx.policies.mirrors.get(n).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "no mirror policy {n:?} in {} (known: {})",
-                        dir.display(),
-                        ctx.policies
-                            .mirrors
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?
-    };
-    if policies.is_empty() {
-        return Err(Error::Usage(format!(
-            "no mirror policy (kind: mirror) in {}",
-            dir.display()
-        )));
-    }
-    let mut options = ctx.options.clone();
-    options.dry_run = args.dry_run;
-    let engine = Engine::new(options);
-    let targets: Vec<String> = {
-        let mut t: Vec<String> = policies
-            .iter()
-            .flat_map(|p| p.targets.iter().map(|t| t.registry.to_string()))
-            .collect();
-        t.sort();
-        t.dedup();
-        t
-    };
-    let progress = if args.output == Format::Text {
-        report::MirrorProgress::for_terminal(&targets)
-    } else {
-        report::MirrorProgress::hidden()
-    };
-    let opts = MirrorOptions {
-        dry_run: args.dry_run,
-        shard,
-        fail_fast: args.fail_fast,
-        parallel: args.parallel,
-    };
-    let result = crate::mirror::run(&policies, &engine, &opts, &progress).await?;
-    drop(progress);
-    if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
-        if !path.is_empty() {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.write_all(report::mirror_markdown(&result).as_bytes())?;
-        }
-    }
-    let mut stdout = std::io::stdout().lock();
-    report::write_mirror(&mut stdout, &result, args.output)?;
-    stdout.flush()?;
-    let failures = result.failures();
-    match failures.first() {
-        None => Ok(()),
-        Some(first) => Err(Error::Failed(format!(
-            "{} of {} images failed; first: {first}",
-            failures.len(),
-            result.images.len()
-        ))),
-    }
+/// The connection flags as transport options.
+fn transport(c: &ConnectArgs) -> Result<TransportOptions> {
+    TransportOptions::from_flags(&c.plain_http, &c.https, &c.ca_file).map_err(Error::Usage)
 }
-
-fn progress_for(output: Format) -> impl Fn(usize) -> Progress {
-    move |n| {
-        if output == Format::Text {
-            Progress::for_terminal(&(1..=n).map(|i| format!("target {i}")).collect::<Vec<_>>())
-        } else {
-            Progress::hidden(n)
-        }
-    }
-}
-
-fn finish_promote(report: &crate::promote::PromoteReport, output: Format) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    report::write_promote(&mut stdout, report, output)?;
-    stdout.flush()?;
-    match report
-        .targets
-        .iter()
-        .find_map(|t| Some((&t.target, t.error.as_ref()?)))
-    {
-        None => Ok(()),
-        Some((target, e)) => Err(Error::Failed(format!(
-            "{} of {} targets failed; {target}: {e}",
-            report.failed(),
-            report.targets.len()
-        ))),
-    }
-}
-
-async fn copy(args: CopyArgs, dir: &std::path::Path) -> Result<()> {
-    let source = ImageRef::parse(&args.source)?.or_latest();
-    let dests = args
-        .dest
-        .iter()
-        .map(|d| ImageRef::parse(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let platforms = args
-        .platform
-        .iter()
-        .map(|p| {
-            Platform::parse(p).ok_or_else(|| {
-                Error::Usage(format!("--platform {p:?}: expected OS/ARCH[/VARIANT]"))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if args.jobs == 0 || args.per_host == 0 {
-        return Err(Error::Usage(
-            "--jobs and --per-host must be at least 1".into(),
-        ));
-    }
-    // registries.yaml, when the policy directory has one, says how to reach registries here too.
-    let registries = Policies::registries_only(dir)?;
-    let options = CopyOptions {
-        platforms,
-        dry_run: args.dry_run,
-        jobs: args.jobs,
-        per_host: args.per_host,
-        transport: registries.transport(args.connect.transport()?),
-        host_limits: registries.host_limits(),
-        auth_sources: registries.auth_sources(),
-        ecr_create: registries.ecr_create(),
-        referrers: if args.no_referrers {
-            Filter::off()
-        } else {
-            Filter {
-                artifact_types: args.artifact_type,
-                ..Filter::default()
-            }
-        },
-        ..Default::default()
-    };
-    run_copy(&source, &dests, options, args.output).await
-}
-
-async fn run_copy(
-    source: &ImageRef,
-    dests: &[ImageRef],
-    options: CopyOptions,
-    output: Format,
-) -> Result<()> {
-    let engine = Engine::new(options);
-    let progress = if output == Format::Text {
-        Progress::for_terminal(&dests.iter().map(ToString::to_string).collect::<Vec<_>>())
-    } else {
-        Progress::hidden(dests.len())
-    };
-    let report = engine.copy(source, dests, &progress).await?;
-    drop(progress);
-    let mut stdout = std::io::stdout().lock();
-    report::write_copy(&mut stdout, &report, output)?;
-    stdout.flush()?;
-    match report.failed() {
-        0 => Ok(()),
-        failed => Err(Error::Partial {
-            failed,
-            total: report.destinations.len(),
-        }),
-    }
-}
-
-async fn demo(args: DemoArgs) -> Result<()> {
-    let dir = match args.dir {
-        Some(d) => d,
-        None => tempfile::Builder::new()
-            .prefix("ferry-demo-")
-            .tempdir()
-            .map_err(Error::Output)?
-            .keep(),
-    };
-    let ci = dir.join("ci");
-    let layout = crate::sample::Layout::create(&ci).map_err(Error::Output)?;
-    // CI signs what it builds (cosign-style, with a sample key); prod requires that signature
-    // and the BuildKit provenance every sample carries.
-    let key = crate::sample::signing_key(1);
-    let mut tags = Vec::new();
-    for spec in crate::sample::demo_specs() {
-        let w = layout.add_image(&spec).map_err(Error::Output)?;
-        layout
-            .add_signature(&w.digest, "ci/api", &key)
-            .map_err(Error::Output)?;
-        tags.push(w.tag);
-    }
-    let unsigned = crate::sample::ImageSpec {
-        tag: "v1.2.0-rc.1".into(),
-        seed: 3,
-        ..crate::sample::ImageSpec::default()
-    };
-    layout.add_image(&unsigned).map_err(Error::Output)?;
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies)?;
-    for (name, text) in DEMO_POLICIES {
-        std::fs::write(policies.join(name), text)?;
-    }
-    std::fs::write(
-        policies.join("cosign.pub"),
-        crate::sample::public_key_pem(&key),
-    )?;
-    let text = args.output == Format::Text;
-    let say = |s: String| {
-        if text {
-            println!("\n$ {s}");
-        }
-    };
-    if text {
-        println!(
-            "sample images {} written to {}; policies in {}",
-            tags.join(", "),
-            ci.display(),
-            policies.display()
-        );
-    }
-    let ctx = context(&policies, &ConnectArgs::default(), &[])?;
-    let quiet = |n| Progress::hidden(n);
-    for tag in &tags {
-        for env in ["staging", "prod"] {
-            say(format!("ferry promote {env} :{tag}"));
-            let r = ctx
-                .promote(env, &format!(":{tag}"), &PromoteOptions::default(), &quiet)
-                .await?;
-            finish_promote(&r, args.output)?;
-        }
-    }
-    say("ferry promote prod :v1.0.0   # not staging's digest: the gate refuses".into());
-    match ctx
-        .promote("prod", ":v1.0.0", &PromoteOptions::default(), &quiet)
-        .await
-    {
-        Err(e @ Error::Gate(_)) if text => println!("ferry: {e} (exit {})", e.exit_code()),
-        Err(Error::Gate(_)) => {}
-        Err(e) => return Err(e),
-        Ok(_) => return Err(Error::Failed("the demo's gate did not refuse".into())),
-    }
-    say(format!(
-        "ferry verify :{} --env prod   # unsigned: the signature gate refuses",
-        unsigned.tag
-    ));
-    match ctx.verify("prod", &format!(":{}", unsigned.tag)).await {
-        Err(e @ Error::Gate(_)) if text => println!("ferry: {e} (exit {})", e.exit_code()),
-        Err(Error::Gate(_)) => {}
-        Err(e) => return Err(e),
-        Ok(_) => {
-            return Err(Error::Failed(
-                "the demo's signature gate did not refuse".into(),
-            ))
-        }
-    }
-    say("ferry status prod".into());
-    let mut stdout = std::io::stdout().lock();
-    report::write_status(&mut stdout, &ctx.status("prod").await?, args.output)?;
-    drop(stdout);
-    say("ferry rollback prod".into());
-    let r = ctx.rollback("prod", None, 1, false, &quiet).await?;
-    finish_promote(&r, args.output)?;
-    say("ferry status prod".into());
-    let status = ctx.status("prod").await?;
-    let records = ctx.history("prod").await?;
-    let mut stdout = std::io::stdout().lock();
-    report::write_status(&mut stdout, &status, args.output)?;
-    drop(stdout);
-    say("ferry history prod".into());
-    let newest: Vec<_> = records.into_iter().rev().collect();
-    let mut stdout = std::io::stdout().lock();
-    report::write_history(&mut stdout, &newest, args.output)?;
-    if text {
-        writeln!(
-            stdout,
-            "\nthe three \"registries\" are OCI layouts in {}; try: ferry --policies {} status prod",
-            dir.display(),
-            policies.display()
-        )?;
-    }
-    Ok(stdout.flush()?)
-}
-
-/// The demo's policies: CI builds land in `ci`, staging is one layout, prod two.
-const DEMO_POLICIES: [(&str, &str); 2] = [
-    (
-        "staging.yaml",
-        "version: 1\nenvironment: staging\nsource: ocidir://../ci\ntargets:\n  - layout: ../registry-a\ntags: [staging]\n",
-    ),
-    (
-        "prod.yaml",
-        "version: 1\nenvironment: prod\nsource: ocidir://../ci\npromote_from: staging\ntargets:\n  - layout: ../registry-b\n  - layout: ../registry-c\ntags: [prod, \"{source_tag}\", semver]\nprotect: [\"v*\"]\nrequire:\n  attestation:\n    predicate_type: https://slsa.dev/provenance/v0.2\n    fields: {predicate.builder.id: ferry-sample}\n  signature:\n    public_key: cosign.pub\n",
-    ),
-];

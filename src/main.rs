@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     // Secrets never reach a log, whatever RUST_LOG asks: some libraries trace whole responses
     // (the AWS SDK's GetAuthorizationToken included) at trace level.
     let no_secrets = tracing_subscriber::filter::filter_fn(|m| {
-        *m.level() != tracing::Level::TRACE || !cli::is_secret_bearing(m.target())
+        *m.level() != tracing::Level::TRACE || !is_secret_bearing(m.target())
     });
     tracing_subscriber::registry()
         .with(
@@ -62,6 +62,18 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Libraries whose trace-level events can carry credentials (response bodies, signing
+/// material): ferry drops those events whatever `RUST_LOG` asks.
+const SECRET_BEARING_LOG_TARGETS: &[&str] =
+    &["aws_", "gcp_auth", "hyper", "reqwest", "h2", "rustls"];
+
+/// True for a log target under [`SECRET_BEARING_LOG_TARGETS`].
+fn is_secret_bearing(target: &str) -> bool {
+    SECRET_BEARING_LOG_TARGETS
+        .iter()
+        .any(|p| target.starts_with(p))
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name and the shell's exit code for it.
