@@ -17,6 +17,7 @@ pub mod generate;
 pub mod history;
 pub mod manifest;
 pub mod mirror;
+pub mod outcome;
 pub mod pattern;
 pub mod policy;
 pub mod promote;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::copy::fanout::OnBytes;
-use crate::copy::{Action, CopyReport, Status};
+use crate::copy::{Action, CopyReport};
+use crate::outcome::Outcome;
 
 /// Per-destination progress bars (bytes and blobs); inert when not on a terminal.
 pub struct Progress {
@@ -100,7 +101,7 @@ impl Progress {
     }
 
     /// The destination is finished.
-    pub fn finish(&self, i: usize, status: Status) {
+    pub fn finish(&self, i: usize, status: Outcome) {
         if let Some(b) = self.bars.get(i) {
             b.bar.finish_with_message(status_word(status));
         }
@@ -116,12 +117,14 @@ pub enum Format {
     Json,
 }
 
-fn status_word(s: Status) -> &'static str {
+fn status_word(s: Outcome) -> &'static str {
     match s {
-        Status::Copied => "copied",
-        Status::UpToDate => "up-to-date",
-        Status::Planned => "planned",
-        Status::Failed => "failed",
+        Outcome::Copied => "copied",
+        Outcome::UpToDate => "up-to-date",
+        Outcome::Skipped => "skipped",
+        Outcome::Planned => "planned",
+        Outcome::Failed => "failed",
+        Outcome::NotAttempted => "not-attempted",
     }
 }
 
@@ -278,10 +281,12 @@ pub fn write_promote(
     }
     for t in &r.targets {
         let content = match t.content {
-            Status::Copied => "content copied",
-            Status::UpToDate => "content present",
-            Status::Planned => "content to copy",
-            Status::Failed => "content failed",
+            Outcome::Copied => "content copied",
+            Outcome::UpToDate => "content present",
+            Outcome::Planned => "content to copy",
+            Outcome::Failed => "content failed",
+            // Promotions copy content through the copy engine, which neither skips nor stops early.
+            Outcome::Skipped | Outcome::NotAttempted => "content not copied",
         };
         let attached = t
             .attached
@@ -291,13 +296,13 @@ pub fn write_promote(
         writeln!(out, "  {} ({content}{attached})", t.target)?;
         for o in &t.tags {
             let p = &o.planned;
-            let state = match (&o.error, o.done, p.action) {
+            let state = match (&o.error, o.outcome, p.action) {
                 (Some(_), _, _) => "FAILED",
                 (None, _, TagAction::Keep) => "kept",
-                (None, true, TagAction::Create) => "created",
-                (None, true, TagAction::Move) => "moved",
-                (None, false, _) if r.dry_run => "would set",
-                (None, false, _) => "not set",
+                (None, Some(Outcome::Copied), TagAction::Create) => "created",
+                (None, Some(Outcome::Copied), TagAction::Move) => "moved",
+                (None, _, _) if r.dry_run => "would set",
+                (None, _, _) => "not set",
             };
             writeln!(
                 out,

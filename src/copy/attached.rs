@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::engine::{immutable_tag_error, Engine, Resolved, Status};
+use super::engine::{immutable_tag_error, Engine, Resolved};
 use super::tag::write_tag;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, OCI_INDEX};
+use crate::outcome::Outcome;
 use crate::reference::ImageRef;
 use crate::referrers::{self, Attached, Filter, Found};
 use crate::registry::{ManifestRef, RegistryError, Repo};
@@ -111,14 +112,16 @@ pub async fn copy_attached(
         for (i, d) in index.into_iter().zip(&copy.destinations) {
             let r = &mut report.destinations[i];
             match d.status {
-                Status::Failed => r.fail(format_args!(
+                Outcome::Failed => r.fail(format_args!(
                     "attached {} {}: {}",
                     a.artifact_type.as_deref().unwrap_or("artifact"),
                     a.manifest.digest,
                     d.error.as_deref().unwrap_or("failed")
                 )),
-                Status::UpToDate => r.present += 1,
-                Status::Copied | Status::Planned => r.copied += 1,
+                Outcome::UpToDate => r.present += 1,
+                Outcome::Copied | Outcome::Planned => r.copied += 1,
+                // The copy engine neither skips nor stops early.
+                Outcome::Skipped | Outcome::NotAttempted => {}
             }
         }
     }

@@ -17,6 +17,7 @@ use crate::cloud::{Cloud, Kind, RepoSettings};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{filter_index, Descriptor, Manifest, Platform};
+use crate::outcome::Outcome;
 use crate::reference::ImageRef;
 use crate::referrers::Filter;
 use crate::registry::http::HttpRepo;
@@ -75,20 +76,6 @@ impl Default for CopyOptions {
     }
 }
 
-/// The outcome at one destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Content and tag were written.
-    Copied,
-    /// Nothing needed doing.
-    UpToDate,
-    /// Dry run: this is what would happen.
-    Planned,
-    /// Something failed; no tag was written.
-    Failed,
-}
-
 /// What happened at one destination.
 #[derive(Clone, Debug, Serialize)]
 pub struct DestReport {
@@ -96,8 +83,8 @@ pub struct DestReport {
     pub reference: String,
     /// The digest it now holds (or would).
     pub digest: Digest,
-    /// The outcome.
-    pub status: Status,
+    /// The outcome (`status` in JSON, as it always was).
+    pub status: Outcome,
     /// Where the tag pointed before, if it existed and moved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_from: Option<Digest>,
@@ -145,7 +132,7 @@ impl CopyReport {
     pub fn failed(&self) -> usize {
         self.destinations
             .iter()
-            .filter(|d| d.status == Status::Failed)
+            .filter(|d| d.status == Outcome::Failed)
             .count()
     }
 }
@@ -450,21 +437,22 @@ impl Engine {
         let skip: Vec<bool> = report
             .destinations
             .iter()
-            .map(|d| d.status == Status::Failed)
+            .map(|d| d.status == Outcome::Failed)
             .collect();
         let attached = copy_attached(self, resolved, dests, &skip, filter).await?;
         if attached.found == 0 {
             return Ok(());
         }
         for (d, a) in report.destinations.iter_mut().zip(attached.destinations) {
-            if d.status == Status::Failed {
+            if d.status == Outcome::Failed {
                 continue;
             }
             if let Some(e) = &a.error {
-                d.status = Status::Failed;
+                d.status = Outcome::Failed;
                 d.error = Some(e.clone());
-            } else if d.status == Status::UpToDate && (a.copied + a.tags + a.fallback_indexes) > 0 {
-                d.status = Status::Copied;
+            } else if d.status == Outcome::UpToDate && (a.copied + a.tags + a.fallback_indexes) > 0
+            {
+                d.status = Outcome::Copied;
             }
             d.attached = Some(a);
         }
@@ -1021,10 +1009,10 @@ impl Engine {
             .map(|(i, (d, p))| {
                 let error = d.error.lock().expect("dest error lock").clone();
                 let status = match (&error, p.action, dry_run) {
-                    (Some(_), _, _) => Status::Failed,
-                    (None, Action::UpToDate, _) => Status::UpToDate,
-                    (None, _, true) => Status::Planned,
-                    (None, _, false) => Status::Copied,
+                    (Some(_), _, _) => Outcome::Failed,
+                    (None, Action::UpToDate, _) => Outcome::UpToDate,
+                    (None, _, true) => Outcome::Planned,
+                    (None, _, false) => Outcome::Copied,
                 };
                 progress.finish(i, status);
                 DestReport {

@@ -8,6 +8,6 @@ pub mod request;
 pub mod tag;
 
 pub use engine::{
-    CopyOptions, CopyReport, DestReport, Engine, Resolved, Status, DEFAULT_JOBS, DEFAULT_PER_HOST,
+    CopyOptions, CopyReport, DestReport, Engine, Resolved, DEFAULT_JOBS, DEFAULT_PER_HOST,
 };
 pub use plan::{plan_destination, Action, DestPlan, DestState, SourceImage};

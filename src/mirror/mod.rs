@@ -16,9 +16,10 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::copy::attached::{copy_attached, DestAttached};
-use crate::copy::{Engine, Status};
+use crate::copy::Engine;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+pub use crate::outcome::Outcome;
 use crate::policy::mirror::MirrorPolicy;
 use crate::reference::{ImageRef, Tag};
 use crate::referrers;
@@ -51,24 +52,6 @@ impl Default for MirrorOptions {
             parallel: DEFAULT_PARALLEL,
         }
     }
-}
-
-/// The outcome at one target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Written (with a backup tag first, for `backup`).
-    Copied,
-    /// Already there.
-    UpToDate,
-    /// The tag points elsewhere and `existing: skip` left it.
-    Skipped,
-    /// Dry run: would be written.
-    Planned,
-    /// Failed; the error says why.
-    Failed,
-    /// Not attempted (`--fail-fast` stopped the run).
-    NotAttempted,
 }
 
 /// One image at one target.
@@ -216,12 +199,10 @@ impl Item<'_> {
     }
 }
 
+/// The source failed for this image: every target fails with it.
 fn failed_item(item: &Item, e: String) -> ImageResult {
-    let mut r = not_attempted(item);
+    let mut r = every_target(item, Outcome::Failed);
     r.error = Some(e);
-    for t in &mut r.targets {
-        t.outcome = Outcome::Failed;
-    }
     r
 }
 
@@ -309,7 +290,7 @@ pub async fn run(
                     let mut out = Vec::new();
                     for item in items {
                         let r = if stop.load(Ordering::Relaxed) {
-                            not_attempted(&item)
+                            every_target(&item, Outcome::NotAttempted)
                         } else {
                             mirror_item(&item, &digest, engine, opts.dry_run).await
                         };
@@ -520,19 +501,29 @@ async fn created_time(src: &dyn Repo, tag: &Tag) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(c.created?.trim()).ok()
 }
 
-fn not_attempted(item: &Item) -> ImageResult {
+/// The image with the same outcome at every target.
+fn every_target(item: &Item, outcome: Outcome) -> ImageResult {
     let targets = target_refs(item.policy, &item.name)
         .unwrap_or_default()
         .iter()
-        .map(|t| TargetResult {
-            target: t.to_string(),
-            step: None,
-            outcome: Outcome::NotAttempted,
-            bytes: 0,
-            error: None,
-            attached: None,
-        })
+        .map(|t| target_result(t, outcome, None))
         .collect();
+    image_result(item, targets)
+}
+
+/// A target's result with nothing written yet.
+fn target_result(target: &ImageRef, outcome: Outcome, step: Option<TagStep>) -> TargetResult {
+    TargetResult {
+        target: target.to_string(),
+        step,
+        outcome,
+        bytes: 0,
+        error: None,
+        attached: None,
+    }
+}
+
+fn image_result(item: &Item, targets: Vec<TargetResult>) -> ImageResult {
     ImageResult {
         policy: item.policy.name.clone(),
         source: item.source.repository_name(),
@@ -550,14 +541,12 @@ async fn mirror_item(
     engine: &Engine,
     dry_run: bool,
 ) -> ImageResult {
-    let mut result = not_attempted(item);
     let targets = match target_refs(item.policy, &item.name) {
         Ok(t) => t,
         Err(e) => return failed_item(item, e.to_string()),
     };
     let reference = item.reference();
     let source_digest = source_digest.clone();
-    result.digest = Some(source_digest.clone());
 
     // Where each target's tag points now.
     let checks = futures::future::join_all(targets.iter().map(|t| {
@@ -573,13 +562,15 @@ async fn mirror_item(
         }
     }))
     .await;
-    let mut writes: Vec<(usize, Arc<dyn Repo>)> = Vec::new();
-    for (i, c) in checks.into_iter().enumerate() {
-        let t = &mut result.targets[i];
+    // Each target's result once known; `None` while its write is still to come.
+    let mut decided: Vec<Option<TargetResult>> = Vec::new();
+    let mut writes: Vec<(usize, Arc<dyn Repo>, TagStep)> = Vec::new();
+    for (i, (target, c)) in targets.iter().zip(checks).enumerate() {
         match c {
             Err(e) => {
-                t.outcome = Outcome::Failed;
+                let mut t = target_result(target, Outcome::Failed, None);
                 t.error = Some(e);
+                decided.push(Some(t));
             }
             Ok((repo, at)) => {
                 let step = match &item.what {
@@ -589,20 +580,33 @@ async fn mirror_item(
                     Which::Digest(_) if at.is_some() => TagStep::UpToDate,
                     Which::Digest(_) => TagStep::Copy,
                 };
-                t.outcome = match &step {
-                    TagStep::UpToDate => Outcome::UpToDate,
-                    TagStep::Skip { .. } => Outcome::Skipped,
-                    _ if dry_run => Outcome::Planned,
-                    _ => {
-                        writes.push((i, repo));
-                        Outcome::Failed
-                    }
+                let outcome = match &step {
+                    TagStep::UpToDate => Some(Outcome::UpToDate),
+                    TagStep::Skip { .. } => Some(Outcome::Skipped),
+                    _ if dry_run => Some(Outcome::Planned),
+                    _ => None,
                 };
-                t.step = Some(step);
+                match outcome {
+                    Some(o) => decided.push(Some(target_result(target, o, Some(step)))),
+                    None => {
+                        writes.push((i, repo, step));
+                        decided.push(None);
+                    }
+                }
             }
         }
     }
+    let finish = |decided: Vec<Option<TargetResult>>| {
+        let targets = decided
+            .into_iter()
+            .map(|t| t.expect("every target of an image is decided before it is reported"))
+            .collect();
+        let mut r = image_result(item, targets);
+        r.digest = Some(source_digest.clone());
+        r
+    };
     if writes.is_empty() {
+        let mut result = finish(decided);
         if !dry_run && has_attachments(item, &source_digest) {
             refresh_attached(item, &source_digest, &targets, engine, &mut result).await;
         }
@@ -611,8 +615,8 @@ async fn mirror_item(
 
     // Backups first: the old digest gets its backup tag before the tag moves.
     let mut copy_to = Vec::new();
-    for (i, repo) in writes {
-        if let Some(TagStep::Backup { from, backup }) = &result.targets[i].step {
+    for (i, repo, step) in writes {
+        if let TagStep::Backup { from, backup } = &step {
             let kept = async {
                 let old = repo
                     .manifest_get(&ManifestRef::Digest(from.clone()), None)
@@ -622,21 +626,23 @@ async fn mirror_item(
             }
             .await;
             if let Err(e) = kept {
-                result.targets[i].error = Some(format!("cannot keep {from} as {backup}: {e}"));
+                let mut t = target_result(&targets[i], Outcome::Failed, Some(step.clone()));
+                t.error = Some(format!("cannot keep {from} as {backup}: {e}"));
+                decided[i] = Some(t);
                 continue;
             }
         }
-        copy_to.push(i);
+        copy_to.push((i, step));
     }
     let dests: Vec<ImageRef> = copy_to
         .iter()
-        .map(|&i| match &item.what {
-            Which::Tag(t) => targets[i].with(Some(t.clone()), None),
-            Which::Digest(d) => targets[i].with(None, Some(d.clone())),
+        .map(|(i, _)| match &item.what {
+            Which::Tag(t) => targets[*i].with(Some(t.clone()), None),
+            Which::Digest(d) => targets[*i].with(None, Some(d.clone())),
         })
         .collect();
     if dests.is_empty() {
-        return result;
+        return finish(decided);
     }
     let source = match &item.what {
         // Pinned: the digest HEAD-checked is the one copied, even if the tag moves meanwhile.
@@ -658,24 +664,28 @@ async fn mirror_item(
     .await;
     match copied {
         Ok(report) => {
-            for (&i, d) in copy_to.iter().zip(&report.destinations) {
-                let t = &mut result.targets[i];
+            for ((i, step), d) in copy_to.into_iter().zip(&report.destinations) {
+                // A tag written over an existing one (with or without a backup) is still a copy.
+                let outcome = match d.status {
+                    Outcome::UpToDate => Outcome::Copied,
+                    o => o,
+                };
+                let mut t = target_result(&targets[i], outcome, Some(step));
                 t.bytes = d.bytes_uploaded;
                 t.attached = d.attached.clone();
-                match d.status {
-                    Status::Copied | Status::UpToDate => t.outcome = Outcome::Copied,
-                    Status::Planned => t.outcome = Outcome::Planned,
-                    Status::Failed => t.error = d.error.clone(),
-                }
+                t.error = d.error.clone();
+                decided[i] = Some(t);
             }
         }
         Err(e) => {
-            for &i in &copy_to {
-                result.targets[i].error = Some(e.to_string());
+            for (i, step) in copy_to {
+                let mut t = target_result(&targets[i], Outcome::Failed, Some(step));
+                t.error = Some(e.to_string());
+                decided[i] = Some(t);
             }
         }
     }
-    result
+    finish(decided)
 }
 
 /// Whether the source lists a fallback index or a cosign tag for `digest`.

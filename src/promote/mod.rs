@@ -16,12 +16,13 @@ use serde::Serialize;
 
 use crate::cloud::RepoSettings;
 use crate::copy::tag::write_tag;
-use crate::copy::{CopyOptions, Engine, Resolved, Status};
+use crate::copy::{CopyOptions, Engine, Resolved};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gate;
 use crate::history::{self, Kind, Record};
 use crate::manifest::Manifest;
+use crate::outcome::Outcome;
 use crate::policy::{EnvPolicy, Environment, Policies, Target};
 use crate::reference::{ImageRef, Tag};
 use crate::registry::{ManifestRef, RegistryError, Repo};
@@ -54,11 +55,19 @@ pub struct TagOutcome {
     /// The planned move.
     #[serde(flatten)]
     pub planned: TagMove,
-    /// Written and read back (false in a dry run or after a failure).
-    pub done: bool,
+    /// What happened to it: `None` until it is written (or found already there), so always in
+    /// a dry run and after an earlier failure. JSON keeps its old shape: `done`, true once the
+    /// tag names the digest.
+    #[serde(rename = "done", serialize_with = "serialize_done")]
+    pub outcome: Option<Outcome>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// `done` in JSON: the tag was written and read back, or already named the digest.
+fn serialize_done<S: serde::Serializer>(o: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(matches!(o, Some(Outcome::Copied | Outcome::UpToDate)))
 }
 
 /// One target's part of a promotion or rollback.
@@ -69,7 +78,7 @@ pub struct TargetReport {
     /// Where the environment tag pointed before.
     pub previous: Option<Digest>,
     /// The copy engine's outcome for content.
-    pub content: Status,
+    pub content: Outcome,
     /// Tags.
     pub tags: Vec<TagOutcome>,
     /// Rolling version tags held back.
@@ -268,7 +277,7 @@ impl Context {
                     .iter()
                     .map(|m| TagOutcome {
                         planned: m.clone(),
-                        done: false,
+                        outcome: None,
                         error: None,
                     })
                     .collect(),
@@ -571,7 +580,7 @@ impl Context {
         let mut report = TargetReport {
             target: name.clone(),
             previous: None,
-            content: Status::UpToDate,
+            content: Outcome::UpToDate,
             tags: Vec::new(),
             held: Vec::new(),
             attached: None,
@@ -600,7 +609,7 @@ impl Context {
             .into_iter()
             .map(|m| TagOutcome {
                 planned: m,
-                done: false,
+                outcome: None,
                 error: None,
             })
             .collect();
@@ -615,7 +624,7 @@ impl Context {
             return Ok((report, check.root.filter(|_| !dry_run)));
         }
         if dry_run {
-            report.content = Status::Planned;
+            report.content = Outcome::Planned;
             return Ok((report, None));
         }
         tracing::info!(target = %name, missing = check.missing.len(), "re-copying from the source");
@@ -632,11 +641,11 @@ impl Context {
         .await;
         match copied {
             Ok(root) => {
-                report.content = Status::Copied;
+                report.content = Outcome::Copied;
                 Ok((report, Some(root)))
             }
             Err(f) => {
-                report.content = Status::Failed;
+                report.content = Outcome::Failed;
                 report.error = Some(format!(
                     "{digest} is incomplete here ({}) and the source cannot supply it: {f}",
                     check.missing[0]
@@ -905,15 +914,16 @@ async fn flip_all(repos: &[Arc<dyn Repo>], targets: &mut [TargetReport], root: &
 async fn flip_target(repo: &dyn Repo, t: &mut TargetReport, root: &Manifest) {
     for o in &mut t.tags {
         if o.planned.action == TagAction::Keep {
-            o.done = true;
+            o.outcome = Some(Outcome::UpToDate);
             continue;
         }
         let result = write_tag(repo, &o.planned.tag, root)
             .await
             .map_err(|e| ErrorChain(&e).to_string());
         match result {
-            Ok(()) => o.done = true,
+            Ok(()) => o.outcome = Some(Outcome::Copied),
             Err(e) => {
+                o.outcome = Some(Outcome::Failed);
                 o.error = Some(e.clone());
                 t.error = Some(e);
                 return;
