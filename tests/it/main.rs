@@ -20,6 +20,14 @@
 //! - `faults`: a scriptable proxy injects errors, lies, redirects, cuts and huge bodies.
 //! - `kill`: SIGKILL at random moments never leaves a tag on incomplete content.
 //! - `memory`: a 1 GiB layer to three registries keeps peak RSS under 100 MiB.
+//!
+//! The test bed, `support` (`tests/support`, shared with the benches by `#[path]`): registries,
+//! token, OAuth and moto servers, the fault proxy, skopeo, and `Bed` (a scratch Docker config,
+//! generated images, ferry as a process). Every helper lives there once.
+//!
+//! All of these tests share one process and run in parallel, so none may touch process-wide
+//! state: no `std::env::set_var`, no current-directory change, no fixed port (servers bind port
+//! 0), nothing a test must be alone for. What a run of ferry needs goes on its `Command`.
 
 #[path = "../support/mod.rs"]
 mod support;
