@@ -77,8 +77,11 @@ pub fn policy(data: &[u8]) {
     }
 }
 
+/// A fuzz target's property: it panics on an input that breaks it.
+pub type Property = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/fuzz_targets/NAME.rs` and `fuzz/seeds/NAME/` name them.
-pub const TARGETS: [(&str, fn(&[u8])); 3] = [
+pub const TARGETS: [(&str, Property); 3] = [
     ("reference", reference),
     ("manifest", manifest),
     ("policy", policy),
