@@ -1,4 +1,4 @@
-//! error: the crate's top-level error, with the context a one-line message needs, and its exit codes.
+//! error: the crate's top-level error, with the context a one-line message needs, its exit codes, and how any error prints on one line with its causes.
 
 use crate::reference::InvalidReference;
 use crate::registry::RegistryError;
@@ -67,3 +67,25 @@ impl Error {
 
 /// A result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line: the error, then `: cause` for each source (as nextest's
+/// `DisplayErrorChain` does). A cause the message above it already ends with is not repeated:
+/// some errors (a registry's I/O error, a history store error) print their cause inline.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::copy::fanout::OnBytes;
+use crate::copy::progress::Observer;
 use crate::copy::{Action, CopyReport};
+// Defined below the engines, which also print error chains; `report::ErrorChain` still works.
+pub use crate::error::ErrorChain;
 use crate::outcome::Outcome;
 
 /// Per-destination progress bars (bytes and blobs); inert when not on a terminal.
@@ -72,9 +75,11 @@ impl Progress {
             _multi: Some(multi),
         }
     }
+}
 
+impl Observer for Progress {
     /// Sets what destination `i` has to receive.
-    pub fn plan(&self, i: usize, bytes: u64, blobs: u64) {
+    fn plan(&self, i: usize, bytes: u64, blobs: u64) {
         if let Some(b) = self.bars.get(i) {
             b.bar.set_length(bytes);
             b.blobs_total.store(blobs, Ordering::Relaxed);
@@ -83,7 +88,7 @@ impl Progress {
     }
 
     /// A callback counting bytes streamed to destination `i`.
-    pub fn on_bytes(&self, i: usize) -> OnBytes {
+    fn on_bytes(&self, i: usize) -> OnBytes {
         let bar = self
             .bars
             .get(i)
@@ -92,7 +97,7 @@ impl Progress {
     }
 
     /// A blob is done at destination `i`; `unstreamed_bytes` advances the bar for blobs found present or mounted.
-    pub fn blob_done(&self, i: usize, unstreamed_bytes: u64) {
+    fn blob_done(&self, i: usize, unstreamed_bytes: u64) {
         if let Some(b) = self.bars.get(i) {
             b.bar.inc(unstreamed_bytes);
             b.blobs_done.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +106,7 @@ impl Progress {
     }
 
     /// The destination is finished.
-    pub fn finish(&self, i: usize, status: Outcome) {
+    fn finish(&self, i: usize, status: Outcome) {
         if let Some(b) = self.bars.get(i) {
             b.bar.finish_with_message(status_word(status));
         }
@@ -135,28 +140,6 @@ pub fn write_json<T: serde::Serialize + ?Sized>(
 ) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
-}
-
-/// An error and its causes on one line: the error, then `: cause` for each source (as nextest's
-/// `DisplayErrorChain` does). A cause the message above it already ends with is not repeated:
-/// some errors (a registry's I/O error, a history store error) print their cause inline.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut last = self.0.to_string();
-        f.write_str(&last)?;
-        let mut cause = self.0.source();
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !last.ends_with(&text) {
-                write!(f, ": {text}")?;
-            }
-            last = text;
-            cause = c.source();
-        }
-        Ok(())
-    }
 }
 
 /// Writes a copy report in the chosen format.
@@ -553,9 +536,11 @@ impl MirrorProgress {
             _multi: Some(multi),
         }
     }
+}
 
+impl crate::mirror::progress::Observer for MirrorProgress {
     /// More images to do.
-    pub fn add_images(&self, n: usize) {
+    fn add_images(&self, n: usize) {
         self.overall.inc_length(n as u64);
         for b in self.targets.values() {
             b.inc_length(n as u64);
@@ -563,7 +548,7 @@ impl MirrorProgress {
     }
 
     /// One image done at every target.
-    pub fn image_done(&self, r: &crate::mirror::ImageResult) {
+    fn image_done(&self, r: &crate::mirror::ImageResult) {
         self.overall.inc(1);
         for t in &r.targets {
             let registry = t.target.split('/').next().unwrap_or_default();

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::engine::{immutable_tag_error, Engine, Resolved};
+use super::progress::Quiet;
 use super::tag::write_tag;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::manifest::{Manifest, OCI_INDEX};
 use crate::outcome::Outcome;
 use crate::reference::ImageRef;
 use crate::referrers::{self, Attached, Filter, Found};
 use crate::registry::{ManifestRef, RegistryError, Repo};
-use crate::report::{ErrorChain, Progress};
 
 /// What happened to the attached artifacts at one destination.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -106,9 +106,7 @@ pub async fn copy_attached(
             root: a.manifest.clone(),
             filtered_from: None,
         };
-        let copy = engine
-            .copy_resolved(&artifact, &targets, &Progress::hidden(targets.len()))
-            .await?;
+        let copy = engine.copy_resolved(&artifact, &targets, &Quiet).await?;
         for (i, d) in index.into_iter().zip(&copy.destinations) {
             let r = &mut report.destinations[i];
             match d.status {

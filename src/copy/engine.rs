@@ -11,11 +11,12 @@ use tokio::sync::Semaphore;
 use super::attached::{copy_attached, DestAttached};
 use super::fanout::{fanout, OnBytes, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
+use super::progress::Observer;
 use super::tag::write_tag;
 use crate::auth::{Auth, CredentialSource, CredentialStore};
 use crate::cloud::{Cloud, Kind, RepoSettings};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::manifest::{filter_index, Descriptor, Manifest, Platform};
 use crate::outcome::Outcome;
 use crate::reference::ImageRef;
@@ -23,7 +24,6 @@ use crate::referrers::Filter;
 use crate::registry::http::HttpRepo;
 use crate::registry::ocidir::LayoutRepo;
 use crate::registry::{ManifestRef, Mount, RegistryError, Repo};
-use crate::report::{ErrorChain, Progress};
 use crate::transport::retry::{Attempts, RetryPolicy};
 use crate::transport::{Transport, TransportOptions};
 
@@ -416,7 +416,7 @@ impl Engine {
         &self,
         source: &ImageRef,
         dests: &[ImageRef],
-        progress: &Progress,
+        progress: &dyn Observer,
     ) -> Result<CopyReport> {
         let resolved = self.resolve(source).await?;
         let mut report = self.copy_resolved(&resolved, dests, progress).await?;
@@ -469,7 +469,7 @@ impl Engine {
         &self,
         resolved: &Resolved,
         dests: &[ImageRef],
-        progress: &Progress,
+        progress: &dyn Observer,
     ) -> Result<CopyReport> {
         let source = &resolved.reference;
         let source_err = |e: RegistryError| Error::Source {
@@ -731,7 +731,7 @@ impl Engine {
         blob: Descriptor,
         who: Vec<usize>,
         dests: &[Dest],
-        progress: &Progress,
+        progress: &dyn Observer,
     ) {
         let blob = &blob;
         let _serial = self.content_lock(&blob.digest).await;
@@ -858,7 +858,7 @@ impl Engine {
         blob: &Descriptor,
         upload: &[usize],
         dests: &[Dest],
-        progress: &Progress,
+        progress: &dyn Observer,
     ) -> Vec<(usize, RegistryError)> {
         // Host slots are taken in a fixed order so transfers never deadlock.
         let mut hosts: Vec<String> = upload
@@ -999,7 +999,7 @@ impl Engine {
         image: &SourceImage,
         dests: &[Dest],
         plans: &[DestPlan],
-        progress: &Progress,
+        progress: &dyn Observer,
         dry_run: bool,
     ) -> CopyReport {
         let destinations = dests

@@ -4,6 +4,7 @@ pub mod attached;
 pub mod engine;
 pub mod fanout;
 pub mod plan;
+pub mod progress;
 pub mod request;
 pub mod tag;
 

@@ -5,6 +5,7 @@
 //! lists a cosign tag or a fallback index for its digest is looked at again for new attachments.
 
 pub mod plan;
+pub mod progress;
 pub mod select;
 
 use std::collections::{BTreeMap, HashSet};
@@ -16,6 +17,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::copy::attached::{copy_attached, DestAttached};
+use crate::copy::progress::Quiet;
 use crate::copy::Engine;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -24,8 +26,8 @@ use crate::policy::mirror::MirrorPolicy;
 use crate::reference::{ImageRef, Tag};
 use crate::referrers;
 use crate::registry::{ManifestRef, Repo};
-use crate::report::{MirrorProgress, Progress};
 pub use plan::{Shard, TagStep};
+use progress::Observer;
 
 /// Images (tags or digests) worked on at once.
 pub const DEFAULT_PARALLEL: usize = 8;
@@ -211,7 +213,7 @@ pub async fn run(
     policies: &[&MirrorPolicy],
     engine: &Engine,
     opts: &MirrorOptions,
-    progress: &MirrorProgress,
+    progress: &dyn Observer,
 ) -> Result<MirrorReport> {
     let stop = AtomicBool::new(false);
     let mut images = Vec::new();
@@ -653,9 +655,7 @@ async fn mirror_item(
     };
     let copied = async {
         let resolved = engine.resolve(&source).await?;
-        let mut report = engine
-            .copy_resolved(&resolved, &dests, &Progress::hidden(dests.len()))
-            .await?;
+        let mut report = engine.copy_resolved(&resolved, &dests, &Quiet).await?;
         engine
             .attach(&resolved, &dests, &mut report, &item.policy.referrers)
             .await?;

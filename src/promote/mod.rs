@@ -15,10 +15,11 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::cloud::RepoSettings;
+use crate::copy::progress::Observer;
 use crate::copy::tag::write_tag;
 use crate::copy::{CopyOptions, Engine, Resolved};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::gate;
 use crate::history::{self, Kind, Record};
 use crate::manifest::Manifest;
@@ -26,7 +27,6 @@ use crate::outcome::Outcome;
 use crate::policy::{EnvPolicy, Environment, Policies, Target};
 use crate::reference::{ImageRef, Tag};
 use crate::registry::{ManifestRef, RegistryError, Repo};
-use crate::report::{ErrorChain, Progress};
 pub use plan::{TagAction, TagMove, TargetPlan};
 
 /// Tags HEAD-checked at once per target.
@@ -191,12 +191,12 @@ impl Context {
     }
 
     /// `ferry promote ENV IMAGE`.
-    pub async fn promote(
+    pub async fn promote<P: Observer>(
         &self,
         env: &str,
         image: &str,
         opts: &PromoteOptions,
-        progress: &dyn Fn(usize) -> Progress,
+        progress: &dyn Fn(usize) -> P,
     ) -> Result<PromoteReport> {
         let policy = self.policies.env(env)?;
         let source = self.image_ref(policy, image)?;
@@ -477,13 +477,13 @@ impl Context {
     }
 
     /// `ferry rollback ENV`.
-    pub async fn rollback(
+    pub async fn rollback<P: Observer>(
         &self,
         env: &str,
         to: Option<&str>,
         steps: usize,
         dry_run: bool,
-        progress: &dyn Fn(usize) -> Progress,
+        progress: &dyn Fn(usize) -> P,
     ) -> Result<PromoteReport> {
         let policy = self.policies.env(env)?;
         let engine = self.engine(dry_run, None);
@@ -564,7 +564,7 @@ impl Context {
     /// One target of a rollback: its tags' plan, and the root manifest to tag when the image is
     /// complete there (re-copied from the source when it is not). `Err` only for a refused gate.
     #[allow(clippy::too_many_arguments)]
-    async fn prepare_rollback(
+    async fn prepare_rollback<P: Observer>(
         &self,
         engine: &Engine,
         policy: &EnvPolicy,
@@ -574,7 +574,7 @@ impl Context {
         moving: &[Tag],
         settings: Option<&RepoSettings>,
         dry_run: bool,
-        progress: &dyn Fn(usize) -> Progress,
+        progress: &dyn Fn(usize) -> P,
     ) -> Result<(TargetReport, Option<Manifest>)> {
         let name = t.to_string();
         let mut report = TargetReport {
