@@ -374,34 +374,64 @@ impl HttpRepo {
     /// Every repository the registry lists in its catalog (`GET /v2/_catalog`, following `Link`
     /// pages). Registries without one (GHCR, Docker Hub) answer 401/404: `None`.
     pub async fn catalog(&self) -> Result<Option<Vec<String>>> {
-        let mut url = Url::parse(&format!("{}/v2/_catalog", self.base)).map_err(|e| {
+        let url = Url::parse(&format!("{}/v2/_catalog", self.base)).map_err(|e| {
             RegistryError::Protocol {
                 host: self.host(),
                 detail: format!("bad url: {e}"),
             }
         })?;
+        #[derive(serde::Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        self.list_pages(
+            url,
+            &[Scope::catalog()],
+            "catalog",
+            // A registry without a catalog says so before it lists anything.
+            |status, empty| {
+                empty
+                    && matches!(
+                        status,
+                        StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                    )
+            },
+            |page: Catalog| page.repositories.unwrap_or_default(),
+        )
+        .await
+    }
+
+    /// Follows a paginated list (`?n=` and `Link: <…>; rel="next"` on the same host), returning
+    /// every page's items. When `end(status, nothing_yet)` says an answer's status ends the list,
+    /// what came before is the list, and `None` if nothing did. `what` names the list in errors.
+    async fn list_pages<P: serde::de::DeserializeOwned>(
+        &self,
+        mut url: Url,
+        scopes: &[Scope],
+        what: &str,
+        end: impl Fn(StatusCode, bool) -> bool,
+        items: impl Fn(P) -> Vec<String>,
+    ) -> Result<Option<Vec<String>>> {
         url.query_pairs_mut()
             .append_pair("n", &TAGS_PAGE_SIZE.to_string());
-        let scopes = [Scope::catalog()];
-        let mut names = Vec::new();
+        let mut all = Vec::new();
         loop {
             let resp = self
                 .send(
                     Method::GET,
                     url.clone(),
-                    &scopes,
+                    scopes,
                     HeaderMap::new(),
                     Body::None,
                 )
                 .await?;
             match resp.status() {
                 StatusCode::OK => {}
-                StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                    if names.is_empty() =>
-                {
-                    return Ok(None)
+                status if end(status, all.is_empty()) => {
+                    return Ok((!all.is_empty()).then_some(all))
                 }
-                _ => return Err(self.fail(&Method::GET, "catalog", resp).await),
+                _ => return Err(self.fail(&Method::GET, what, resp).await),
             }
             let next = resp
                 .headers()
@@ -409,21 +439,15 @@ impl HttpRepo {
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link)
                 .and_then(|l| resp.url().join(&l).ok());
-            #[derive(serde::Deserialize)]
-            struct Catalog {
-                #[serde(default)]
-                repositories: Option<Vec<String>>,
-            }
             let body = read_capped(resp, 16 << 20).await;
-            let page: Catalog =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                    host: self.host(),
-                    detail: format!("bad catalog: {e}"),
-                })?;
-            names.extend(page.repositories.unwrap_or_default());
+            let page: P = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                host: self.host(),
+                detail: format!("bad {what}: {e}"),
+            })?;
+            all.extend(items(page));
             match next {
                 Some(n) if n.host_str() == url.host_str() => url = n,
-                _ => return Ok(Some(names)),
+                _ => return Ok(Some(all)),
             }
         }
     }
@@ -720,54 +744,23 @@ impl Repo for HttpRepo {
     }
 
     async fn tags_list(&self) -> Result<Vec<Tag>> {
-        let mut url = self.url("tags/list")?;
-        url.query_pairs_mut()
-            .append_pair("n", &TAGS_PAGE_SIZE.to_string());
-        let mut tags = Vec::new();
-        loop {
-            let resp = self
-                .send(
-                    Method::GET,
-                    url.clone(),
-                    &self.scopes,
-                    HeaderMap::new(),
-                    Body::None,
-                )
-                .await?;
-            if resp.status() == StatusCode::NOT_FOUND {
-                return Ok(tags);
-            }
-            if resp.status() != StatusCode::OK {
-                return Err(self.fail(&Method::GET, "tags", resp).await);
-            }
-            let next = resp
-                .headers()
-                .get(LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link)
-                .and_then(|l| resp.url().join(&l).ok());
-            #[derive(serde::Deserialize)]
-            struct TagList {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
-            }
-            let body = read_capped(resp, 16 << 20).await;
-            let list: TagList =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                    host: self.host(),
-                    detail: format!("bad tag list: {e}"),
-                })?;
-            tags.extend(
-                list.tags
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|t| Tag::parse(t).ok()),
-            );
-            match next {
-                Some(n) if n.host_str() == url.host_str() => url = n,
-                _ => return Ok(tags),
-            }
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
         }
+        let url = self.url("tags/list")?;
+        let names = self
+            .list_pages(
+                url,
+                &self.scopes,
+                "tag list",
+                |status, _| status == StatusCode::NOT_FOUND,
+                |page: TagList| page.tags.unwrap_or_default(),
+            )
+            .await?
+            .unwrap_or_default();
+        Ok(names.iter().filter_map(|t| Tag::parse(t).ok()).collect())
     }
 
     async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>> {
