@@ -1,15 +1,17 @@
 //! copy::attached: copies what is attached to an image (signatures, attestations, SBOMs) to every destination with it, then publishes it there: cosign tags as they were, referrers through the destination's API or its fallback index.
 //!
 //! Content before tags: every attached manifest (and its blobs) goes through the copy engine by
-//! digest first; only then are cosign tags and fallback indexes written.
+//! digest first; only then are cosign tags and fallback indexes written. [`Engine::copy`], the
+//! image and then what is attached to it, is defined here too, on top of `engine`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::engine::{immutable_tag_error, Engine, Resolved};
-use super::progress::Quiet;
+pub use super::engine::DestAttached;
+use super::engine::{immutable_tag_error, CopyReport, Engine, Resolved};
+use super::progress::{Observer, Quiet};
 use super::tag::write_tag;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorChain, Result};
@@ -19,30 +21,6 @@ use crate::reference::ImageRef;
 use crate::referrers::{self, Attached, Filter, Found};
 use crate::registry::{ManifestRef, RegistryError, Repo};
 
-/// What happened to the attached artifacts at one destination.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct DestAttached {
-    /// Artifacts whose content was written (or, in a dry run, would be).
-    pub copied: usize,
-    /// Artifacts already there.
-    pub present: usize,
-    /// cosign tags written.
-    pub tags: usize,
-    /// Fallback indexes written (for destinations without the referrers API).
-    pub fallback_indexes: usize,
-    /// The first failure, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl DestAttached {
-    fn fail(&mut self, e: impl std::fmt::Display) {
-        if self.error.is_none() {
-            self.error = Some(e.to_string());
-        }
-    }
-}
-
 /// Everything attached to the image, as found at the source, and what happened per destination.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AttachedReport {
@@ -50,6 +28,58 @@ pub struct AttachedReport {
     pub found: usize,
     /// Per destination, in the order given.
     pub destinations: Vec<DestAttached>,
+}
+
+/// The copy of an image with what is attached to it: here rather than in `engine`, which
+/// this module builds on, so that `engine` does not import it back.
+impl Engine {
+    /// Copies `source` to every destination; per-destination failures are in the report, not the error.
+    pub async fn copy(
+        &self,
+        source: &ImageRef,
+        dests: &[ImageRef],
+        progress: &dyn Observer,
+    ) -> Result<CopyReport> {
+        let resolved = self.resolve(source).await?;
+        let mut report = self.copy_resolved(&resolved, dests, progress).await?;
+        self.attach(&resolved, dests, &mut report, &self.options().referrers)
+            .await?;
+        Ok(report)
+    }
+
+    /// Copies what is attached to the image (per `filter`) to every destination that did not
+    /// fail, and folds the outcome into `report`: a destination whose attachments failed fails.
+    pub async fn attach(
+        &self,
+        resolved: &Resolved,
+        dests: &[ImageRef],
+        report: &mut CopyReport,
+        filter: &Filter,
+    ) -> Result<()> {
+        let skip: Vec<bool> = report
+            .destinations
+            .iter()
+            .map(|d| d.status == Outcome::Failed)
+            .collect();
+        let attached = copy_attached(self, resolved, dests, &skip, filter).await?;
+        if attached.found == 0 {
+            return Ok(());
+        }
+        for (d, a) in report.destinations.iter_mut().zip(attached.destinations) {
+            if d.status == Outcome::Failed {
+                continue;
+            }
+            if let Some(e) = &a.error {
+                d.status = Outcome::Failed;
+                d.error = Some(e.clone());
+            } else if d.status == Outcome::UpToDate && (a.copied + a.tags + a.fallback_indexes) > 0
+            {
+                d.status = Outcome::Copied;
+            }
+            d.attached = Some(a);
+        }
+        Ok(())
+    }
 }
 
 /// Copies everything attached to `resolved` (per `filter`) to `dests`, skipping destinations

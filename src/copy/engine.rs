@@ -1,4 +1,7 @@
 //! copy::engine: carries out copy plans — resolves the source once, HEAD-checks destinations, moves blobs, then manifests, then tags, and reports per destination.
+//!
+//! What is attached to an image is `copy::attached`'s, and so is [`Engine::copy`] (the image, then
+//! what is attached to it): that module builds on this one, which does not import it back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +11,6 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::attached::{copy_attached, DestAttached};
 use super::fanout::{fanout, OnBytes, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
 use super::progress::Observer;
@@ -107,6 +109,31 @@ pub struct DestReport {
     /// What happened to the signatures, attestations and SBOMs attached to the image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attached: Option<DestAttached>,
+}
+
+/// What happened to the attached artifacts at one destination.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct DestAttached {
+    /// Artifacts whose content was written (or, in a dry run, would be).
+    pub copied: usize,
+    /// Artifacts already there.
+    pub present: usize,
+    /// cosign tags written.
+    pub tags: usize,
+    /// Fallback indexes written (for destinations without the referrers API).
+    pub fallback_indexes: usize,
+    /// The first failure, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DestAttached {
+    /// Keeps the first failure: `copy::attached` fills these in, artifact by artifact.
+    pub(super) fn fail(&mut self, e: impl std::fmt::Display) {
+        if self.error.is_none() {
+            self.error = Some(e.to_string());
+        }
+    }
 }
 
 /// What a copy did, for every destination.
@@ -409,54 +436,6 @@ impl Engine {
             root,
             filtered_from,
         })
-    }
-
-    /// Copies `source` to every destination; per-destination failures are in the report, not the error.
-    pub async fn copy(
-        &self,
-        source: &ImageRef,
-        dests: &[ImageRef],
-        progress: &dyn Observer,
-    ) -> Result<CopyReport> {
-        let resolved = self.resolve(source).await?;
-        let mut report = self.copy_resolved(&resolved, dests, progress).await?;
-        self.attach(&resolved, dests, &mut report, &self.options.referrers)
-            .await?;
-        Ok(report)
-    }
-
-    /// Copies what is attached to the image (per `filter`) to every destination that did not
-    /// fail, and folds the outcome into `report`: a destination whose attachments failed fails.
-    pub async fn attach(
-        &self,
-        resolved: &Resolved,
-        dests: &[ImageRef],
-        report: &mut CopyReport,
-        filter: &Filter,
-    ) -> Result<()> {
-        let skip: Vec<bool> = report
-            .destinations
-            .iter()
-            .map(|d| d.status == Outcome::Failed)
-            .collect();
-        let attached = copy_attached(self, resolved, dests, &skip, filter).await?;
-        if attached.found == 0 {
-            return Ok(());
-        }
-        for (d, a) in report.destinations.iter_mut().zip(attached.destinations) {
-            if d.status == Outcome::Failed {
-                continue;
-            }
-            if let Some(e) = &a.error {
-                d.status = Outcome::Failed;
-                d.error = Some(e.clone());
-            } else if d.status == Outcome::UpToDate && (a.copied + a.tags + a.fallback_indexes) > 0
-            {
-                d.status = Outcome::Copied;
-            }
-            d.attached = Some(a);
-        }
-        Ok(())
     }
 
     /// How this engine copies.
