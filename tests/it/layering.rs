@@ -164,8 +164,9 @@ fn check(files: &[(String, String)]) -> Vec<String> {
     }
     for (module, at) in into_report {
         problems.push(format!(
-            "`{module}` imports `report`; only {} may (progress reaches the terminal through an \
-             observer the front end passes in):\n{}",
+            "`{module}` imports `report`; only {} may (`report` draws and prints for the front \
+             ends; progress reaches it through `copy::progress` and `mirror::progress` observers \
+             that the front end passes down):\n{}",
             MAY_IMPORT_REPORT.join(", "),
             evidence(&at, "    ")
         ));
