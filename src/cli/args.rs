@@ -1,0 +1,266 @@
+//! cli::args: the command line's shape — every subcommand, flag and default, as clap derives it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::copy::{DEFAULT_JOBS, DEFAULT_PER_HOST};
+use crate::policy::schema::SchemaKind;
+use crate::report::Format;
+
+/// Move container images between registries by digest.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The policy directory.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_POLICIES",
+        default_value = "policies"
+    )]
+    pub policies: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy an image (every platform, attestation and artifact under it) to one or more destinations.
+    Copy(CopyArgs),
+    /// Promote an image to an environment: gates, content to every target, then its tags everywhere.
+    Promote(PromoteArgs),
+    /// Move an environment's tags back to an earlier digest on every target.
+    Rollback(RollbackArgs),
+    /// Where an environment's tag points at each target, and whether they agree.
+    Status(EnvArgs),
+    /// An environment's promotions and rollbacks, newest first, from the ledgers in its targets.
+    History(HistoryArgs),
+    /// Check an environment's gates (required attestations and signatures) on an image, writing nothing.
+    Verify(VerifyArgs),
+    /// Mirror repositories and tags to other registries by mirror policies (`kind: mirror`): incremental, shardable.
+    Mirror(MirrorArgs),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Promote sample images through staging and prod over OCI layouts on disk, then roll back: no server, no credentials.
+    Demo(DemoArgs),
+    /// Print a shell completion script (e.g. `source <(ferry completions bash)`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print ferry's man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write `ferry.1` and `ferry-COMMAND.1` for every command into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `ferry policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate every policy file and print the resolved policies.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+        /// Check the files only: do not ask ECR for its repositories' tag immutability.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print the JSON Schema of a kind of policy file, or write all of them into a directory.
+    Schema {
+        /// The kind of policy file.
+        #[arg(long, value_enum, required_unless_present = "out")]
+        kind: Option<SchemaKind>,
+        /// Write `environment.json`, `mirror.json` and `registries.json` into this directory
+        /// (only KIND's with --kind).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `ferry promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The environment (a file `<env>.yaml` in the policy directory).
+    pub env: String,
+    /// The image: a reference in the policy's source repository, or just `:TAG` or `@DIGEST`.
+    pub image: String,
+    /// Read, check the gates and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Go past a refused promote_from gate (protected tags still never move). Needs --reason.
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why --force was needed; recorded in history.
+    #[arg(long, requires = "force", value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Copy only these platforms, instead of the policy's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings (registries.yaml takes precedence per registry).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The environment.
+    pub env: String,
+    /// Go back to this digest, or to where this tag points at the targets.
+    #[arg(long, value_name = "DIGEST|TAG", conflicts_with = "steps")]
+    pub to: Option<String>,
+    /// How many distinct digests back in history.
+    #[arg(long, default_value_t = 1)]
+    pub steps: usize,
+    /// Check and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry status`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The environment.
+    pub env: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry mirror`.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Mirror policies to run (their `name`); none: every mirror policy.
+    pub names: Vec<String>,
+    /// Read and decide, print the plan, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this shard's repositories: K/N (default: a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX with --shard-count).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// The number of shards when the index comes from JOB_COMPLETION_INDEX.
+    #[arg(long, env = "FERRY_SHARD_COUNT")]
+    pub shard_count: Option<u32>,
+    /// Stop starting new images after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Images worked on at once.
+    #[arg(long, default_value_t = crate::mirror::DEFAULT_PARALLEL)]
+    pub parallel: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The environment, its status flags.
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Show at most this many records.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// Connection flags shared by commands that talk to registries.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConnectArgs {
+    /// Reach this registry (host[:port]) over plain HTTP. Loopback registries use plain HTTP already.
+    #[arg(long = "plain-http", value_name = "HOST")]
+    pub plain_http: Vec<String>,
+    /// Reach this loopback registry over HTTPS instead of the plain-HTTP default.
+    #[arg(long = "https", value_name = "HOST")]
+    pub https: Vec<String>,
+    /// Trust this CA certificate (PEM) for a registry: HOST=PATH.
+    #[arg(long = "ca-file", value_name = "HOST=PATH")]
+    pub ca_file: Vec<String>,
+}
+
+/// `ferry copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to copy: HOST/REPO[:TAG][@DIGEST] or ocidir://PATH[:TAG|@DIGEST].
+    pub source: String,
+    /// Where to: each may name another repository and tag; without a tag it is a copy by digest only.
+    #[arg(required = true)]
+    pub dest: Vec<String>,
+    /// Copy only this platform (OS/ARCH[/VARIANT]); repeat for more. The result is a new index.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Vec<String>,
+    /// Read and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Blobs in flight at once.
+    #[arg(long, default_value_t = DEFAULT_JOBS)]
+    pub jobs: usize,
+    /// Blob transfers per registry host at once.
+    #[arg(long, default_value_t = DEFAULT_PER_HOST)]
+    pub per_host: usize,
+    /// Leave signatures, attestations and SBOMs attached to the image behind.
+    #[arg(long, conflicts_with = "artifact_type")]
+    pub no_referrers: bool,
+    /// Copy only attached artifacts of this type (e.g. application/vnd.dev.cosign.artifact.sig.v1+json); repeat for more.
+    #[arg(long, value_name = "TYPE")]
+    pub artifact_type: Vec<String>,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image: a reference in the policy's source repository, or just `:TAG` or `@DIGEST`.
+    pub image: String,
+    /// The environment whose `require:` gates are checked.
+    #[arg(long)]
+    pub env: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the three layouts (default: a new temporary directory, kept).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+}
