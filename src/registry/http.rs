@@ -104,6 +104,17 @@ impl HttpRepo {
         })
     }
 
+    /// [`Self::send`] within this repository's own scopes.
+    async fn send_repo(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response> {
+        self.send(method, url, &self.scopes, headers, body).await
+    }
+
     /// Sends a request through the registry's gate, with auth and retries.
     ///
     /// - A 401 from this registry (not from a host it redirected to) is answered once: the
@@ -339,13 +350,7 @@ impl HttpRepo {
     async fn start_upload(&self) -> Result<Url> {
         let url = self.url("blobs/uploads/")?;
         let resp = self
-            .send(
-                Method::POST,
-                url,
-                &self.scopes,
-                HeaderMap::new(),
-                Body::None,
-            )
+            .send_repo(Method::POST, url, HeaderMap::new(), Body::None)
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.fail(&Method::POST, "upload", resp).await);
@@ -371,6 +376,26 @@ impl HttpRepo {
 }
 
 impl HttpRepo {
+    /// Sends a manifest request. A 404 is `Ok(None)` where `absent_ok` (a HEAD asking whether it
+    /// exists); any other answer but 200 is the registry's error.
+    async fn manifest_request(
+        &self,
+        method: Method,
+        r: &ManifestRef,
+        accept: HeaderMap,
+        absent_ok: bool,
+    ) -> Result<Option<Response>> {
+        let url = self.url(&format!("manifests/{r}"))?;
+        let resp = self
+            .send_repo(method.clone(), url, accept, Body::None)
+            .await?;
+        match resp.status() {
+            StatusCode::OK => Ok(Some(resp)),
+            StatusCode::NOT_FOUND if absent_ok => Ok(None),
+            _ => Err(self.fail(&method, &format!("manifest {r}"), resp).await),
+        }
+    }
+
     /// Every repository the registry lists in its catalog (`GET /v2/_catalog`, following `Link`
     /// pages). Registries without one (GHCR, Docker Hub) answer 401/404: `None`.
     pub async fn catalog(&self) -> Result<Option<Vec<String>>> {
@@ -495,25 +520,12 @@ impl Repo for HttpRepo {
     }
 
     async fn manifest_head(&self, r: &ManifestRef) -> Result<Option<ManifestInfo>> {
-        let url = self.url(&format!("manifests/{r}"))?;
-        let resp = self
-            .send(
-                Method::HEAD,
-                url,
-                &self.scopes,
-                Self::accept(None),
-                Body::None,
-            )
-            .await?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            _ => {
-                return Err(self
-                    .fail(&Method::HEAD, &format!("manifest {r}"), resp)
-                    .await)
-            }
-        }
+        let Some(resp) = self
+            .manifest_request(Method::HEAD, r, Self::accept(None), true)
+            .await?
+        else {
+            return Ok(None);
+        };
         let headers = resp.headers();
         let media_type = headers
             .get(CONTENT_TYPE)
@@ -542,21 +554,10 @@ impl Repo for HttpRepo {
     }
 
     async fn manifest_get(&self, r: &ManifestRef, extra_accept: Option<&str>) -> Result<Manifest> {
-        let url = self.url(&format!("manifests/{r}"))?;
         let resp = self
-            .send(
-                Method::GET,
-                url,
-                &self.scopes,
-                Self::accept(extra_accept),
-                Body::None,
-            )
-            .await?;
-        if resp.status() != StatusCode::OK {
-            return Err(self
-                .fail(&Method::GET, &format!("manifest {r}"), resp)
-                .await);
-        }
+            .manifest_request(Method::GET, r, Self::accept(extra_accept), false)
+            .await?
+            .expect("a 404 is an error when absent is not allowed");
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -607,13 +608,7 @@ impl Repo for HttpRepo {
             })?,
         );
         let resp = self
-            .send(
-                Method::PUT,
-                url,
-                &self.scopes,
-                headers,
-                Body::Bytes(m.bytes.clone()),
-            )
+            .send_repo(Method::PUT, url, headers, Body::Bytes(m.bytes.clone()))
             .await?;
         if !matches!(
             resp.status(),
@@ -640,13 +635,7 @@ impl Repo for HttpRepo {
     async fn blob_head(&self, d: &Digest) -> Result<Option<u64>> {
         let url = self.url(&format!("blobs/{d}"))?;
         let resp = self
-            .send(
-                Method::HEAD,
-                url,
-                &self.scopes,
-                HeaderMap::new(),
-                Body::None,
-            )
+            .send_repo(Method::HEAD, url, HeaderMap::new(), Body::None)
             .await?;
         match resp.status() {
             StatusCode::OK => Ok(resp
@@ -663,7 +652,7 @@ impl Repo for HttpRepo {
     async fn blob_get(&self, d: &Digest) -> Result<BlobStream> {
         let url = self.url(&format!("blobs/{d}"))?;
         let resp = self
-            .send(Method::GET, url, &self.scopes, HeaderMap::new(), Body::None)
+            .send_repo(Method::GET, url, HeaderMap::new(), Body::None)
             .await?;
         if resp.status() != StatusCode::OK {
             return Err(self.fail(&Method::GET, &format!("blob {d}"), resp).await);
@@ -693,13 +682,7 @@ impl Repo for HttpRepo {
         headers.insert(CONTENT_LENGTH, size.into());
         let stream = reqwest::Body::wrap_stream(body);
         let resp = self
-            .send(
-                Method::PUT,
-                url,
-                &self.scopes,
-                headers,
-                Body::Stream(Some(stream)),
-            )
+            .send_repo(Method::PUT, url, headers, Body::Stream(Some(stream)))
             .await?;
         if !matches!(
             resp.status(),
@@ -768,7 +751,7 @@ impl Repo for HttpRepo {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, manifest::OCI_INDEX.parse().expect("static header"));
         let resp = self
-            .send(Method::GET, url, &self.scopes, headers, Body::None)
+            .send_repo(Method::GET, url, headers, Body::None)
             .await?;
         match resp.status() {
             StatusCode::OK => {
