@@ -43,33 +43,33 @@ pub async fn run(cli: Cli) -> Result<()> {
             report::finish(&result, a.output)
         }
         Command::Promote(a) => {
-            let ctx = context(&dir, &a.connect, &a.platform)?;
+            let ctx = context(&dir, &a.common.connect, &a.platform)?;
             let opts = PromoteOptions {
                 dry_run: a.dry_run,
                 force_reason: a.reason.filter(|_| a.force),
             };
-            let progress = report::target_progress(a.output);
+            let progress = report::target_progress(a.common.output);
             let r = ctx.promote(&a.env, &a.image, &opts, &progress);
-            report::finish(&r.await?, a.output)
+            report::finish(&r.await?, a.common.output)
         }
         Command::Rollback(a) => {
-            let ctx = context(&dir, &a.connect, &[])?;
-            let progress = report::target_progress(a.output);
+            let ctx = context(&dir, &a.common.connect, &[])?;
+            let progress = report::target_progress(a.common.output);
             let r = ctx.rollback(&a.env, a.to.as_deref(), a.steps, a.dry_run, &progress);
-            report::finish(&r.await?, a.output)
+            report::finish(&r.await?, a.common.output)
         }
         Command::Status(a) => {
-            let ctx = context(&dir, &a.connect, &[])?;
-            report::finish(&ctx.status(&a.env).await?, a.output)
+            let ctx = context(&dir, &a.common.connect, &[])?;
+            report::finish(&ctx.status(&a.env).await?, a.common.output)
         }
         Command::History(a) => {
-            let ctx = context(&dir, &a.env.connect, &[])?;
+            let ctx = context(&dir, &a.env.common.connect, &[])?;
             let records = ctx.history(&a.env.env).await?;
             let newest: Vec<_> = records.into_iter().rev().take(a.limit).collect();
-            report::finish(&newest[..], a.env.output)
+            report::finish(&newest[..], a.env.common.output)
         }
         Command::Mirror(a) => {
-            let ctx = context(&dir, &a.connect, &[])?;
+            let ctx = context(&dir, &a.common.connect, &[])?;
             let run = mirror::select::Request {
                 names: &a.names,
                 shard: a.shard.as_deref(),
@@ -81,15 +81,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             .resolve(&ctx.policies)?;
             let engine = Engine::new(run.copy_options(&ctx.options));
-            let progress = report::mirror_progress(a.output, &run.target_registries());
+            let progress = report::mirror_progress(a.common.output, &run.target_registries());
             let result = mirror::run(&run.policies, &engine, &run.options, &progress).await?;
             drop(progress);
             report::append_step_summary(&result)?;
-            report::finish(&result, a.output)
+            report::finish(&result, a.common.output)
         }
         Command::Verify(a) => {
-            let ctx = context(&dir, &a.connect, &[])?;
-            report::finish(&ctx.verify(&a.env, &a.image).await?, a.output)
+            let ctx = context(&dir, &a.common.connect, &[])?;
+            report::finish(&ctx.verify(&a.env, &a.image).await?, a.common.output)
         }
         Command::Policy(PolicyCommand::Check { output, offline }) => {
             let ctx = context(&dir, &ConnectArgs::default(), &[])?;

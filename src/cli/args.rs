@@ -107,12 +107,9 @@ pub struct PromoteArgs {
     /// Copy only these platforms, instead of the policy's.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Format,
-    /// Connection settings (registries.yaml takes precedence per registry).
+    /// Output format and connection settings.
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub common: Common,
 }
 
 /// `ferry rollback`.
@@ -129,12 +126,9 @@ pub struct RollbackArgs {
     /// Check and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Format,
-    /// Connection settings.
+    /// Output format and connection settings.
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub common: Common,
 }
 
 /// `ferry status`.
@@ -142,12 +136,9 @@ pub struct RollbackArgs {
 pub struct EnvArgs {
     /// The environment.
     pub env: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Format,
-    /// Connection settings.
+    /// Output format and connection settings.
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub common: Common,
 }
 
 /// `ferry mirror`.
@@ -171,12 +162,9 @@ pub struct MirrorArgs {
     /// Images worked on at once.
     #[arg(long, default_value_t = crate::mirror::DEFAULT_PARALLEL)]
     pub parallel: usize,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Format,
-    /// Connection settings.
+    /// Output format and connection settings.
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub common: Common,
 }
 
 /// `ferry history`.
@@ -188,6 +176,17 @@ pub struct HistoryArgs {
     /// Show at most this many records.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+}
+
+/// The flags of every command that reads registries and reports on them.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings (registries.yaml takes precedence per registry).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// Connection flags shared by commands that talk to registries.
@@ -246,12 +245,9 @@ pub struct VerifyArgs {
     /// The environment whose `require:` gates are checked.
     #[arg(long)]
     pub env: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Format,
-    /// Connection settings.
+    /// Output format and connection settings.
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub common: Common,
 }
 
 /// `ferry demo`.
