@@ -97,7 +97,7 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
         Err(e @ Error::Gate(_)) if text => println!("ferry: {e} (exit {})", e.exit_code()),
         Err(Error::Gate(_)) => {}
         Err(e) => return Err(e),
-        Ok(_) => return Err(Error::Failed("the demo's gate did not refuse".into())),
+        Ok(_) => return Err(Error::DemoCheck { check: "gate" }),
     }
     say(format!(
         "ferry verify :{} --env prod   # unsigned: the signature gate refuses",
@@ -108,9 +108,9 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
         Err(Error::Gate(_)) => {}
         Err(e) => return Err(e),
         Ok(_) => {
-            return Err(Error::Failed(
-                "the demo's signature gate did not refuse".into(),
-            ))
+            return Err(Error::DemoCheck {
+                check: "signature gate",
+            })
         }
     }
     say("ferry status prod".into());

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferry::cli::{self, Cli};
-use ferry::error::{EXIT_OK, EXIT_USAGE};
+use ferry::error::{ErrorChain, EXIT_OK, EXIT_USAGE};
 use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(Ok(())) => ExitCode::from(EXIT_OK),
         Ok(Err(e)) => {
-            eprintln!("ferry: {e}");
+            eprintln!("ferry: {}", ErrorChain(&e));
             ExitCode::from(e.exit_code())
         }
         Err((name, code)) => {

@@ -167,7 +167,7 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
             })
             .unwrap_or_default();
         match (&d.error, &d.plan) {
-            (Some(e), _) => writeln!(out, "  failed      {}: {e}", d.reference)?,
+            (Some(e), _) => writeln!(out, "  failed      {}: {}", d.reference, ErrorChain(e))?,
             (None, Some(p)) => {
                 let what = match p.action {
                     Action::UpToDate => "up to date".to_owned(),
@@ -294,8 +294,8 @@ pub fn write_promote(
                 short(&p.from),
                 p.to.short(),
                 o.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
+                    .as_ref()
+                    .map(|e| format!(": {}", ErrorChain(e)))
                     .unwrap_or_default()
             )?;
         }
@@ -304,7 +304,7 @@ pub fn write_promote(
         }
         if let Some(e) = &t.error {
             if t.tags.iter().all(|o| o.error.is_none()) {
-                writeln!(out, "    error: {e}")?;
+                writeln!(out, "    error: {}", ErrorChain(e))?;
             }
         }
     }
@@ -343,7 +343,7 @@ pub fn write_status(
     )?;
     for t in &r.targets {
         match &t.error {
-            Some(e) => writeln!(out, "  {:<50} unreadable: {e}", t.target)?,
+            Some(e) => writeln!(out, "  {:<50} unreadable: {}", t.target, ErrorChain(e))?,
             None => writeln!(
                 out,
                 "  {:<50} {}  since {}",
@@ -603,7 +603,7 @@ pub fn write_mirror(
             human_bytes(t.bytes)
         )?;
     }
-    for f in report.failures() {
+    for f in mirror_failures(report) {
         writeln!(out, "  failed: {f}")?;
     }
     Ok(())
@@ -638,7 +638,7 @@ pub fn mirror_markdown(report: &crate::mirror::MirrorReport) -> String {
         t.failed,
         human_bytes(t.bytes)
     );
-    let failures = report.failures();
+    let failures = mirror_failures(report);
     if !failures.is_empty() {
         s += "\n**Failures**\n\n";
         for f in failures {
@@ -646,6 +646,15 @@ pub fn mirror_markdown(report: &crate::mirror::MirrorReport) -> String {
         }
     }
     s + "\n"
+}
+
+/// A mirror run's failures, one line each: `SOURCE:TAG -> TARGET: ERROR`.
+fn mirror_failures(report: &crate::mirror::MirrorReport) -> Vec<String> {
+    report
+        .failures()
+        .into_iter()
+        .map(|(what, e)| format!("{what}: {}", ErrorChain(e)))
+        .collect()
 }
 
 fn human_bytes(n: u64) -> String {
@@ -730,11 +739,12 @@ impl Report for crate::promote::PromoteReport {
             .find_map(|t| Some((&t.target, t.error.as_ref()?)))
         {
             None => Ok(()),
-            Some((target, e)) => Err(crate::Error::Failed(format!(
-                "{} of {} targets failed; {target}: {e}",
-                self.failed(),
-                self.targets.len()
-            ))),
+            Some((target, e)) => Err(crate::Error::Targets {
+                failed: self.failed(),
+                total: self.targets.len(),
+                first_target: target.clone(),
+                source: e.clone(),
+            }),
         }
     }
 }
@@ -748,11 +758,10 @@ impl Report for crate::promote::StatusReport {
     fn result(&self) -> crate::Result<()> {
         match self.drift.len() {
             0 => Ok(()),
-            _ => Err(crate::Error::Failed(format!(
-                "{} has drifted: {}",
-                self.environment,
-                self.drift.join("; ")
-            ))),
+            _ => Err(crate::Error::Drifted {
+                environment: self.environment.clone(),
+                drift: self.drift.clone(),
+            }),
         }
     }
 }
@@ -767,11 +776,12 @@ impl Report for crate::mirror::MirrorReport {
         let failures = self.failures();
         match failures.first() {
             None => Ok(()),
-            Some(first) => Err(crate::Error::Failed(format!(
-                "{} of {} images failed; first: {first}",
-                failures.len(),
-                self.images.len()
-            ))),
+            Some((first, e)) => Err(crate::Error::Images {
+                failed: failures.len(),
+                total: self.images.len(),
+                first: first.clone(),
+                source: (*e).clone(),
+            }),
         }
     }
 }
@@ -836,7 +846,12 @@ mod report_tests {
                     Outcome::Copied
                 },
                 bytes: 0,
-                error: failed.then(|| "boom".into()),
+                error: failed.then(|| {
+                    crate::error::TargetError::new(
+                        crate::error::Stage::Blobs,
+                        std::io::Error::other("boom"),
+                    )
+                }),
                 attached: None,
             }],
             error: None,
@@ -862,7 +877,7 @@ mod report_tests {
         let e = mirror_report(&[false, true, true]).result().unwrap_err();
         assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
         assert_eq!(
-            e.to_string(),
+            ErrorChain(&e).to_string(),
             "2 of 3 images failed; first: ghcr.io/acme/api:v1 -> 127.0.0.1:5000/m/api: boom"
         );
     }

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use super::engine::DestAttached;
-use super::engine::{immutable_tag_error, CopyReport, Engine, Resolved};
+use super::engine::{CopyReport, Engine, ImmutableTag, Resolved};
 use super::progress::{Observer, Quiet};
-use super::tag::write_tag;
+use super::tag::{write_tag, TagError};
 use crate::digest::Digest;
-use crate::error::{Error, ErrorChain, Result};
-use crate::manifest::{Manifest, OCI_INDEX};
+use crate::error::{Error, Result, Stage, TargetError};
+use crate::manifest::{Manifest, ManifestError, OCI_INDEX};
 use crate::outcome::Outcome;
-use crate::reference::ImageRef;
+use crate::reference::{ImageRef, Tag};
 use crate::referrers::{self, Attached, Filter, Found};
 use crate::registry::{ManifestRef, RegistryError, Repo};
 
@@ -139,17 +139,20 @@ pub async fn copy_attached(
         let copy = engine.copy_resolved(&artifact, &targets, &Quiet).await?;
         for (i, d) in index.into_iter().zip(&copy.destinations) {
             let r = &mut report.destinations[i];
-            match d.status {
-                Outcome::Failed => r.fail(format_args!(
-                    "attached {} {}: {}",
-                    a.artifact_type.as_deref().unwrap_or("artifact"),
-                    a.manifest.digest,
-                    d.error.as_deref().unwrap_or("failed")
+            match (d.status, &d.error) {
+                (Outcome::Failed, Some(e)) => r.fail(TargetError::new(
+                    Stage::AttachedContent {
+                        kind: a.artifact_type.as_deref().unwrap_or("artifact").to_owned(),
+                        digest: a.manifest.digest.clone(),
+                    },
+                    e.clone(),
                 )),
-                Outcome::UpToDate => r.present += 1,
-                Outcome::Copied | Outcome::Planned => r.copied += 1,
-                // The copy engine neither skips nor stops early.
-                Outcome::Skipped | Outcome::NotAttempted => {}
+                (status, _) => match status {
+                    Outcome::UpToDate => r.present += 1,
+                    Outcome::Copied | Outcome::Planned => r.copied += 1,
+                    // The copy engine neither skips nor stops early, and fails with an error.
+                    Outcome::Failed | Outcome::Skipped | Outcome::NotAttempted => {}
+                },
             }
         }
     }
@@ -173,7 +176,7 @@ pub async fn copy_attached(
                 d.tags = tags;
                 d.fallback_indexes = indexes;
             }
-            Err(e) => d.fail(e),
+            Err(e) => d.fail(TargetError::new(Stage::AttachedTags, e)),
         }
     }
     Ok(report)
@@ -190,19 +193,92 @@ fn group_referrers(found: &[Attached]) -> BTreeMap<Digest, Vec<serde_json::Value
     out
 }
 
+/// Why cosign tags or a fallback index could not be written at a destination.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The destination could not be opened, or its settings read.
+    #[error(transparent)]
+    Open(RegistryError),
+    /// A cosign tag cannot move there.
+    #[error(transparent)]
+    Immutable(ImmutableTag),
+    /// Where a cosign tag points could not be read.
+    #[error("{repository}: tag {tag}")]
+    CosignTag {
+        /// The destination repository.
+        repository: String,
+        /// The cosign tag.
+        tag: Tag,
+        /// The cause.
+        #[source]
+        source: RegistryError,
+    },
+    /// Whether the destination lists referrers could not be read.
+    #[error("{repository}: referrers of {subject}")]
+    Referrers {
+        /// The destination repository.
+        repository: String,
+        /// The subject.
+        subject: Digest,
+        /// The cause.
+        #[source]
+        source: RegistryError,
+    },
+    /// The fallback index there could not be read, or the merged one is not a manifest.
+    #[error("{repository}: fallback index {tag}")]
+    Fallback {
+        /// The destination repository.
+        repository: String,
+        /// The fallback tag.
+        tag: Tag,
+        /// The cause.
+        #[source]
+        source: FallbackCause,
+    },
+    /// A cosign tag or fallback index could not be written and read back.
+    #[error("{repository}")]
+    Tag {
+        /// The destination repository.
+        repository: String,
+        /// The cause.
+        #[source]
+        source: TagError,
+    },
+}
+
+/// Why a fallback index could not be read or built.
+#[derive(Debug, thiserror::Error)]
+pub enum FallbackCause {
+    /// Reading the existing one failed.
+    #[error(transparent)]
+    Read(RegistryError),
+    /// The merged index did not parse.
+    #[error(transparent)]
+    Parse(ManifestError),
+}
+
 /// Writes cosign tags and fallback indexes at one destination; returns how many of each.
 async fn publish(
     engine: &Engine,
     dest: &ImageRef,
     found: &[Attached],
     by_subject: &BTreeMap<Digest, Vec<serde_json::Value>>,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), PublishError> {
     let where_ = dest.repository_name();
-    let repo: Arc<dyn Repo> = engine.open(dest, true).map_err(|e| e.to_string())?;
+    let repo: Arc<dyn Repo> = engine.open(dest, true).map_err(PublishError::Open)?;
     let settings = engine
         .prepare_repository(dest, true)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(PublishError::Open)?;
+    let tag_err = |source| PublishError::Tag {
+        repository: where_.clone(),
+        source,
+    };
+    let fallback_err = |tag: &Tag, source| PublishError::Fallback {
+        repository: where_.clone(),
+        tag: tag.clone(),
+        source,
+    };
     let mut tags = 0;
     for a in found {
         let Found::CosignTag(tag) = &a.found else {
@@ -211,7 +287,11 @@ async fn publish(
         let now = repo
             .manifest_head(&ManifestRef::Tag(tag.clone()))
             .await
-            .map_err(|e| format!("{where_}: tag {tag}: {e}"))?;
+            .map_err(|source| PublishError::CosignTag {
+                repository: where_.clone(),
+                tag: tag.clone(),
+                source,
+            })?;
         match now {
             Some(i) if i.digest == a.manifest.digest => continue,
             Some(i)
@@ -220,13 +300,16 @@ async fn publish(
                     .is_some_and(|s| s.is_immutable(tag.as_str())) =>
             {
                 let s = settings.as_ref().expect("checked");
-                return Err(immutable_tag_error(dest, tag.as_str(), &i.digest, s));
+                return Err(PublishError::Immutable(ImmutableTag::new(
+                    dest,
+                    tag.as_str(),
+                    &i.digest,
+                    s,
+                )));
             }
             _ => {}
         }
-        write_tag(&*repo, tag, &a.manifest)
-            .await
-            .map_err(|e| format!("{where_}: {}", ErrorChain(&e)))?;
+        write_tag(&*repo, tag, &a.manifest).await.map_err(tag_err)?;
         tags += 1;
     }
     let mut indexes = 0;
@@ -236,7 +319,11 @@ async fn publish(
         let api = repo
             .referrers(subject)
             .await
-            .map_err(|e| format!("{where_}: referrers of {subject}: {e}"))?;
+            .map_err(|source| PublishError::Referrers {
+                repository: where_.clone(),
+                subject: subject.clone(),
+                source,
+            })?;
         if api.is_some() {
             continue;
         }
@@ -247,16 +334,14 @@ async fn publish(
         {
             Ok(m) => Some(m),
             Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(format!("{where_}: fallback index {tag}: {e}")),
+            Err(e) => return Err(fallback_err(&tag, FallbackCause::Read(e))),
         };
         let Some(bytes) = referrers::merge_fallback(existing.as_ref(), entries) else {
             continue;
         };
         let index = Manifest::parse(bytes, Some(OCI_INDEX))
-            .map_err(|e| format!("{where_}: fallback index {tag}: {e}"))?;
-        write_tag(&*repo, &tag, &index)
-            .await
-            .map_err(|e| format!("{where_}: {}", ErrorChain(&e)))?;
+            .map_err(|e| fallback_err(&tag, FallbackCause::Parse(e)))?;
+        write_tag(&*repo, &tag, &index).await.map_err(tag_err)?;
         indexes += 1;
     }
     Ok((tags, indexes))

@@ -18,7 +18,7 @@ use super::tag::write_tag;
 use crate::auth::{Auth, CredentialSource, CredentialStore};
 use crate::cloud::{Cloud, Kind, RepoSettings};
 use crate::digest::Digest;
-use crate::error::{Error, ErrorChain, Result};
+use crate::error::{Cause, Error, Result, Stage, TargetError};
 use crate::manifest::{filter_index, Descriptor, Manifest, Platform};
 use crate::outcome::Outcome;
 use crate::reference::ImageRef;
@@ -102,7 +102,7 @@ pub struct DestReport {
     pub requests: u64,
     /// The error, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<TargetError>,
     /// In a dry run: the plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<DestPlan>,
@@ -112,7 +112,7 @@ pub struct DestReport {
 }
 
 /// What happened to the attached artifacts at one destination.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct DestAttached {
     /// Artifacts whose content was written (or, in a dry run, would be).
     pub copied: usize,
@@ -124,14 +124,14 @@ pub struct DestAttached {
     pub fallback_indexes: usize,
     /// The first failure, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<TargetError>,
 }
 
 impl DestAttached {
     /// Keeps the first failure: `copy::attached` fills these in, artifact by artifact.
-    pub(super) fn fail(&mut self, e: impl std::fmt::Display) {
+    pub(super) fn fail(&mut self, e: TargetError) {
         if self.error.is_none() {
-            self.error = Some(e.to_string());
+            self.error = Some(e);
         }
     }
 }
@@ -177,7 +177,7 @@ struct Dest {
     repo: Option<Arc<dyn Repo>>,
     /// ECR: the repository's tag settings.
     settings: Option<RepoSettings>,
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<TargetError>>,
     counters: Counters,
 }
 
@@ -195,24 +195,88 @@ fn clone_transient(e: &RegistryError) -> RegistryError {
 }
 
 /// Why a tag cannot be written: the repository never moves it, and it points elsewhere.
-pub fn immutable_tag_error(
-    repo: &ImageRef,
-    tag: &str,
-    at: &Digest,
-    settings: &RepoSettings,
-) -> String {
-    format!(
-        "tag {tag} already points at {at} in {}, whose {} forbids moving it",
-        repo.repository_name(),
-        settings.describe()
-    )
+#[derive(Debug, thiserror::Error)]
+#[error("tag {tag} already points at {at} in {repository}, whose {settings} forbids moving it")]
+pub struct ImmutableTag {
+    /// The tag.
+    pub tag: String,
+    /// What it points at.
+    pub at: Digest,
+    /// The repository (`host/repo`).
+    pub repository: String,
+    /// Its tag settings, described (`tag mutability IMMUTABLE`).
+    pub settings: String,
+}
+
+impl ImmutableTag {
+    /// `tag` in `repo` points at `at`, and `settings` never let it move.
+    pub fn new(repo: &ImageRef, tag: &str, at: &Digest, settings: &RepoSettings) -> Self {
+        ImmutableTag {
+            tag: tag.to_owned(),
+            at: at.clone(),
+            repository: repo.repository_name(),
+            settings: settings.describe(),
+        }
+    }
+}
+
+/// Why a blob or a manifest did not reach a destination.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// The upload kept failing transiently.
+    #[error("failed to upload blob {digest} after {attempts} attempts")]
+    Retries {
+        /// The blob.
+        digest: Digest,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: RegistryError,
+    },
+    /// The upload failed.
+    #[error("failed to upload blob {digest}")]
+    Upload {
+        /// The blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: RegistryError,
+    },
+    /// The source could not serve the blob.
+    #[error("failed to read blob from source {store}")]
+    SourceRead {
+        /// The source store.
+        store: String,
+        /// The cause.
+        #[source]
+        source: RegistryError,
+    },
+    /// The source's bytes were wrong (a digest mismatch, say).
+    #[error("source {store} served bad content")]
+    BadContent {
+        /// The source store.
+        store: String,
+        /// The cause.
+        #[source]
+        source: Arc<RegistryError>,
+    },
+    /// A manifest could not be put by digest.
+    #[error("failed to put manifest {digest}")]
+    ManifestPut {
+        /// The manifest.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: RegistryError,
+    },
 }
 
 impl Dest {
-    fn fail(&self, e: impl std::fmt::Display) {
+    fn fail(&self, e: TargetError) {
         let mut slot = self.error.lock().expect("dest error lock");
         if slot.is_none() {
-            *slot = Some(e.to_string());
+            *slot = Some(e);
         }
     }
     fn failed(&self) -> bool {
@@ -464,9 +528,9 @@ impl Engine {
             let (repo, settings, error) = match self.open(d, push) {
                 Ok(r) => match self.prepare_repository(d, push).await {
                     Ok(s) => (Some(r), s, None),
-                    Err(e) => (Some(r), None, Some(e.to_string())),
+                    Err(e) => (Some(r), None, Some(TargetError::new(Stage::Open, e))),
                 },
-                Err(e) => (None, None, Some(e.to_string())),
+                Err(e) => (None, None, Some(TargetError::new(Stage::Open, e))),
             };
             Dest {
                 reference: d.clone(),
@@ -523,7 +587,7 @@ impl Engine {
                                 s.children_present.insert(digest);
                             }
                             Ok(None) => {}
-                            Err(e) => d.fail(e),
+                            Err(e) => d.fail(TargetError::new(Stage::Check, e)),
                         }
                     }
                 });
@@ -588,7 +652,7 @@ impl Engine {
             match repo.manifest_head(&ManifestRef::Tag(tag.clone())).await {
                 Ok(info) => state.tag_digest = info.map(|i| i.digest),
                 Err(e) => {
-                    d.fail(e);
+                    d.fail(TargetError::new(Stage::Check, e));
                     return state;
                 }
             }
@@ -598,11 +662,9 @@ impl Engine {
             }
             if let (Some(at), Some(settings)) = (&state.tag_digest, &d.settings) {
                 if settings.is_immutable(tag.as_str()) {
-                    d.fail(immutable_tag_error(
-                        &d.reference,
-                        tag.as_str(),
-                        at,
-                        settings,
+                    d.fail(TargetError::new(
+                        Stage::Check,
+                        ImmutableTag::new(&d.reference, tag.as_str(), at, settings),
                     ));
                     return state;
                 }
@@ -610,7 +672,7 @@ impl Engine {
         }
         match repo.manifest_head(&ManifestRef::Digest(root.clone())).await {
             Ok(info) => state.root_present = info.is_some(),
-            Err(e) => d.fail(e),
+            Err(e) => d.fail(TargetError::new(Stage::Check, e)),
         }
         state
     }
@@ -741,7 +803,7 @@ impl Engine {
                     progress.blob_done(i, blob.size);
                 }
                 Ok(false) => missing.push(i),
-                Err(e) => dests[i].fail(e),
+                Err(e) => dests[i].fail(TargetError::new(Stage::Blobs, e)),
             }
         }
 
@@ -782,7 +844,7 @@ impl Engine {
                     }
                     Ok(Mount::Refused) => {}
                     Err(e) => {
-                        dests[i].fail(e);
+                        dests[i].fail(TargetError::new(Stage::Blobs, e));
                         continue;
                     }
                 }
@@ -817,11 +879,12 @@ impl Engine {
                 }
                 None => {
                     for (i, e) in again {
-                        dests[i].fail(format!(
-                            "failed to upload blob {} after {} attempts: {e}",
-                            blob.digest,
-                            attempts.made()
-                        ));
+                        let e = ContentError::Retries {
+                            digest: blob.digest.clone(),
+                            attempts: attempts.made(),
+                            source: e,
+                        };
+                        dests[i].fail(TargetError::new(Stage::Blobs, e));
                     }
                     return;
                 }
@@ -862,8 +925,13 @@ impl Engine {
                 return upload.iter().map(|&i| (i, clone_transient(&e))).collect()
             }
             Err(e) => {
-                let msg = format!("failed to read blob from source {}: {e}", src.name());
-                upload.iter().for_each(|&i| dests[i].fail(&msg));
+                let cause: Cause = Arc::new(ContentError::SourceRead {
+                    store: src.name(),
+                    source: e,
+                });
+                for &i in upload {
+                    dests[i].fail(TargetError::shared(Stage::Blobs, cause.clone()));
+                }
                 return Vec::new();
             }
         };
@@ -900,7 +968,11 @@ impl Engine {
                         }
                         Err(e) if e.is_transient() => again.push((i, e)),
                         Err(e) => {
-                            dests[i].fail(format!("failed to upload blob {}: {e}", blob.digest))
+                            let e = ContentError::Upload {
+                                digest: blob.digest.clone(),
+                                source: e,
+                            };
+                            dests[i].fail(TargetError::new(Stage::Blobs, e))
                         }
                     }
                 }
@@ -918,8 +990,13 @@ impl Engine {
                 }
             }
             Err(e) => {
-                let msg = format!("source {} served bad content: {e}", src.name());
-                upload.iter().for_each(|&i| dests[i].fail(&msg));
+                let cause: Cause = Arc::new(ContentError::BadContent {
+                    store: src.name(),
+                    source: e,
+                });
+                for &i in upload {
+                    dests[i].fail(TargetError::shared(Stage::Blobs, cause.clone()));
+                }
             }
         }
         again
@@ -950,7 +1027,7 @@ impl Engine {
         d: &Dest,
         p: &DestPlan,
         image: &SourceImage,
-    ) -> Result<(), String> {
+    ) -> Result<(), TargetError> {
         let repo = d.repo();
         let by_digest: HashMap<&Digest, &Manifest> = image
             .children
@@ -964,13 +1041,19 @@ impl Engine {
             let _serial = self.content_lock(digest).await;
             repo.manifest_put(&ManifestRef::Digest(digest.clone()), by_digest[digest])
                 .await
-                .map_err(|e| format!("failed to put manifest {digest}: {e}"))?;
+                .map_err(|source| {
+                    let e = ContentError::ManifestPut {
+                        digest: digest.clone(),
+                        source,
+                    };
+                    TargetError::new(Stage::Manifests, e)
+                })?;
         }
         let Some(tag) = &p.tag else { return Ok(()) };
         let _serial = self.content_lock(&image.root.digest).await;
         write_tag(&**repo, tag, &image.root)
             .await
-            .map_err(|e| ErrorChain(&e).to_string())
+            .map_err(|e| TargetError::new(Stage::Tag, e))
     }
 
     fn report(

@@ -20,7 +20,7 @@ use crate::copy::attached::{copy_attached, DestAttached};
 use crate::copy::progress::Quiet;
 use crate::copy::Engine;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage, TargetError};
 pub use crate::outcome::Outcome;
 use crate::policy::mirror::MirrorPolicy;
 use crate::reference::{ImageRef, Tag};
@@ -70,7 +70,7 @@ pub struct TargetResult {
     pub bytes: u64,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<TargetError>,
     /// Signatures, attestations and SBOMs attached to the image, copied with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attached: Option<DestAttached>,
@@ -93,7 +93,7 @@ pub struct ImageResult {
     pub targets: Vec<TargetResult>,
     /// A failure at the source (then every target failed or was not attempted).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<TargetError>,
 }
 
 /// Counts over images.
@@ -150,8 +150,9 @@ pub struct MirrorReport {
 }
 
 impl MirrorReport {
-    /// Failures, one line each: `SOURCE:TAG -> TARGET: ERROR`.
-    pub fn failures(&self) -> Vec<String> {
+    /// Failures in order, each with what failed (`SOURCE:TAG -> TARGET`, or `SOURCE:TAG` when
+    /// the source failed for the image) and why.
+    pub fn failures(&self) -> Vec<(String, &TargetError)> {
         let mut out = Vec::new();
         for i in &self.images {
             let what = match (&i.tag, &i.digest) {
@@ -160,15 +161,14 @@ impl MirrorReport {
                 _ => i.source.clone(),
             };
             if let Some(e) = &i.error {
-                out.push(format!("{what}: {e}"));
+                out.push((what, e));
                 continue;
             }
+            // A failed target always says why.
             for t in i.targets.iter().filter(|t| t.outcome == Outcome::Failed) {
-                out.push(format!(
-                    "{what} -> {}: {}",
-                    t.target,
-                    t.error.as_deref().unwrap_or("failed")
-                ));
+                if let Some(e) = &t.error {
+                    out.push((format!("{what} -> {}", t.target), e));
+                }
             }
         }
         out
@@ -201,8 +201,13 @@ impl Item<'_> {
     }
 }
 
+/// A leaf cause: the image a tag or digest named is no longer at the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is gone from the source")]
+pub struct Gone(pub ManifestRef);
+
 /// The source failed for this image: every target fails with it.
-fn failed_item(item: &Item, e: String) -> ImageResult {
+fn failed_item(item: &Item, e: TargetError) -> ImageResult {
     let mut r = every_target(item, Outcome::Failed);
     r.error = Some(e);
     r
@@ -271,15 +276,13 @@ pub async fn run(
                     .or_default()
                     .push(item),
                 Ok(None) => {
-                    let r = failed_item(
-                        &item,
-                        format!("{} is gone from the source", item.reference()),
-                    );
+                    let gone = TargetError::new(Stage::Source, Gone(item.reference()));
+                    let r = failed_item(&item, gone);
                     progress.image_done(&r);
                     images.push(r);
                 }
                 Err(e) => {
-                    let r = failed_item(&item, e.to_string());
+                    let r = failed_item(&item, TargetError::new(Stage::Source, e));
                     progress.image_done(&r);
                     images.push(r);
                 }
@@ -343,11 +346,9 @@ async fn discover(policy: &MirrorPolicy, engine: &Engine) -> Result<Vec<String>>
     let all = engine
         .catalog(&policy.source_registry)
         .await
-        .map_err(|e| {
-            Error::Failed(format!(
-                "{}: cannot read the catalog: {e}",
-                policy.source_registry
-            ))
+        .map_err(|e| Error::Catalog {
+            registry: policy.source_registry.to_string(),
+            source: Box::new(e),
         })?
         .ok_or_else(|| {
             Error::Usage(format!(
@@ -406,7 +407,7 @@ async fn list_items<'a>(
         policy.source_registry,
         policy.source_repository(name)
     );
-    let failed = |e: String| ImageResult {
+    let failed = |e: TargetError| ImageResult {
         policy: policy.name.clone(),
         source: source_name.clone(),
         tag: None,
@@ -414,14 +415,15 @@ async fn list_items<'a>(
         targets: Vec::new(),
         error: Some(e),
     };
-    let source = ImageRef::parse(&source_name).map_err(|e| failed(e.to_string()))?;
+    let source =
+        ImageRef::parse(&source_name).map_err(|e| failed(TargetError::new(Stage::Source, e)))?;
     let src = engine
         .open(&source, false)
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(TargetError::new(Stage::Source, e)))?;
     let tags = src
         .tags_list()
         .await
-        .map_err(|e| failed(format!("cannot list tags: {e}")))?;
+        .map_err(|e| failed(TargetError::new(Stage::ListTags, e)))?;
     // Signatures, attestations and fallback indexes travel with their images, not as images.
     let (attached, tags): (Vec<Tag>, Vec<Tag>) = tags
         .into_iter()
@@ -545,7 +547,7 @@ async fn mirror_item(
 ) -> ImageResult {
     let targets = match target_refs(item.policy, &item.name) {
         Ok(t) => t,
-        Err(e) => return failed_item(item, e.to_string()),
+        Err(e) => return failed_item(item, TargetError::new(Stage::Open, e)),
     };
     let reference = item.reference();
     let source_digest = source_digest.clone();
@@ -554,13 +556,15 @@ async fn mirror_item(
     let checks = futures::future::join_all(targets.iter().map(|t| {
         let reference = &reference;
         async move {
-            let repo = engine.open(t, !dry_run).map_err(|e| e.to_string())?;
+            let repo = engine
+                .open(t, !dry_run)
+                .map_err(|e| TargetError::new(Stage::Open, e))?;
             let at = repo
                 .manifest_head(reference)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| TargetError::new(Stage::Check, e))?
                 .map(|i| i.digest);
-            Ok::<_, String>((repo, at))
+            Ok::<_, TargetError>((repo, at))
         }
     }))
     .await;
@@ -629,7 +633,11 @@ async fn mirror_item(
             .await;
             if let Err(e) = kept {
                 let mut t = target_result(&targets[i], Outcome::Failed, Some(step.clone()));
-                t.error = Some(format!("cannot keep {from} as {backup}: {e}"));
+                let stage = Stage::Backup {
+                    from: from.clone(),
+                    backup: backup.clone(),
+                };
+                t.error = Some(TargetError::new(stage, e));
                 decided[i] = Some(t);
                 continue;
             }
@@ -678,9 +686,10 @@ async fn mirror_item(
             }
         }
         Err(e) => {
+            let cause: crate::error::Cause = Arc::new(e);
             for (i, step) in copy_to {
                 let mut t = target_result(&targets[i], Outcome::Failed, Some(step));
-                t.error = Some(e.to_string());
+                t.error = Some(TargetError::shared(Stage::Source, cause.clone()));
                 decided[i] = Some(t);
             }
         }
@@ -738,9 +747,10 @@ async fn refresh_attached(
         }
         Ok(_) => {}
         Err(e) => {
+            let cause: crate::error::Cause = Arc::new(e);
             for &i in &at {
                 result.targets[i].outcome = Outcome::Failed;
-                result.targets[i].error = Some(format!("attached artifacts: {e}"));
+                result.targets[i].error = Some(TargetError::shared(Stage::Attached, cause.clone()));
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::copy::progress::Observer;
 use crate::copy::tag::write_tag;
 use crate::copy::{CopyOptions, Engine, Resolved};
 use crate::digest::Digest;
-use crate::error::{Error, ErrorChain, Result};
+use crate::error::{Cause, Error, ErrorChain, Result, Stage, TargetError};
 use crate::gate;
 use crate::history::{self, Kind, Record};
 use crate::manifest::Manifest;
@@ -62,7 +62,7 @@ pub struct TagOutcome {
     pub outcome: Option<Outcome>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<TargetError>,
 }
 
 /// `done` in JSON: the tag was written and read back, or already named the digest.
@@ -89,7 +89,7 @@ pub struct TargetReport {
     pub attached: Option<crate::copy::attached::DestAttached>,
     /// What went wrong here.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<TargetError>,
 }
 
 /// The outcome of `ferry promote` or `ferry rollback`.
@@ -144,11 +144,7 @@ impl Context {
         policy
             .targets
             .iter()
-            .map(|t| {
-                engine
-                    .open(t.image(), push)
-                    .map_err(|e| Error::Failed(format!("{t}: {e}")))
-            })
+            .map(|t| engine.open(t.image(), push).map_err(|e| target_err(t, e)))
             .collect()
     }
 
@@ -163,8 +159,9 @@ impl Context {
                 Err(e @ Error::Policy(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(
-                        "{}: could not check the target's tag settings: {e}",
-                        policy.file.display()
+                        "{}: could not check the target's tag settings: {}",
+                        policy.file.display(),
+                        ErrorChain(&e)
                     )
                 }
             }
@@ -227,18 +224,21 @@ impl Context {
                 async move {
                     let repo = up_engine
                         .open(t.image(), false)
-                        .map_err(|e| format!("{t}: {e}"))?;
+                        .map_err(|e| target_err(t, e))?;
                     let d = repo
                         .manifest_head(&ManifestRef::Tag(up_tag.clone()))
                         .await
-                        .map_err(|e| format!("{t}: {e}"))?;
-                    Ok::<_, String>((t.to_string(), d.map(|i| i.digest)))
+                        .map_err(|e| target_err(t, e))?;
+                    Ok::<_, Error>((t.to_string(), d.map(|i| i.digest)))
                 }
             }))
             .await
             .into_iter()
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| Error::Failed(format!("cannot check the {up} gate: {e}")))?;
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| Error::GateUnreadable {
+                environment: up.to_string(),
+                source: Box::new(e),
+            })?;
             if let Err(refusal) = plan::check_upstream(env, up.as_str(), &digest, &states) {
                 match &opts.force_reason {
                     Some(_) => {
@@ -283,7 +283,7 @@ impl Context {
                     .collect(),
                 held: p.held.clone(),
                 attached: c.attached.clone(),
-                error: c.error.clone().map(|e| format!("content: {e}")),
+                error: c.error.clone().map(|e| TargetError::new(Stage::Content, e)),
             })
             .collect();
         let mut report = PromoteReport {
@@ -312,10 +312,11 @@ impl Context {
                 .map_err(source_err)?;
             let now = now.map(|i| i.digest);
             if now.as_ref() != Some(&pinned) {
-                return Err(Error::Failed(format!(
-                    "source tag {t} drifted during the promotion: pinned {pinned}, now {}; no tag was moved",
-                    now.map_or("missing".to_owned(), |d| d.to_string())
-                )));
+                return Err(Error::SourceDrifted {
+                    tag: t.clone(),
+                    pinned,
+                    now,
+                });
             }
         }
 
@@ -405,16 +406,21 @@ impl Context {
                 |((t, repo), settings)| async move {
                     let name = t.to_string();
                     let existing = if needs_list {
-                        repo.tags_list().await.map_err(|e| format!("{name}: {e}"))?
+                        repo.tags_list().await.map_err(|e| target_err(t, e))?
                     } else {
                         Vec::new()
                     };
-                    let (wanted, held) = plan::wanted_tags(policy, source_tag, &existing)
-                        .map_err(|e| format!("{name}: {e}"))?;
+                    let (wanted, held) =
+                        plan::wanted_tags(policy, source_tag, &existing).map_err(|reason| {
+                            Error::TargetPlan {
+                                target: name.clone(),
+                                reason,
+                            }
+                        })?;
                     let current = head_tags(&**repo, &wanted)
                         .await
-                        .map_err(|e| format!("{name}: {e}"))?;
-                    Ok::<_, String>(plan::plan_target(
+                        .map_err(|e| target_err(t, e))?;
+                    Ok::<_, Error>(plan::plan_target(
                         policy,
                         &name,
                         digest,
@@ -429,7 +435,7 @@ impl Context {
         let mut plans = Vec::new();
         let mut refusals = Vec::new();
         for r in results {
-            match r.map_err(Error::Failed)? {
+            match r? {
                 Ok(p) => plans.push(p),
                 Err(refusal) => refusals.push(refusal),
             }
@@ -469,8 +475,9 @@ impl Context {
             });
         for (t, r) in futures::future::join_all(appends).await {
             if let Err(e) = r {
-                report.history_errors.push(e.to_string());
-                t.error = Some(e.to_string());
+                let e = TargetError::new(Stage::History, e);
+                report.history_errors.push(ErrorChain(&e).to_string());
+                t.error = Some(e);
             }
         }
         report.record = Some(record);
@@ -589,7 +596,7 @@ impl Context {
         let current = match head_tags(repo, moving).await {
             Ok(c) => c,
             Err(e) => {
-                report.error = Some(e.to_string());
+                report.error = Some(TargetError::new(Stage::Check, e));
                 return Ok((report, None));
             }
         };
@@ -616,7 +623,7 @@ impl Context {
         let check = match engine.check_complete(repo, digest).await {
             Ok(c) => c,
             Err(e) => {
-                report.error = Some(e.to_string());
+                report.error = Some(TargetError::new(Stage::Check, e));
                 return Ok((report, None));
             }
         };
@@ -629,13 +636,18 @@ impl Context {
         }
         tracing::info!(target = %name, missing = check.missing.len(), "re-copying from the source");
         let copied = async {
-            let resolved = engine.resolve(&policy.source.pinned(digest)).await?;
+            let as_cause = |e: Error| -> Cause { Arc::new(e) };
+            let resolved = engine
+                .resolve(&policy.source.pinned(digest))
+                .await
+                .map_err(as_cause)?;
             let c = engine
                 .copy_resolved(&resolved, &[t.image().clone()], &progress(1))
-                .await?;
+                .await
+                .map_err(as_cause)?;
             match c.destinations[0].error.clone() {
                 None => Ok(resolved.root),
-                Some(e) => Err(Error::Failed(e)),
+                Some(e) => Err(Arc::new(e) as Cause),
             }
         }
         .await;
@@ -646,10 +658,11 @@ impl Context {
             }
             Err(f) => {
                 report.content = Outcome::Failed;
-                report.error = Some(format!(
-                    "{digest} is incomplete here ({}) and the source cannot supply it: {f}",
-                    check.missing[0]
-                ));
+                let stage = Stage::Recopy {
+                    digest: digest.clone(),
+                    missing: check.missing[0].clone(),
+                };
+                report.error = Some(TargetError::shared(stage, f));
                 Ok((report, None))
             }
         }
@@ -714,7 +727,7 @@ impl Context {
                         target: name,
                         digest: None,
                         since: None,
-                        error: Some(e.to_string()),
+                        error: Some(TargetError::new(Stage::Check, e)),
                     },
                 }
             })
@@ -774,10 +787,7 @@ fn refused(refusals: Vec<plan::Refusal>) -> Result<()> {
         }
     }
     if !failures.is_empty() {
-        return Err(Error::Failed(format!(
-            "{}; nothing was written",
-            failures.join("; ")
-        )));
+        return Err(Error::Immutable { refusals: failures });
     }
     if !gates.is_empty() {
         return Err(Error::Gate(gates.join("; ")));
@@ -800,7 +810,7 @@ pub async fn check_mutability(
     .await;
     let mut out = Vec::new();
     for (i, (t, r)) in policy.targets.iter().zip(found).enumerate() {
-        let settings = r.map_err(|e| Error::Failed(format!("{t}: {e}")))?;
+        let settings = r.map_err(|e| target_err(t, e))?;
         if let Some(s) = &settings {
             let bad = plan::immutable_moving_tags(policy, s);
             if !bad.is_empty() {
@@ -830,12 +840,21 @@ async fn read_history(repos: &[Arc<dyn Repo>], policy: &EnvPolicy) -> Result<Vec
     for e in &errors {
         tracing::warn!("{e}");
     }
-    match errors.first() {
-        Some(e) if errors.len() == repos.len() => Err(Error::Failed(format!(
-            "cannot read {}'s history at any target: {e}",
-            policy.environment
-        ))),
+    let all_failed = errors.len() == repos.len();
+    match errors.into_iter().next() {
+        Some(e) if all_failed => Err(Error::History {
+            environment: policy.environment.to_string(),
+            source: Box::new(e),
+        }),
         _ => Ok(records),
+    }
+}
+
+/// A target that could not be opened or read before anything was written.
+fn target_err(t: &Target, e: RegistryError) -> Error {
+    Error::Target {
+        target: t.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -863,7 +882,7 @@ pub struct TargetStatus {
     pub since: Option<String>,
     /// Why it could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<TargetError>,
 }
 
 /// `ferry status`.
@@ -919,7 +938,7 @@ async fn flip_target(repo: &dyn Repo, t: &mut TargetReport, root: &Manifest) {
         }
         let result = write_tag(repo, &o.planned.tag, root)
             .await
-            .map_err(|e| ErrorChain(&e).to_string());
+            .map_err(|e| TargetError::new(Stage::Tag, e));
         match result {
             Ok(()) => o.outcome = Some(Outcome::Copied),
             Err(e) => {
