@@ -45,6 +45,17 @@ pub enum Error {
         /// How many there were.
         total: usize,
     },
+    /// A flag's value does not parse; nothing was attempted.
+    #[error("{flag} {value}")]
+    Flag {
+        /// The flag (`--to`).
+        flag: &'static str,
+        /// Its value as given.
+        value: String,
+        /// Why it does not parse.
+        #[source]
+        source: crate::digest::InvalidDigest,
+    },
     /// A policy gate refused; nothing was written.
     #[error("refused: {0}")]
     Gate(String),
@@ -162,7 +173,9 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Reference(_) | Error::Policy(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::Reference(_) | Error::Policy(_) | Error::Usage(_) | Error::Flag { .. } => {
+                EXIT_USAGE
+            }
             Error::Gate(_) => EXIT_GATE,
             Error::Source { .. }
             | Error::Partial { .. }

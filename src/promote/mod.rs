@@ -502,7 +502,11 @@ impl Context {
                 plan::rollback_digest(&records, steps).map_err(Error::Usage)?
             }
             Some(s) if s.starts_with("sha256:") => {
-                Digest::parse(s).map_err(|e| Error::Usage(format!("--to {s}: {e}")))?
+                Digest::parse(s).map_err(|source| Error::Flag {
+                    flag: "--to",
+                    value: s.to_owned(),
+                    source,
+                })?
             }
             Some(tag) => {
                 let tag = Tag::parse(tag)
