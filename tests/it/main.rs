@@ -1,6 +1,7 @@
 //! ferry's integration tests, one binary (`cargo test --test it`): one link step, and the test
-//! bed in `tests/support` compiled once. Each module was its own test binary before; names are
-//! `module::test`, so `cargo test --test it faults::` runs one area.
+//! bed in `tests/support` compiled once (and once more for `tests/kill`, which runs alone). Each
+//! module was its own test binary before; names are `module::test`, so
+//! `cargo test --test it faults::` runs one area.
 //!
 //! Command line and repository files (no registries):
 //! - `completions`: shell completions and man pages from the clap definition.
@@ -18,7 +19,8 @@
 //!
 //! Failure and resource behaviour:
 //! - `faults`: a scriptable proxy injects errors, lies, redirects, cuts and huge bodies.
-//! - `kill`: SIGKILL at random moments never leaves a tag on incomplete content.
+//! - `kill` (its own binary, `tests/kill`: it needs the machine to itself): SIGKILL at random
+//!   moments never leaves a tag on incomplete content.
 //! - `memory`: a 1 GiB layer to three registries keeps peak RSS under 100 MiB.
 //!
 //! The test bed, `support` (`tests/support`, shared with the benches by `#[path]`): registries,
@@ -38,7 +40,6 @@ mod copy;
 mod docs;
 mod faults;
 mod fuzz_seeds;
-mod kill;
 mod layering;
 mod memory;
 mod mirror;
