@@ -60,18 +60,20 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
     }
     std::fs::write(policies.join("cosign.pub"), sample::public_key_pem(&key))?;
     let text = output == Format::Text;
-    let say = |s: String| {
+    let say = |s: String| -> std::io::Result<()> {
         if text {
-            println!("\n$ {s}");
+            writeln!(std::io::stdout().lock(), "\n$ {s}")?;
         }
+        Ok(())
     };
     if text {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "sample images {} written to {}; policies in {}",
             tags.join(", "),
             ci.display(),
             policies.display()
-        );
+        )?;
     }
     let loaded = Policies::load(&policies, &Overrides::default())?;
     let transport = TransportOptions::default().with_default_cert_dirs();
@@ -82,19 +84,23 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
     let quiet = |n| Progress::hidden(n);
     for tag in &tags {
         for env in ["staging", "prod"] {
-            say(format!("ferry promote {env} :{tag}"));
+            say(format!("ferry promote {env} :{tag}"))?;
             let r = ctx
                 .promote(env, &format!(":{tag}"), &PromoteOptions::default(), &quiet)
                 .await?;
             report::finish(&r, output)?;
         }
     }
-    say("ferry promote prod :v1.0.0   # not staging's digest: the gate refuses".into());
+    say("ferry promote prod :v1.0.0   # not staging's digest: the gate refuses".into())?;
     match ctx
         .promote("prod", ":v1.0.0", &PromoteOptions::default(), &quiet)
         .await
     {
-        Err(e @ Error::Gate(_)) if text => println!("ferry: {e} (exit {})", e.exit_code()),
+        Err(e @ Error::Gate(_)) if text => writeln!(
+            std::io::stdout().lock(),
+            "ferry: {e} (exit {})",
+            e.exit_code()
+        )?,
         Err(Error::Gate(_)) => {}
         Err(e) => return Err(e),
         Ok(_) => return Err(Error::DemoCheck { check: "gate" }),
@@ -102,9 +108,13 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
     say(format!(
         "ferry verify :{} --env prod   # unsigned: the signature gate refuses",
         unsigned.tag
-    ));
+    ))?;
     match ctx.verify("prod", &format!(":{}", unsigned.tag)).await {
-        Err(e @ Error::Gate(_)) if text => println!("ferry: {e} (exit {})", e.exit_code()),
+        Err(e @ Error::Gate(_)) if text => writeln!(
+            std::io::stdout().lock(),
+            "ferry: {e} (exit {})",
+            e.exit_code()
+        )?,
         Err(Error::Gate(_)) => {}
         Err(e) => return Err(e),
         Ok(_) => {
@@ -113,20 +123,20 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
             })
         }
     }
-    say("ferry status prod".into());
+    say("ferry status prod".into())?;
     let mut stdout = std::io::stdout().lock();
     report::write_status(&mut stdout, &ctx.status("prod").await?, output)?;
     drop(stdout);
-    say("ferry rollback prod".into());
+    say("ferry rollback prod".into())?;
     let r = ctx.rollback("prod", None, 1, false, &quiet).await?;
     report::finish(&r, output)?;
-    say("ferry status prod".into());
+    say("ferry status prod".into())?;
     let status = ctx.status("prod").await?;
     let records = ctx.history("prod").await?;
     let mut stdout = std::io::stdout().lock();
     report::write_status(&mut stdout, &status, output)?;
     drop(stdout);
-    say("ferry history prod".into());
+    say("ferry history prod".into())?;
     let newest: Vec<_> = records.into_iter().rev().collect();
     let mut stdout = std::io::stdout().lock();
     report::write_history(&mut stdout, &newest, output)?;

@@ -12,7 +12,10 @@ pub fn completions(
     shell: clap_complete::Shell,
     mut out: impl Write,
 ) -> Result<()> {
-    clap_complete::generate(shell, &mut cmd, "ferry", &mut out);
+    // clap_complete panics on a failed write; render in memory so a closed pipe is an error.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "ferry", &mut script);
+    out.write_all(&script)?;
     Ok(out.flush()?)
 }
 

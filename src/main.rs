@@ -1,10 +1,12 @@
 //! ferry's binary: parse arguments, set up logging, run the library, map the outcome to an exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use ferry::cli::{self, Cli};
 use ferry::error::{ErrorChain, EXIT_OK, EXIT_USAGE};
+use ferry::report;
 use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
@@ -26,6 +28,11 @@ fn main() -> ExitCode {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(report::use_colour(
+                    std::io::stderr().is_terminal(),
+                    std::env::var_os("NO_COLOR").as_deref(),
+                    std::env::var_os("CLICOLOR_FORCE").as_deref(),
+                ))
                 .with_target(false)
                 .with_filter(filter)
                 .with_filter(no_secrets),
@@ -53,6 +60,8 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match outcome {
         Ok(Ok(())) => ExitCode::from(EXIT_OK),
+        // A reader that stopped early (`ferry demo | head -1`): done, as for `cat` or `rg`.
+        Ok(Err(e)) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Ok(Err(e)) => {
             eprintln!("ferry: {}", ErrorChain(&e));
             ExitCode::from(e.exit_code())
@@ -62,6 +71,20 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// True when `e` or any error under it is a broken pipe: stdout's reader has gone.
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Libraries whose trace-level events can carry credentials (response bodies, signing

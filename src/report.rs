@@ -113,6 +113,23 @@ impl Observer for Progress {
     }
 }
 
+/// Whether to colour what goes to a stream (the log on stderr): on a terminal, never on a
+/// pipe or file. `NO_COLOR` set and non-empty turns colour off (no-color.org); `CLICOLOR_FORCE`
+/// set and not `0` turns it on even off a terminal (bixense.com/clicolors); `NO_COLOR` wins.
+pub fn use_colour(
+    is_terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    clicolor_force: Option<&std::ffi::OsStr>,
+) -> bool {
+    if no_color.is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if clicolor_force.is_some_and(|v| v != "0") {
+        return true;
+    }
+    is_terminal
+}
+
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -830,6 +847,32 @@ mod report_tests {
 
     use super::*;
     use crate::mirror::{ImageResult, MirrorReport, Outcome, TargetResult, Totals};
+
+    #[test]
+    fn colour_on_a_terminal_unless_no_color_and_anywhere_if_forced() {
+        // (terminal, NO_COLOR, CLICOLOR_FORCE, colour?)
+        let table: &[(bool, Option<&str>, Option<&str>, bool)] = &[
+            (true, None, None, true),
+            (false, None, None, false),
+            (true, Some("1"), None, false),
+            (true, Some(""), None, true),
+            (false, None, Some("1"), true),
+            (false, None, Some(""), true),
+            (false, None, Some("0"), false),
+            (true, None, Some("0"), true),
+            (false, Some("1"), Some("1"), false),
+            (true, Some("1"), Some("1"), false),
+            (false, Some(""), Some("1"), true),
+        ];
+        for &(tty, no_color, force, want) in table {
+            let os = |v: Option<&'static str>| v.map(std::ffi::OsStr::new);
+            assert_eq!(
+                use_colour(tty, os(no_color), os(force)),
+                want,
+                "terminal {tty}, NO_COLOR {no_color:?}, CLICOLOR_FORCE {force:?}"
+            );
+        }
+    }
 
     fn mirror_report(failed: &[bool]) -> MirrorReport {
         let image = |i: usize, failed: bool| ImageResult {

@@ -9,6 +9,8 @@
 //! - `schema`: the committed policy JSON Schemas match the code and the example policies.
 //! - `fuzz_seeds`: every committed fuzz seed through its target's property function.
 //! - `layering`: no import circles among `src/` modules; only the front ends import `report`.
+//! - `terminal`: log colour only on a terminal (`NO_COLOR`, `CLICOLOR_FORCE`); a closed stdout
+//!   (`ferry demo | head -1`) ends ferry quietly with exit 0.
 //!
 //! Against real registries (Debian's docker-registry on loopback, skopeo as a second client):
 //! - `copy`: `ferry copy` in every auth mode, layouts, fan-out, byte-exact results.
@@ -46,3 +48,4 @@ mod mirror;
 mod promote;
 mod referrers;
 mod schema;
+mod terminal;
