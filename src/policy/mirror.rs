@@ -49,17 +49,111 @@ pub struct TagFilter {
     /// A tag matching any of these is left out.
     pub exclude: Vec<TagRegex>,
     /// Version tags (`1.2.3`, `v1.2.3`) must satisfy this range; other tags are not affected.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_req")]
-    pub semver: Option<semver::VersionReq>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semver: Option<SemverRange>,
     /// Keep only the N highest versions, and the N most recently created other tags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newest: Option<usize>,
 }
 
-fn ser_req<S: serde::Serializer>(r: &Option<semver::VersionReq>, s: S) -> Result<S::Ok, S::Error> {
-    match r {
-        Some(r) => s.serialize_str(&r.to_string()),
-        None => s.serialize_none(),
+/// A `tags.semver` range: one or more alternatives joined by `||`; a version matches when any
+/// alternative does.
+///
+/// Each alternative is a list of comparators written the `semver` crate's way
+/// (`>=1.0.0, <10.0.0`) or the npm/Helm/regsync way, separated by spaces (`>=1.0.0 <10.0.0`).
+/// An operator may stand apart from its version (`>= 1.0.0` is one comparator).
+///
+/// Pre-releases follow the `semver` crate (and npm): a pre-release version such as `2.0.0-beta`
+/// matches an alternative only when it satisfies every comparator *and* one comparator of that
+/// alternative names the same `MAJOR.MINOR.PATCH` with a pre-release. So `v2.0.0-beta` is outside
+/// `>=1.0.0, <10.0.0`, while `v2.0.0-rc.2` is inside `>=2.0.0-rc.1, <3.0.0` (but `v2.1.0-rc.1`
+/// is not).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SemverRange(Vec<semver::VersionReq>);
+
+impl SemverRange {
+    /// Parses any of the three spellings; the error is one line, without the range itself.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut alternatives = Vec::new();
+        for (i, alt) in text.split("||").enumerate() {
+            let normal = comma_form(alt);
+            if normal.is_empty() {
+                return Err(if text.contains("||") {
+                    format!("alternative {} of `||` is empty", i + 1)
+                } else {
+                    "empty range".to_owned()
+                });
+            }
+            let req = semver::VersionReq::parse(&normal).map_err(|e| {
+                if text.contains("||") {
+                    format!("alternative {} ({:?}): {e}", i + 1, alt.trim())
+                } else {
+                    e.to_string()
+                }
+            })?;
+            alternatives.push(req);
+        }
+        Ok(SemverRange(alternatives))
+    }
+
+    /// True when any alternative matches.
+    pub fn matches(&self, v: &semver::Version) -> bool {
+        self.0.iter().any(|r| r.matches(v))
+    }
+}
+
+/// One `||` alternative in the `semver` crate's comma-separated form: whitespace between
+/// comparators becomes `, `, while an operator written apart from its version (`>= 1.0.0`) stays
+/// attached to it. Commas already present are kept.
+fn comma_form(alt: &str) -> String {
+    let is_op =
+        |t: &str| !t.is_empty() && t.chars().all(|c| matches!(c, '<' | '>' | '=' | '~' | '^'));
+    let mut pieces: Vec<String> = Vec::new();
+    for part in alt.split(',') {
+        let mut pending_op = String::new();
+        let mut comparators: Vec<String> = Vec::new();
+        for token in part.split_whitespace() {
+            if is_op(token) {
+                // `> = 1.0.0`: the first operator stands alone, and the parser rejects it.
+                if !pending_op.is_empty() {
+                    comparators.push(std::mem::take(&mut pending_op));
+                }
+                pending_op = token.to_owned();
+            } else {
+                comparators.push(std::mem::take(&mut pending_op) + token);
+            }
+        }
+        if !pending_op.is_empty() {
+            // A dangling operator: leave it for `VersionReq::parse` to reject.
+            comparators.push(pending_op);
+        }
+        if comparators.is_empty() && alt.contains(',') {
+            // An empty piece between commas: keep it so the parser reports it.
+            comparators.push(String::new());
+        }
+        pieces.extend(comparators);
+    }
+    if pieces.iter().all(String::is_empty) {
+        return String::new();
+    }
+    pieces.join(", ")
+}
+
+impl std::fmt::Display for SemverRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" || ")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SemverRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -176,7 +270,10 @@ struct RawTags {
     /// A tag matching any of these regular expressions is left out.
     #[serde(default)]
     exclude: Vec<String>,
-    /// Version tags (`1.2.3`, `v1.2.3`) must be in this semver range (`>=1.0.0`); other tags are not affected.
+    /// Version tags (`1.2.3`, `v1.2.3`) must be in this semver range; other tags are not affected.
+    /// Comparators are separated by commas or spaces (`>=1.0.0, <2.0.0` or `>=1.0.0 <2.0.0`), and
+    /// `||` joins alternatives (`<2.0.0 || >=3.0.0`). A pre-release (`v2.0.0-rc.1`) is in the range
+    /// only when a comparator names the same version with a pre-release (`>=2.0.0-rc.0`).
     semver: Option<String>,
     /// Keep only the N highest versions, and the N most recently created other tags.
     #[schemars(range(min = 1))]
@@ -325,7 +422,7 @@ pub fn load(file: &Path) -> Result<MirrorPolicy, PolicyError> {
             semver: t
                 .semver
                 .map(|s| {
-                    semver::VersionReq::parse(&s)
+                    SemverRange::parse(&s)
                         .map_err(|e| PolicyError::new(file, "tags.semver", format!("{s:?}: {e}")))
                 })
                 .transpose()?,
@@ -458,7 +555,7 @@ mod tests {
         TagFilter {
             include: re(include),
             exclude: re(exclude),
-            semver: semver.map(|s| semver::VersionReq::parse(s).unwrap()),
+            semver: semver.map(|s| SemverRange::parse(s).unwrap()),
             newest,
         }
     }
@@ -525,6 +622,11 @@ mod tests {
                 ],
             ),
             (
+                "space-separated range with || alternatives; pre-releases stay out",
+                filter(&[], &["^sha-"], Some(">=1.0.0 <1.5.0 || >=2.0.0"), None),
+                &["2.0.0", "latest", "v1.0.0", "v1.2.0"],
+            ),
+            (
                 "newest by version, numerically",
                 filter(&[r"^v\d+\.\d+\.\d+$"], &[], None, Some(2)),
                 &["v1.10.0", "v1.2.0"],
@@ -561,6 +663,121 @@ mod tests {
         );
         let f = filter(&["^sha-"], &[], None, Some(2));
         assert!(f.needs_creation_times(&others));
+    }
+
+    #[test]
+    fn semver_range_spellings() {
+        // (range as written, versions inside, versions outside)
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                ">=1.0.0, <10.0.0",
+                &["1.0.0", "9.9.9"],
+                &["0.9.0", "10.0.0"],
+            ),
+            (">=1.0.0 <10.0.0", &["1.0.0", "9.9.9"], &["0.9.0", "10.0.0"]),
+            (
+                "  >=1.0.0    <10.0.0  ",
+                &["1.0.0", "9.9.9"],
+                &["0.9.0", "10.0.0"],
+            ),
+            (">=1.0.0,<10.0.0", &["1.0.0", "9.9.9"], &["0.9.0", "10.0.0"]),
+            (">= 1.0.0", &["1.0.0", "20.0.0"], &["0.9.9"]),
+            (
+                ">= 1.0.0 < 10.0.0",
+                &["1.0.0", "9.9.9"],
+                &["0.9.0", "10.0.0"],
+            ),
+            (
+                ">= 1.0.0, < 10.0.0",
+                &["1.0.0", "9.9.9"],
+                &["0.9.0", "10.0.0"],
+            ),
+            ("^2", &["2.0.0", "2.9.1"], &["1.9.9", "3.0.0"]),
+            (
+                "~1.2 || ^3",
+                &["1.2.0", "1.2.9", "3.4.5"],
+                &["1.3.0", "2.0.0", "4.0.0"],
+            ),
+            (
+                ">=1.0.0 <2.0.0 || >=3.0.0",
+                &["1.0.0", "1.9.9", "3.0.0", "12.0.0"],
+                &["0.9.0", "2.0.0", "2.9.9"],
+            ),
+            (
+                ">=1.0.0, <2.0.0||>=3.0.0, <4.0.0",
+                &["1.5.0", "3.5.0"],
+                &["2.5.0", "4.0.0"],
+            ),
+            // Pre-releases: only where a comparator of the same alternative names that
+            // MAJOR.MINOR.PATCH with a pre-release.
+            (">=1.0.0, <10.0.0", &[], &["2.0.0-beta", "1.0.0-rc.1"]),
+            (">=1.0.0 <10.0.0", &[], &["2.0.0-beta"]),
+            (
+                ">=2.0.0-rc.1 <3.0.0",
+                &["2.0.0-rc.1", "2.0.0-rc.2", "2.0.0", "2.5.0"],
+                &["2.0.0-rc.0", "2.1.0-rc.1", "3.0.0"],
+            ),
+            (
+                "^1 || >=2.0.0-beta.1 <2.0.0",
+                &["1.4.0", "2.0.0-beta.3"],
+                &["1.5.0-rc.1", "2.0.0", "2.0.0-alpha"],
+            ),
+        ];
+        for (range, inside, outside) in cases {
+            let r = SemverRange::parse(range).unwrap_or_else(|e| panic!("{range:?}: {e}"));
+            for v in *inside {
+                assert!(
+                    r.matches(&semver::Version::parse(v).unwrap()),
+                    "{v} in {range:?}"
+                );
+            }
+            for v in *outside {
+                assert!(
+                    !r.matches(&semver::Version::parse(v).unwrap()),
+                    "{v} not in {range:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn semver_range_display_is_the_comma_form() {
+        let cases = [
+            (">=1.0.0", ">=1.0.0"),
+            (">=1.0.0 <10.0.0", ">=1.0.0, <10.0.0"),
+            (">= 1.0.0,  < 10.0.0", ">=1.0.0, <10.0.0"),
+            (">=1.0.0 <2.0.0 || >=3.0.0", ">=1.0.0, <2.0.0 || >=3.0.0"),
+        ];
+        for (written, shown) in cases {
+            assert_eq!(
+                SemverRange::parse(written).unwrap().to_string(),
+                shown,
+                "{written:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn semver_range_errors_are_one_line() {
+        // (range, start of the error)
+        let cases = [
+            (">=one", "unexpected character 'o'"),
+            ("", "empty range"),
+            ("   ", "empty range"),
+            (">=1.0.0 ||", "alternative 2 of `||` is empty"),
+            ("|| >=1.0.0", "alternative 1 of `||` is empty"),
+            (">=1.0.0 || <x", "alternative 2 (\"<x\"): "),
+            (">=1.0.0 <", "unexpected end of input"),
+            ("> = 1.0.0", ""),
+            (">=1.0.0,", ""),
+            (">=1.0.0 | <2.0.0", ""),
+            ("1.0.0 - 2.0.0", ""),
+        ];
+        for (range, want) in cases {
+            let e = SemverRange::parse(range).expect_err(range);
+            assert!(e.starts_with(want), "{range:?}: {e}");
+            assert!(!e.contains('\n'), "{range:?}: {e}");
+        }
     }
 
     #[test]

@@ -1298,6 +1298,11 @@ mod tests {
             ),
             (
                 "nightly.yaml",
+                "version: 1\nkind: mirror\nsource: ghcr.io/acme\ntags:\n  semver: \">=1.0.0 <2.0.0 || <x\"\ntargets:\n  - registry: r.io\n",
+                "nightly.yaml: tags.semver: \">=1.0.0 <2.0.0 || <x\": alternative 2 (\"<x\"): ",
+            ),
+            (
+                "nightly.yaml",
                 "version: 1\nkind: mirror\nsource: ghcr.io/acme\ntargets:\n  - registry: r.io\n    prefix: mirror\n",
                 "nightly.yaml: targets[0].prefix: \"mirror\" must end with '/'",
             ),
