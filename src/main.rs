@@ -73,18 +73,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// True when `e` or any error under it is a broken pipe: stdout's reader has gone.
-fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-        {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+/// True when writing ferry's own output failed because stdout's reader has gone. Only the
+/// output error counts: a broken pipe further down a cause chain is a registry connection that
+/// broke, a real failure that must not exit 0.
+fn is_broken_pipe(e: &ferry::Error) -> bool {
+    matches!(e, ferry::Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Libraries whose trace-level events can carry credentials (response bodies, signing
