@@ -16,6 +16,7 @@ use crate::mirror;
 use crate::policy::{Overrides, Policies};
 use crate::promote::{Context, PromoteOptions};
 use crate::report;
+use crate::sigstore;
 use crate::transport::TransportOptions;
 
 /// Runs a parsed command; the caller maps the error to an exit code.
@@ -91,6 +92,24 @@ pub async fn run(cli: Cli) -> Result<()> {
             let ctx = context(&dir, &a.common.connect, &[])?;
             report::finish(&ctx.verify(&a.env, &a.image).await?, a.common.output)
         }
+        Command::VerifyBundle(a) => {
+            let verified = verify_bundle(&a)?;
+            let mut out = stdout();
+            let line = format!(
+                "verified: signed by {}{}{}",
+                verified.signer,
+                verified
+                    .issuer
+                    .map(|i| format!(" (issuer {i})"))
+                    .unwrap_or_default(),
+                verified
+                    .time
+                    .map(|t| format!(", at {t}"))
+                    .unwrap_or_default(),
+            );
+            std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes())
+                .map_err(Error::Output)
+        }
         Command::Policy(PolicyCommand::Check { output, offline }) => {
             let ctx = context(&dir, &ConnectArgs::default(), &[])?;
             if !offline {
@@ -105,6 +124,65 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Completions { shell } => generate::completions(Cli::command(), shell, stdout()),
         Command::Man { out } => generate::man(Cli::command(), out.as_deref(), stdout()),
     }
+}
+
+/// `ferry verify-bundle`: reads the bundle, the signer and the root, then verifies offline.
+fn verify_bundle(a: &VerifyBundleArgs) -> Result<sigstore::Verified> {
+    let usage = |m: String| Error::Usage(m);
+    let root = match (&a.trusted_root, a.staging) {
+        (Some(path), _) => sigstore::TrustRoot::from_file(path).map_err(usage)?,
+        (None, true) => sigstore::TrustRoot::builtin("staging").expect("built in"),
+        (None, false) => sigstore::TrustRoot::public_good(),
+    };
+    let signer = if let Some(path) = &a.key {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read key {}: {e}", path.display())))?;
+        sigstore::Signer::key(path.clone(), &pem)
+            .map_err(|e| usage(format!("{}: {e}", path.display())))?
+    } else {
+        let subject = match (&a.certificate_identity, &a.certificate_identity_regexp) {
+            (Some(id), _) => sigstore::SubjectMatch::Exact(id.clone()),
+            (None, Some(re)) => sigstore::SubjectMatch::Regex(
+                regex::Regex::new(re)
+                    .map_err(|e| usage(format!("--certificate-identity-regexp: {e}")))?,
+            ),
+            (None, None) => unreachable!("clap requires a signer"),
+        };
+        sigstore::Signer::Identity {
+            issuer: a.certificate_oidc_issuer.clone().unwrap_or_default(),
+            subject,
+        }
+    };
+    let refuse = |why: String| Error::Bundle {
+        bundle: a.bundle.display().to_string(),
+        reason: why,
+    };
+    let bytes = read_capped(&a.bundle, sigstore::MAX_BUNDLE_BYTES).map_err(&refuse)?;
+    let bundle = sigstore::parse_bundle(&bytes).map_err(&refuse)?;
+    let artifact_bytes;
+    let artifact = match a.artifact.strip_prefix("sha256:") {
+        Some(hex) => sigstore::Artifact::Sha256(hex),
+        None => {
+            artifact_bytes = std::fs::read(&a.artifact)
+                .map_err(|e| usage(format!("cannot read {}: {e}", a.artifact)))?;
+            sigstore::Artifact::Bytes(&artifact_bytes)
+        }
+    };
+    sigstore::verify(&root, &bundle, artifact, &signer).map_err(refuse)
+}
+
+/// A file's bytes, refusing one larger than `cap` without reading it all.
+fn read_capped(path: &Path, cap: usize) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(cap as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() > cap {
+        return Err(format!("it is over the {cap} byte cap"));
+    }
+    Ok(bytes)
 }
 
 /// Policies from the directory, with the command line's connection flags under registries.yaml.

@@ -56,6 +56,14 @@ pub enum Error {
         #[source]
         source: crate::digest::InvalidDigest,
     },
+    /// A Sigstore bundle did not verify (`ferry verify-bundle`).
+    #[error("bundle {bundle} does not verify: {reason}")]
+    Bundle {
+        /// The bundle's file.
+        bundle: String,
+        /// Why, in one line.
+        reason: String,
+    },
     /// A policy gate refused; nothing was written.
     #[error("refused: {0}")]
     Gate(String),
@@ -176,7 +184,7 @@ impl Error {
             Error::Reference(_) | Error::Policy(_) | Error::Usage(_) | Error::Flag { .. } => {
                 EXIT_USAGE
             }
-            Error::Gate(_) => EXIT_GATE,
+            Error::Gate(_) | Error::Bundle { .. } => EXIT_GATE,
             Error::Source { .. }
             | Error::Partial { .. }
             | Error::Targets { .. }

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod registry_error;
 pub mod report;
 pub mod sample;
+pub mod sigstore;
 pub mod transport;
 
 pub use error::{Error, Result};

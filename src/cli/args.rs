@@ -43,6 +43,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Check an environment's gates (required attestations and signatures) on an image, writing nothing.
     Verify(VerifyArgs),
+    /// Verify one Sigstore bundle over a file or a digest, offline (the sigstore-conformance protocol).
+    VerifyBundle(VerifyBundleArgs),
     /// Mirror repositories and tags to other registries by mirror policies (`kind: mirror`): incremental, shardable.
     Mirror(MirrorArgs),
     /// Policy files.
@@ -248,6 +250,41 @@ pub struct VerifyArgs {
     /// Output format and connection settings.
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `ferry verify-bundle`: the sigstore-conformance client protocol's verification command.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("signer").required(true).args(["certificate_identity", "certificate_identity_regexp", "key"])))]
+pub struct VerifyBundleArgs {
+    /// The Sigstore bundle (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// The signing certificate's subject must be exactly this (a workflow URI, an email).
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "certificate_oidc_issuer",
+        conflicts_with = "key"
+    )]
+    pub certificate_identity: Option<String>,
+    /// The signing certificate's subject must match this regular expression.
+    #[arg(long, value_name = "REGEX", requires = "certificate_oidc_issuer", conflicts_with_all = ["key", "certificate_identity"])]
+    pub certificate_identity_regexp: Option<String>,
+    /// The OIDC issuer the signing certificate must name.
+    #[arg(long, value_name = "URL", conflicts_with = "key")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Verify with this public key (PEM) instead: a managed-key bundle.
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// The trusted root (`trusted_root.json`); default: the embedded public-good root.
+    #[arg(long, value_name = "FILE", conflicts_with = "staging")]
+    pub trusted_root: Option<PathBuf>,
+    /// Use the embedded root of Sigstore's staging instance.
+    #[arg(long)]
+    pub staging: bool,
+    /// The artifact: a file, or `sha256:HEX`.
+    #[arg(value_name = "FILE_OR_DIGEST")]
+    pub artifact: String,
 }
 
 /// `ferry demo`.
