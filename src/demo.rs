@@ -9,6 +9,7 @@ use crate::policy::{Overrides, Policies};
 use crate::promote::{Context, PromoteOptions};
 use crate::report::{self, Format, Progress};
 use crate::sample;
+use crate::sigstore::{self, instance::Identity, instance::Options};
 use crate::transport::TransportOptions;
 
 /// The demo's policies: CI builds land in `ci`, staging is one layout, prod two.
@@ -19,9 +20,12 @@ const DEMO_POLICIES: [(&str, &str); 2] = [
     ),
     (
         "prod.yaml",
-        "version: 1\nenvironment: prod\nsource: ocidir://../ci\npromote_from: staging\ntargets:\n  - layout: ../registry-b\n  - layout: ../registry-c\ntags: [prod, \"{source_tag}\", semver]\nprotect: [\"v*\"]\nrequire:\n  attestation:\n    predicate_type: https://slsa.dev/provenance/v0.2\n    fields: {predicate.builder.id: ferry-sample}\n  signature:\n    public_key: cosign.pub\n",
+        "version: 1\nenvironment: prod\nsource: ocidir://../ci\npromote_from: staging\ntargets:\n  - layout: ../registry-b\n  - layout: ../registry-c\ntags: [prod, \"{source_tag}\", semver]\nprotect: [\"v*\"]\nrequire:\n  trusted_root: trusted_root.json\n  attestation:\n    predicate_type: https://slsa.dev/provenance/v1\n    repository: acme/api\n    workflow: .github/workflows/release.yml\n  signature:\n    public_key: cosign.pub\n",
     ),
 ];
+
+/// The commit the demo's release workflow "built".
+const SHA: &str = "4f2c1d9e8b7a6f5e4d3c2b1a09f8e7d6c5b4a392";
 
 /// Runs the demo in `dir` (default: a new temporary directory, kept), printing each step as
 /// the command it stands for (text), or only the reports (JSON).
@@ -36,29 +40,59 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
     };
     let ci = dir.join("ci");
     let layout = sample::Layout::create(&ci).map_err(Error::Output)?;
-    // CI signs what it builds (cosign-style, with a sample key); prod requires that signature
-    // and the BuildKit provenance every sample carries.
+    // CI signs what it builds (cosign-style, with a sample key), and its release workflow attests
+    // the provenance keylessly, as actions/attest-build-provenance does, with a Sigstore instance
+    // of the demo's own (its CA, CT log, Rekor log and TSA, all in this process). Prod requires
+    // both. The release candidate's provenance was signed by a fork's workflow: refused.
     let key = sample::signing_key(1);
+    let mut instance = sigstore::instance::Instance::new();
+    let workflow = ".github/workflows/release.yml";
+    let release = instance.keyless(&Identity::github_workflow(
+        "acme/api",
+        workflow,
+        "refs/heads/main",
+        SHA,
+    ));
+    let fork = instance.keyless(&Identity::github_workflow(
+        "mallory/api",
+        workflow,
+        "refs/heads/main",
+        SHA,
+    ));
+    let mut attest = |w: &sample::Written, by: &sigstore::instance::Credential| {
+        let statement = sample::provenance_statement(&w.digest, "acme/api", workflow);
+        let bundle = instance.sign_dsse(by, crate::gate::IN_TOTO, &statement, &Options::default());
+        layout.add_bundle(&w.digest, &bundle, sample::SLSA_PROVENANCE_V1)
+    };
     let mut tags = Vec::new();
     for spec in sample::demo_specs() {
         let w = layout.add_image(&spec).map_err(Error::Output)?;
         layout
             .add_signature(&w.digest, "ci/api", &key)
             .map_err(Error::Output)?;
+        attest(&w, &release).map_err(Error::Output)?;
         tags.push(w.tag);
     }
-    let unsigned = sample::ImageSpec {
+    let forked = sample::ImageSpec {
         tag: "v1.2.0-rc.1".into(),
         seed: 3,
         ..sample::ImageSpec::default()
     };
-    layout.add_image(&unsigned).map_err(Error::Output)?;
+    let w = layout.add_image(&forked).map_err(Error::Output)?;
+    layout
+        .add_signature(&w.digest, "ci/api", &key)
+        .map_err(Error::Output)?;
+    attest(&w, &fork).map_err(Error::Output)?;
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies)?;
     for (name, text) in DEMO_POLICIES {
         std::fs::write(policies.join(name), text)?;
     }
     std::fs::write(policies.join("cosign.pub"), sample::public_key_pem(&key))?;
+    std::fs::write(
+        policies.join("trusted_root.json"),
+        instance.trusted_root_json(),
+    )?;
     let text = output == Format::Text;
     let say = |s: String| -> std::io::Result<()> {
         if text {
@@ -105,11 +139,16 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
         Err(e) => return Err(e),
         Ok(_) => return Err(Error::DemoCheck { check: "gate" }),
     }
+    let last = tags.last().expect("demo images");
     say(format!(
-        "ferry verify :{} --env prod   # unsigned: the signature gate refuses",
-        unsigned.tag
+        "ferry verify :{last} --env prod   # who signed what prod requires"
     ))?;
-    match ctx.verify("prod", &format!(":{}", unsigned.tag)).await {
+    report::finish(&ctx.verify("prod", &format!(":{last}")).await?, output)?;
+    say(format!(
+        "ferry verify :{} --env prod   # provenance signed by another repository's workflow: refused",
+        forked.tag
+    ))?;
+    match ctx.verify("prod", &format!(":{}", forked.tag)).await {
         Err(e @ Error::Gate(_)) if text => writeln!(
             std::io::stdout().lock(),
             "ferry: {e} (exit {})",
@@ -119,7 +158,7 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
         Err(e) => return Err(e),
         Ok(_) => {
             return Err(Error::DemoCheck {
-                check: "signature gate",
+                check: "identity gate",
             })
         }
     }

@@ -236,11 +236,29 @@ pub fn write_verify(
         return write_json(out, report);
     }
     writeln!(out, "{} -> {}", report.source, report.digest)?;
-    if report.held.is_empty() {
+    if report.rules.is_empty() {
         writeln!(out, "  {} requires nothing", report.environment)?;
     }
-    for h in &report.held {
-        writeln!(out, "  ok  {h}")?;
+    for r in &report.rules {
+        let by = report
+            .evidence
+            .iter()
+            .find(|e| e.rule == r.rule && e.verdict == "accepted")
+            .map(|e| {
+                let who = e
+                    .signer
+                    .as_deref()
+                    .map(|s| format!(" by {s}"))
+                    .unwrap_or_default();
+                let at = match (e.log_index, &e.time) {
+                    (Some(i), Some(t)) => format!(", log index {i}, {t}"),
+                    (None, Some(t)) => format!(", {t}"),
+                    _ => String::new(),
+                };
+                format!(": {}{who}{at}", e.kind)
+            })
+            .unwrap_or_default();
+        writeln!(out, "  ok  {}{by}", r.rule)?;
     }
     Ok(())
 }

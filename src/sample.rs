@@ -35,6 +35,28 @@ pub fn signing_key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&bytes.into()).expect("a valid scalar")
 }
 
+/// SLSA provenance v1's predicate type.
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+
+/// An in-toto statement of SLSA v1 provenance for `digest`, shaped as GitHub's
+/// `actions/attest-build-provenance` writes it for a workflow of `repository`.
+pub fn provenance_statement(digest: &str, repository: &str, workflow: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": format!("ghcr.io/{repository}"), "digest": {"sha256": hex}}],
+        "predicateType": SLSA_PROVENANCE_V1,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                "externalParameters": {"workflow": {"ref": "refs/heads/main", "repository": format!("https://github.com/{repository}"), "path": workflow}},
+            },
+            "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}},
+        },
+    }))
+    .expect("JSON values serialise")
+}
+
 /// The PEM public key (`-----BEGIN PUBLIC KEY-----`) of a signing key, as cosign writes `cosign.pub`.
 pub fn public_key_pem(key: &SigningKey) -> String {
     key.verifying_key()
@@ -480,14 +502,56 @@ impl Layout {
         })
     }
 
-    /// Attaches an OCI 1.1 artifact (`subject` set) to a manifest in this layout, and lists it
-    /// in the subject's fallback index (`sha256-HEX`), as registries without the referrers API
-    /// need. `seed` varies the payload.
+    /// Attaches an SBOM-like artifact of `artifact_type` to `subject` as an OCI 1.1 referrer,
+    /// listed in the `sha256-HEX` fallback index (a layout has no referrers API).
     pub fn add_referrer(
         &self,
         subject: &str,
         artifact_type: &str,
         seed: u64,
+    ) -> io::Result<Written> {
+        let payload = serde_json::to_vec(
+            &json!({"spdxVersion": "SPDX-2.3", "name": format!("sample-{seed}"), "subject": subject}),
+        )?;
+        self.add_referrer_layer(
+            subject,
+            artifact_type,
+            &payload,
+            json!({"org.opencontainers.image.created": "2026-01-01T00:00:00Z", "dev.ferry.sample.seed": seed.to_string()}),
+        )
+    }
+
+    /// Attaches a Sigstore bundle to `subject` as `actions/attest-build-provenance` and cosign 3
+    /// do: a referrer whose artifact type and one layer are the bundle's media type, in the
+    /// `sha256-HEX` fallback index.
+    pub fn add_bundle(
+        &self,
+        subject: &str,
+        bundle: &str,
+        predicate_type: &str,
+    ) -> io::Result<Written> {
+        let media_type = serde_json::from_str::<Value>(bundle)?["mediaType"]
+            .as_str()
+            .unwrap_or(crate::gate::SIGSTORE_BUNDLE)
+            .to_owned();
+        self.add_referrer_layer(
+            subject,
+            &media_type,
+            bundle.as_bytes(),
+            json!({"dev.sigstore.bundle.content": "dsse-envelope",
+                   "dev.sigstore.bundle.predicateType": predicate_type,
+                   "org.opencontainers.image.created": "2026-01-01T00:00:00Z"}),
+        )
+    }
+
+    /// A referrer to `subject`: one layer of `artifact_type` holding `payload`, listed in the
+    /// fallback index.
+    fn add_referrer_layer(
+        &self,
+        subject: &str,
+        artifact_type: &str,
+        payload: &[u8],
+        annotations: Value,
     ) -> io::Result<Written> {
         let digest = Digest::parse(subject).map_err(io::Error::other)?;
         let bytes = std::fs::read(self.root.join("blobs/sha256").join(digest.hex()))?;
@@ -496,15 +560,13 @@ impl Layout {
             .unwrap_or(OCI_MANIFEST)
             .to_owned();
         let empty = self.write_bytes(b"{}")?;
-        let payload = self.write_bytes(
-            &serde_json::to_vec(&json!({"spdxVersion": "SPDX-2.3", "name": format!("sample-{seed}"), "subject": subject}))?,
-        )?;
+        let payload = self.write_bytes(payload)?;
         let doc = json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
             "config": {"mediaType": EMPTY, "digest": empty.digest.as_str(), "size": empty.size},
             "layers": [{"mediaType": artifact_type, "digest": payload.digest.as_str(), "size": payload.size}],
             "subject": {"mediaType": media_type, "digest": subject, "size": bytes.len()},
-            "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z", "dev.ferry.sample.seed": seed.to_string()},
+            "annotations": annotations,
         });
         let m = self.write_manifest(&doc, true)?;
         let manifest = crate::manifest::Manifest::parse(

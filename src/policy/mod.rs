@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::{Kind, Mutability, RepoSettings};
-use crate::gate::{Require, SignatureRule};
+use crate::gate::Require;
 use crate::manifest::Platform;
 use crate::reference::{ImageRef, Tag};
+use crate::sigstore::{TrustRoot, TrustRootSpec};
 use crate::transport::{retry, HostSettings, RetryPolicy, TransportOptions};
 pub use tags::{Pattern, TagRule};
 
@@ -301,19 +302,14 @@ pub(crate) struct RawEnv {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Require")]
 struct RawRequire {
-    /// An in-toto attestation of a predicate type (with pinned fields), or a list of them.
+    /// In-toto attestations (predicate type, pinned fields, and who must have signed each), or a list of them.
     attestation: Option<crate::gate::RawAttestations>,
-    /// A cosign signature that verifies against a public key.
-    signature: Option<RawSignature>,
-}
-
-/// `require.signature`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "Signature")]
-struct RawSignature {
-    /// A PEM ECDSA P-256 public key (`cosign generate-key-pair`), relative to this file.
-    public_key: PathBuf,
+    /// A signature over the image (cosign 3 bundle or cosign 2 `.sig`) by an identity or a key.
+    signature: Option<crate::gate::RawSignature>,
+    /// The Sigstore trusted root keyless signatures must chain to: `public-good` (the default,
+    /// embedded), `github` (GitHub's instance, for private repositories; embedded), or a
+    /// `trusted_root.json` file relative to this file (`gh attestation trusted-root`, a private Sigstore).
+    trusted_root: Option<String>,
 }
 
 /// One environment's validated policy.
@@ -1033,40 +1029,44 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
     Ok(policy)
 }
 
-/// `require:`: attestation rules, and the signature key read from its file.
+/// `require:`: attestation and signature rules, their keys read, and the trusted root loaded.
 fn load_require(file: &Path, raw: Option<RawRequire>) -> Result<Require, PolicyError> {
     let Some(raw) = raw else {
         return Ok(Require::default());
     };
-    let attestations = raw.attestation.map(|a| a.into_rules()).unwrap_or_default();
-    for (i, a) in attestations.iter().enumerate() {
-        if a.predicate_type.trim().is_empty() {
-            return Err(PolicyError::new(
-                file,
-                format!("require.attestation[{i}]"),
-                "an empty predicate type",
-            ));
-        }
-    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let under = |prefix: String, (key, msg): crate::gate::RuleError| {
+        let key = if key.is_empty() {
+            prefix
+        } else {
+            format!("{prefix}.{key}")
+        };
+        PolicyError::new(file, key, msg)
+    };
+    let attestations = match raw.attestation {
+        None => Vec::new(),
+        Some(a) => a
+            .into_rules(dir)
+            .map_err(|(i, e)| under(format!("require.attestation[{i}]"), e))?,
+    };
     let signature = match raw.signature {
         None => None,
-        Some(s) => {
-            let key = "require.signature.public_key";
-            let path = relative_to(file, &s.public_key);
-            let pem = std::fs::read_to_string(&path).map_err(|e| {
-                PolicyError::new(file, key, format!("cannot read {}: {e}", path.display()))
-            })?;
-            let k = crate::gate::load_key(&pem)
-                .map_err(|e| PolicyError::new(file, key, format!("{}: {e}", path.display())))?;
-            Some(SignatureRule {
-                public_key: path,
-                key: k,
-            })
-        }
+        Some(s) => Some(
+            s.into_rule(dir)
+                .map_err(|e| under("require.signature".to_owned(), e))?,
+        ),
     };
+    let trusted_root = raw
+        .trusted_root
+        .map(|t| TrustRootSpec::parse(&t, dir))
+        .unwrap_or_default();
+    let root = TrustRoot::load(&trusted_root)
+        .map_err(|e| PolicyError::new(file, "require.trusted_root", e))?;
     Ok(Require {
         attestations,
         signature,
+        trusted_root,
+        root: Some(std::sync::Arc::new(root)),
     })
 }
 

@@ -340,9 +340,13 @@ impl Context {
     }
 
     /// The environment's `require:` gates on a resolved image: reads only; refuses with exit 3.
-    async fn check_evidence(&self, policy: &EnvPolicy, resolved: &Resolved) -> Result<Vec<String>> {
+    async fn check_evidence(
+        &self,
+        policy: &EnvPolicy,
+        resolved: &Resolved,
+    ) -> Result<gate::Verdict> {
         if policy.require.is_empty() {
-            return Ok(Vec::new());
+            return Ok(gate::Verdict::default());
         }
         let subject = gate::Subject::of(resolved.source_digest(), &resolved.root);
         let evidence = gate::gather(&*resolved.src, &resolved.root, &subject)
@@ -351,7 +355,8 @@ impl Context {
                 reference: resolved.reference.to_string(),
                 source: Box::new(e),
             })?;
-        let missing = gate::check(&policy.require, &evidence, &subject);
+        let verdict = gate::check(&policy.require, &evidence, &subject);
+        let missing = verdict.missing();
         if !missing.is_empty() {
             return Err(Error::Gate(format!(
                 "{} requires evidence that {} lacks: {}",
@@ -360,15 +365,9 @@ impl Context {
                 missing.join("; ")
             )));
         }
-        let mut held = Vec::new();
-        for a in &policy.require.attestations {
-            held.push(format!("attestation {}", a.predicate_type));
-        }
-        if let Some(s) = &policy.require.signature {
-            held.push(format!("cosign signature by {}", s.public_key.display()));
-        }
+        let held: Vec<&str> = verdict.rules.iter().map(|r| r.rule.as_str()).collect();
         tracing::info!(image = %resolved.reference, digest = %subject.digest, "gates hold: {}", held.join(", "));
-        Ok(held)
+        Ok(verdict)
     }
 
     /// `ferry verify`: resolves an image as `promote` would and checks the environment's gates
@@ -378,12 +377,13 @@ impl Context {
         let source = self.image_ref(policy, image)?;
         let engine = self.engine(true, Some(policy));
         let resolved = engine.resolve(&source).await?;
-        let held = self.check_evidence(policy, &resolved).await?;
+        let verdict = self.check_evidence(policy, &resolved).await?;
         Ok(VerifyReport {
             environment: env.to_owned(),
             source: source.to_string(),
             digest: resolved.source_digest().clone(),
-            held,
+            rules: verdict.rules,
+            evidence: verdict.evidence,
         })
     }
 
@@ -871,8 +871,10 @@ pub struct VerifyReport {
     pub source: String,
     /// Its digest.
     pub digest: Digest,
-    /// The gates that held (empty: the environment requires nothing).
-    pub held: Vec<String>,
+    /// The gates, each of which held (empty: the environment requires nothing).
+    pub rules: Vec<gate::RuleOutcome>,
+    /// Each piece of evidence the gates considered, and its verdict.
+    pub evidence: Vec<gate::Considered>,
 }
 
 /// Where an environment stands at one target.

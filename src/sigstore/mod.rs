@@ -5,6 +5,7 @@
 //! what ferry trusts (which root, which signer) and turns the crate's verdict into one line.
 
 pub mod cosign2;
+pub mod instance;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -344,7 +345,7 @@ pub fn verify(
                 .map(|i| i.as_str().to_owned())
                 .unwrap_or_default();
             if !subject.matches(&got) {
-                return Err(format!("signed by {got:?}, which does not match {subject}"));
+                return Err(format!("signed by {got:?}, not the required subject"));
             }
             r
         }
@@ -377,8 +378,13 @@ pub fn verify(
     })
 }
 
+/// DSSE's pre-authentication encoding of a payload: what an envelope's signatures are over.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    sigstore_verify::types::pae(payload_type, payload)
+}
+
 /// The first line of a message, without a trailing period.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.lines()
         .next()
         .unwrap_or("")

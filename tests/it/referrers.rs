@@ -286,7 +286,7 @@ fn write_prod(bed: &Bed, src: &TestRegistry, targets: &[String], key: &str) -> P
         (
             "prod.yaml",
             format!(
-                "version: 1\nsource: {}/acme/api\ntargets:\n{targets}tags: [prod]\nrequire:\n  attestation:\n    predicate_type: {SLSA_V1}\n    fields:\n      predicate.runDetails.builder.id: {BUILDER}\n  signature:\n    public_key: cosign.pub\n",
+                "version: 1\nsource: {}/acme/api\ntargets:\n{targets}tags: [prod]\nrequire:\n  attestation:\n    predicate_type: {SLSA_V1}\n    public_key: cosign.pub\n    fields:\n      predicate.runDetails.builder.id: {BUILDER}\n  signature:\n    public_key: cosign.pub\n",
                 src.host()
             ),
         ),
