@@ -8,6 +8,8 @@
 //! - `docs`: every `docs/` page linked from README.md, every relative link and anchor resolves.
 //! - `schema`: the committed policy JSON Schemas match the code and the example policies.
 //! - `fuzz_seeds`: every committed fuzz seed through its target's property function.
+//! - `conformance`: the vendored sigstore-conformance suite's harness against `ferry verify-bundle`,
+//!   offline (70 cases, each as a file and as a digest).
 //! - `layering`: no import circles among `src/` modules; only the front ends import `report`.
 //! - `terminal`: log colour only on a terminal (`NO_COLOR`, `CLICOLOR_FORCE`); a closed stdout
 //!   (`ferry demo | head -1`) ends ferry quietly with exit 0.
@@ -38,6 +40,7 @@ mod support;
 
 mod cloud;
 mod completions;
+mod conformance;
 mod copy;
 mod docs;
 mod faults;
