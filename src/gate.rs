@@ -424,7 +424,7 @@ pub struct Subject {
 impl Subject {
     /// From a root manifest: itself under `digest`, and its platform children.
     pub fn of(digest: &Digest, root: &Manifest) -> Subject {
-        let platforms = referrers::subjects(root, true);
+        let platforms = referrers::platforms(root);
         Subject {
             digest: digest.clone(),
             platforms,

@@ -33,6 +33,8 @@ pub const BUILDKIT_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 pub const DEFAULT_DEPTH: u32 = 3;
 /// Most artifacts attached to one image that ferry follows (a guard against loops and floods).
 const MAX_ATTACHED: usize = 256;
+/// The empty descriptor's media type, which some writers put in a fallback index as an artifact type.
+const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// Which attached artifacts travel with an image (`referrers:` in a policy).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -197,18 +199,26 @@ fn index_entries(index: &Manifest) -> Vec<(Digest, Value)> {
 
 /// The manifests of an image that can carry attachments: the root, unless it was rebuilt by a
 /// platform filter (what was attached to the original index does not name the new one), and
-/// each child that is not itself a BuildKit attestation manifest.
+/// every child, BuildKit attestation manifests included (`cosign sign --recursive` and
+/// `skopeo copy --all --sign-by-…` sign each entry).
 pub fn subjects(root: &Manifest, filtered: bool) -> Vec<Digest> {
     let mut out = Vec::new();
     if !filtered {
         out.push(root.digest.clone());
     }
-    for (d, e) in index_entries(root) {
-        if e["annotations"][BUILDKIT_REFERENCE_TYPE].as_str() != Some("attestation-manifest") {
-            out.push(d);
-        }
-    }
+    out.extend(index_entries(root).into_iter().map(|(d, _)| d));
     out
+}
+
+/// An index's platform images: its children that are not BuildKit attestation manifests.
+pub fn platforms(root: &Manifest) -> Vec<Digest> {
+    index_entries(root)
+        .into_iter()
+        .filter(|(_, e)| {
+            e["annotations"][BUILDKIT_REFERENCE_TYPE].as_str() != Some("attestation-manifest")
+        })
+        .map(|(d, _)| d)
+        .collect()
 }
 
 /// A tag's manifest, or `None` when the tag does not exist.
@@ -334,8 +344,10 @@ async fn discover_one(
     Ok(out)
 }
 
-/// The fallback index for a subject after adding `entries` to what a destination has, or `None`
-/// when it already lists them all. Existing entries are kept as they are, in their order.
+/// The fallback index for a subject after adding `entries` (each described from its manifest)
+/// to what a destination has, or `None` when it already lists them all as well as they can be.
+/// Existing entries are kept, in their order; one that lacks its `artifactType` (or carries the
+/// empty type some writers put there) or annotations gets them from the manifest's own entry.
 pub fn merge_fallback(existing: Option<&Manifest>, entries: &[Value]) -> Option<Bytes> {
     let mut doc = existing
         .and_then(|m| serde_json::from_slice::<Value>(&m.bytes).ok())
@@ -347,6 +359,23 @@ pub fn merge_fallback(existing: Option<&Manifest>, entries: &[Value]) -> Option<
         .filter_map(|e| e["digest"].as_str().map(str::to_owned))
         .collect();
     let mut added = false;
+    for old in list.iter_mut() {
+        let Some(new) = entries.iter().find(|e| e["digest"] == old["digest"]) else {
+            continue;
+        };
+        let placeholder = old["artifactType"].as_str().is_none_or(|t| t == EMPTY_TYPE);
+        if placeholder
+            && new["artifactType"].is_string()
+            && new["artifactType"] != old["artifactType"]
+        {
+            old["artifactType"] = new["artifactType"].clone();
+            added = true;
+        }
+        if old.get("annotations").is_none() && new["annotations"].is_object() {
+            old["annotations"] = new["annotations"].clone();
+            added = true;
+        }
+    }
     for e in entries {
         if let Some(d) = e["digest"].as_str() {
             if have.insert(d.to_owned()) {
@@ -450,10 +479,18 @@ mod tests {
             ]}),
         );
         let s = subjects(&index, false);
-        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s.len(),
+            3,
+            "the root, the image, and its attestation manifest"
+        );
         assert_eq!(s[0], index.digest);
         assert_eq!(s[1].as_str(), d(1));
-        assert_eq!(subjects(&index, true).len(), 1);
+        assert_eq!(s[2].as_str(), d(2));
+        assert_eq!(subjects(&index, true).len(), 2);
+        let p = platforms(&index);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].as_str(), d(1));
     }
 
     #[test]
@@ -476,6 +513,24 @@ mod tests {
         assert_eq!(v["manifests"][1], new);
         // Everything already listed: nothing to write.
         let both = Manifest::parse(merged, None).unwrap();
-        assert!(merge_fallback(Some(&both), &[new, old]).is_none());
+        assert!(merge_fallback(Some(&both), &[new.clone(), old.clone()]).is_none());
+        // An entry without its artifact type (or with the empty type) and annotations gets them
+        // from the manifest's own description; the others stay as they were.
+        for bare in [
+            json!({"mediaType": "m", "digest": d(2), "size": 2}),
+            json!({"mediaType": "m", "digest": d(2), "size": 2, "artifactType": EMPTY_TYPE}),
+        ] {
+            let existing = manifest(
+                json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [old.clone(), bare]}),
+            );
+            let described = json!({"mediaType": "m", "digest": d(2), "size": 2, "artifactType": "t", "annotations": {"a": "b"}});
+            let v: Value =
+                serde_json::from_slice(&merge_fallback(Some(&existing), &[described]).unwrap())
+                    .unwrap();
+            assert_eq!(v["manifests"][0], old);
+            assert_eq!(v["manifests"][1]["artifactType"], "t");
+            assert_eq!(v["manifests"][1]["annotations"]["a"], "b");
+            assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
+        }
     }
 }
