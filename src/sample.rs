@@ -438,6 +438,41 @@ impl Layout {
         )
     }
 
+    /// A cosign 2 keyless signature of `subject`: the simple-signing payload, with the signature,
+    /// certificate, chain and Rekor bundle that `sign` returns for it as layer annotations.
+    pub fn add_keyless_signature(
+        &self,
+        subject: &str,
+        reference: &str,
+        sign: impl FnOnce(&[u8]) -> Vec<(&'static str, String)>,
+    ) -> io::Result<Written> {
+        let digest = Digest::parse(subject).map_err(io::Error::other)?;
+        let payload = gate::simple_signing_payload(reference, &digest);
+        let annotations: serde_json::Map<String, Value> = sign(&payload)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect();
+        let layer = self.write_bytes(&payload)?;
+        self.add_cosign(
+            &digest,
+            "sig",
+            json!({"mediaType": COSIGN_SIMPLESIGNING, "digest": layer.digest.as_str(), "size": layer.size,
+                   "annotations": annotations}),
+            &layer,
+        )
+    }
+
+    /// An unsigned in-toto statement attached to `subject` as a referrer (what a bare
+    /// `oras attach` of a provenance file makes).
+    pub fn add_statement(&self, subject: &str, statement: &[u8]) -> io::Result<Written> {
+        self.add_referrer_layer(
+            subject,
+            gate::IN_TOTO,
+            statement,
+            json!({"org.opencontainers.image.created": "2026-01-01T00:00:00Z"}),
+        )
+    }
+
     /// Attests `subject` as `cosign attest` does: an in-toto statement of `predicate_type` in a
     /// DSSE envelope (signed with `key`), the one layer of a manifest tagged `sha256-HEX.att`.
     pub fn add_cosign_attestation(

@@ -26,6 +26,7 @@ use crate::manifest::Manifest;
 use crate::outcome::Outcome;
 use crate::policy::{EnvPolicy, Environment, Policies, Target};
 use crate::reference::{ImageRef, Tag};
+use crate::registry::memo::Memo;
 use crate::registry::{ManifestRef, RegistryError, Repo};
 pub use plan::{TagAction, TagMove, TargetPlan};
 
@@ -205,8 +206,12 @@ impl Context {
             source: Box::new(e),
         };
 
-        // 1. Pin: one read of the root; with platforms, the digest is the filtered index's.
-        let resolved = engine.resolve(&source).await?;
+        // 1. Pin: one read of the root; with platforms, the digest is the filtered index's. The
+        //    gates and the copy share one discovery: what the gates read, the copy reads from memory.
+        let mut resolved = engine.resolve(&source).await?;
+        if !policy.require.is_empty() {
+            resolved.src = Arc::new(Memo::new(resolved.src.clone()));
+        }
         let root = resolved.root.clone();
         let digest = root.digest.clone();
         let pinned = resolved.source_digest().clone();
@@ -355,7 +360,9 @@ impl Context {
                 reference: resolved.reference.to_string(),
                 source: Box::new(e),
             })?;
+        let started = std::time::Instant::now();
         let verdict = gate::check(&policy.require, &evidence, &subject);
+        let verify_ms = started.elapsed().as_secs_f64() * 1000.0;
         let missing = verdict.missing();
         if !missing.is_empty() {
             return Err(Error::Gate(format!(
@@ -366,7 +373,7 @@ impl Context {
             )));
         }
         let held: Vec<&str> = verdict.rules.iter().map(|r| r.rule.as_str()).collect();
-        tracing::info!(image = %resolved.reference, digest = %subject.digest, "gates hold: {}", held.join(", "));
+        tracing::info!(image = %resolved.reference, digest = %subject.digest, "gates hold: {} (verified in {verify_ms:.1} ms)", held.join(", "));
         Ok(verdict)
     }
 

@@ -5,6 +5,7 @@
 //! ever sees [`Repo`], and unit tests can put a fake behind it.
 
 pub mod http;
+pub mod memo;
 pub mod ocidir;
 
 use async_trait::async_trait;
@@ -108,6 +109,9 @@ pub trait Repo: Send + Sync {
 
     /// Counters so far.
     fn stats(&self) -> RepoStats;
+
+    /// Offered a small blob [`read_small_blob`] read and verified; a [`memo::Memo`] keeps it.
+    fn remember_blob(&self, _d: &Digest, _bytes: &Bytes) {}
 }
 
 /// A small blob (a config, an attestation) read whole, up to `cap` bytes, and verified against
@@ -149,5 +153,7 @@ pub async fn read_small_blob(
             len: buf.len() as u64,
         });
     }
-    Ok(Bytes::from(buf))
+    let bytes = Bytes::from(buf);
+    repo.remember_blob(&d.digest, &bytes);
+    Ok(bytes)
 }

@@ -18,6 +18,8 @@
 //! - `copy`: `ferry copy` in every auth mode, layouts, fan-out, byte-exact results.
 //! - `mirror`: `ferry mirror` at scale, incremental re-runs, shards, `existing: backup`.
 //! - `promote`: promote, status, history and rollback across plain, Basic and token auth.
+//! - `gates`: Sigstore bundles and cosign 2 keyless signatures from a test Sigstore instance,
+//!   verified against the policy's identity and trusted root; forgeries refused, nothing written.
 //! - `referrers`: attestations, signatures and OCI 1.1 referrers travel with the image; gates.
 //! - `cloud`: ECR through moto, Google through a local OAuth endpoint, Docker Hub rate limits.
 //!
@@ -45,6 +47,7 @@ mod copy;
 mod docs;
 mod faults;
 mod fuzz_seeds;
+mod gates;
 mod layering;
 mod memory;
 mod mirror;
