@@ -443,3 +443,62 @@ fn mirror_brings_signatures_added_after_the_image() {
     assert_eq!(t["attached"]["tags"], 0, "{t}");
     assert_eq!(t["attached"]["copied"], 0, "{t}");
 }
+
+/// `cosign sign --recursive` and `skopeo copy --all --sign-by-…` sign every entry of an index,
+/// BuildKit's attestation manifests included: every signature and referrer arrives, byte-exact,
+/// at every destination (one with the referrers API, one through fallback tags).
+#[test]
+fn every_entry_of_an_index_keeps_its_signature_and_referrers() {
+    let a = TestRegistry::start(Mode::Plain);
+    let b = TestRegistry::start(Mode::Plain);
+    let c_registry = TestRegistry::start(Mode::Plain);
+    let c = FaultProxy::start(&c_registry.host());
+    c.serve_referrers();
+    let bed = Bed::new(&[]);
+    let l = Layout::create(&bed.layout("recursive")).unwrap();
+    let image = l
+        .add_image(&ImageSpec {
+            tag: "v1".into(),
+            seed: 91,
+            ..ImageSpec::default()
+        })
+        .unwrap();
+    let key = signing_key(5);
+    let mut entries = vec![image.digest.clone()];
+    entries.extend(image.children.iter().cloned());
+    assert_eq!(
+        entries.len(),
+        5,
+        "the index, two platforms and two attestation manifests"
+    );
+    let mut attached = Vec::new();
+    for (i, d) in entries.iter().enumerate() {
+        attached.push(l.add_signature(d, "ghcr.io/acme/api", &key).unwrap());
+        attached.push(l.add_referrer(d, SBOM, 9100 + i as u64).unwrap());
+    }
+    let from = format!("ocidir://{}:v1", bed.layout("recursive").display());
+    let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:v1", a.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/api:v1", a.host()),
+        &format!("{}/acme/api:v1", b.host()),
+        &format!("{}/acme/api:v1", c.host()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for reg in [&a, &b, &c_registry] {
+        for w in &attached {
+            assert!(
+                has(reg, "acme/api", &w.digest),
+                "{} at {}",
+                w.digest,
+                reg.host()
+            );
+            byte_exact(reg, "acme/api", &w.digest);
+        }
+        for d in &entries {
+            let sig = format!("{}.sig", fallback_tag(d));
+            assert!(has(reg, "acme/api", &sig), "{sig} at {}", reg.host());
+        }
+    }
+}
