@@ -1,12 +1,17 @@
 //! fuzzing: the properties the fuzz targets check, as plain functions, so that `cargo fuzz` runs
 //! them coverage-guided and the test suite runs them over every committed seed on each build.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
+use serde_json::Value;
 
 use crate::digest::Digest;
+use crate::gate::{Evidence, DSSE, IN_TOTO};
 use crate::manifest::{filter_index, Manifest, Platform};
 use crate::policy::{Overrides, Policies};
 use crate::reference::ImageRef;
+use crate::sigstore::{self, Artifact, Signer, SubjectMatch, TrustRoot};
 
 /// Image references and digests as users type them: parsing never panics, and what parses
 /// prints back to something that parses to the same reference.
@@ -77,12 +82,87 @@ pub fn policy(data: &[u8]) {
     }
 }
 
+/// The layer media types a bundle fuzz input is filed under, as `gate::gather` meets them.
+const EVIDENCE_TYPES: [&str; 3] = [
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    DSSE,
+    IN_TOTO,
+];
+
+/// Sigstore bundles, DSSE envelopes, in-toto statements and cosign 2 signature annotations as a
+/// registry or a file serves them: parsing never panics and refuses in one line; what parses
+/// yields its DSSE payload and goes through verification against the embedded public-good root
+/// to a one-line verdict; a layer is filed as evidence exactly once, its reason in one line;
+/// a JSON object, taken as a cosign 2 layer's annotations, becomes a bundle or a one-line refusal.
+pub fn bundle(data: &[u8]) {
+    match sigstore::parse_bundle(data) {
+        Err(e) => assert!(!e.contains('\n'), "a multi-line parse error: {e:?}"),
+        Ok(b) => check_bundle(&b),
+    }
+
+    let empty = Value::Object(Default::default());
+    let bytes = Bytes::copy_from_slice(data);
+    for media_type in EVIDENCE_TYPES {
+        file_once(media_type, &empty, &bytes);
+    }
+
+    // The input as a cosign 2 `.sig` layer's annotations (the payload is the input itself).
+    let Ok(annotations @ Value::Object(_)) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    file_once(EVIDENCE_TYPES[0], &annotations, &bytes);
+    match sigstore::cosign2::bundle(&annotations, data) {
+        Ok(None) => {}
+        Err(e) => assert!(!e.contains('\n'), "a multi-line cosign 2 error: {e:?}"),
+        Ok(Some(json)) => match sigstore::parse_bundle(json.as_bytes()) {
+            Err(e) => assert!(!e.contains('\n'), "a multi-line parse error: {e:?}"),
+            Ok(b) => check_bundle(&b),
+        },
+    }
+}
+
+/// A parsed bundle's payload, and its verification to a verdict (it cannot verify: no artifact
+/// has the all-zero digest, and nobody can sign for the public-good root here).
+fn check_bundle(b: &sigstore::ParsedBundle) {
+    if let Some((payload_type, payload)) = b.dsse_payload() {
+        let _ = sigstore::pae(payload_type, payload);
+    }
+    static ROOT: OnceLock<TrustRoot> = OnceLock::new();
+    let root = ROOT.get_or_init(TrustRoot::public_good);
+    let signer = Signer::Identity {
+        issuer: sigstore::GITHUB_ISSUER.to_owned(),
+        subject: SubjectMatch::Exact(
+            "https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main".to_owned(),
+        ),
+    };
+    let zero = "0".repeat(64);
+    if let Err(e) = sigstore::verify(root, b, Artifact::Sha256(&zero), &signer) {
+        assert!(!e.contains('\n'), "a multi-line verification error: {e:?}");
+    }
+}
+
+/// Files one layer as evidence: it lands exactly once (a signature, a statement or a reason), and
+/// a reason is one line.
+fn file_once(media_type: &str, annotations: &Value, bytes: &Bytes) {
+    let mut ev = Evidence::default();
+    ev.add(media_type, annotations, bytes.clone());
+    assert_eq!(
+        ev.signatures.len() + ev.statements.len() + ev.unreadable.len(),
+        1,
+        "a layer is filed exactly once"
+    );
+    for why in &ev.unreadable {
+        assert!(!why.contains('\n'), "a multi-line reason: {why:?}");
+    }
+}
+
 /// A fuzz target's property: it panics on an input that breaks it.
 pub type Property = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/NAME.rs` and `fuzz/seeds/NAME/` name them.
-pub const TARGETS: [(&str, Property); 3] = [
+pub const TARGETS: [(&str, Property); 4] = [
     ("reference", reference),
     ("manifest", manifest),
     ("policy", policy),
+    ("bundle", bundle),
 ];

@@ -586,18 +586,9 @@ pub struct Considered {
     pub predicate_type: Option<String>,
     /// The digest it is about.
     pub subject: String,
-    /// Who signed it, when that verified (a certificate subject, or a key file).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signer: Option<String>,
-    /// The signer's OIDC issuer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// The transparency log index.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_index: Option<i64>,
-    /// The verified signing time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
+    /// Who signed it and when, when a signature verified (`signer`, `issuer`, `log_index`, `time`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
     /// `accepted` or `refused`.
     pub verdict: &'static str,
     /// Why.
@@ -696,7 +687,17 @@ fn verify_statement(
             signer,
         )
         .map(Some),
-        Proof::Dsse(env) => verify_dsse(env, signer).map(|()| None),
+        Proof::Dsse(env) => verify_dsse(env, signer).map(|()| Some(by_key(signer))),
+    }
+}
+
+/// What a key's verification shows: the key, no log, no time.
+fn by_key(signer: &Signer) -> Verified {
+    Verified {
+        signer: signer.to_string(),
+        issuer: None,
+        log_index: None,
+        time: None,
     }
 }
 
@@ -736,16 +737,12 @@ fn considered(
     result: &Result<Option<Verified>, String>,
     accepted: &str,
 ) -> Considered {
-    let v = result.as_ref().ok().and_then(|v| v.as_ref());
     Considered {
         rule: rule.to_owned(),
         kind,
         predicate_type: predicate_type.map(str::to_owned),
         subject: digest.to_string(),
-        signer: v.map(|v| v.signer.clone()),
-        issuer: v.and_then(|v| v.issuer.clone()),
-        log_index: v.and_then(|v| v.log_index),
-        time: v.and_then(|v| v.time.clone()),
+        verified: result.as_ref().ok().cloned().flatten(),
         verdict: if result.is_ok() {
             "accepted"
         } else {
@@ -943,7 +940,7 @@ fn verify_cosign2(
     let key = VerifyingKey::from_public_key_der(der)
         .map_err(|_| "the rule's key is not ECDSA P-256".to_owned())?;
     if verify(&key, &c.payload, &c.signature) {
-        Ok(None)
+        Ok(Some(by_key(signer)))
     } else {
         Err("made with another key".to_owned())
     }

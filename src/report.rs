@@ -245,12 +245,12 @@ pub fn write_verify(
             .iter()
             .find(|e| e.rule == r.rule && e.verdict == "accepted")
             .map(|e| {
-                let who = e
-                    .signer
-                    .as_deref()
-                    .map(|s| format!(" by {s}"))
+                let v = e.verified.as_ref();
+                let who = v
+                    .filter(|v| !r.rule.contains(&v.signer))
+                    .map(|v| format!(" by {}", v.signer))
                     .unwrap_or_default();
-                let at = match (e.log_index, &e.time) {
+                let at = match (v.and_then(|v| v.log_index), v.and_then(|v| v.time.as_ref())) {
                     (Some(i), Some(t)) => format!(", log index {i}, {t}"),
                     (None, Some(t)) => format!(", {t}"),
                     _ => String::new(),

@@ -161,6 +161,24 @@ fn extension(oid: ObjectIdentifier, critical: bool, value_der: Vec<u8>) -> Exten
     }
 }
 
+/// A leaf's key usage (digital signature, critical) and extended key usage (`eku`).
+fn signing_extensions(eku: ObjectIdentifier, eku_critical: bool) -> [Extension; 2] {
+    [
+        extension(
+            ObjectIdentifier::new_unwrap("2.5.29.15"),
+            true,
+            KeyUsage(KeyUsages::DigitalSignature.into())
+                .to_der()
+                .expect("key usage"),
+        ),
+        extension(
+            ObjectIdentifier::new_unwrap("2.5.29.37"),
+            eku_critical,
+            ExtendedKeyUsage(vec![eku]).to_der().expect("EKU"),
+        ),
+    ]
+}
+
 fn ecdsa_sha256() -> AlgorithmIdentifierOwned {
     AlgorithmIdentifierOwned {
         oid: ECDSA_WITH_SHA256,
@@ -853,22 +871,7 @@ impl Instance {
             "CN=ferry-test-tsa,O=ferry.test",
             valid_from,
             valid_until,
-            vec![
-                extension(
-                    ObjectIdentifier::new_unwrap("2.5.29.15"),
-                    true,
-                    KeyUsage(KeyUsages::DigitalSignature.into())
-                        .to_der()
-                        .expect("key usage"),
-                ),
-                extension(
-                    ObjectIdentifier::new_unwrap("2.5.29.37"),
-                    true,
-                    ExtendedKeyUsage(vec![KP_TIME_STAMPING])
-                        .to_der()
-                        .expect("EKU"),
-                ),
-            ],
+            signing_extensions(KP_TIME_STAMPING, true).to_vec(),
         );
         let mut tree_id = [0u8; 8];
         OsRng.fill_bytes(&mut tree_id);
@@ -973,21 +976,10 @@ impl Instance {
                 .to_der()
                 .expect("DER")
         };
+        let [key_usage, eku] = signing_extensions(KP_CODE_SIGNING, false);
         let mut extensions = vec![
-            extension(
-                ObjectIdentifier::new_unwrap("2.5.29.15"),
-                true,
-                KeyUsage(KeyUsages::DigitalSignature.into())
-                    .to_der()
-                    .expect("key usage"),
-            ),
-            extension(
-                ObjectIdentifier::new_unwrap("2.5.29.37"),
-                false,
-                ExtendedKeyUsage(vec![KP_CODE_SIGNING])
-                    .to_der()
-                    .expect("EKU"),
-            ),
+            key_usage,
+            eku,
             extension(
                 ObjectIdentifier::new_unwrap("2.5.29.17"),
                 true,
