@@ -493,6 +493,19 @@ pub fn write_policies(
                     .join(", ")
             }
         )?;
+        for a in &e.require.attestations {
+            let by = match &a.signer {
+                Some(s) => format!("signed by {s}"),
+                None => "unsigned accepted (signed: false)".to_owned(),
+            };
+            writeln!(out, "  require: attestation {}, {by}", a.predicate_type)?;
+        }
+        if let Some(s) = &e.require.signature {
+            writeln!(out, "  require: signature by {}", s.signer)?;
+        }
+        if !e.require.is_empty() {
+            writeln!(out, "  trusted root: {}", e.require.trusted_root)?;
+        }
     }
     for m in p.mirrors.values() {
         writeln!(out, "mirror {} ({})", m.name, m.file.display())?;
