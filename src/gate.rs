@@ -483,6 +483,13 @@ pub async fn gather(
             if !evidential {
                 continue;
             }
+            if desc.size > MAX_EVIDENCE_BYTES as u64 {
+                evidence.unreadable.push(format!(
+                    "{media_type}: {} bytes, over the {MAX_EVIDENCE_BYTES} byte cap",
+                    desc.size
+                ));
+                continue;
+            }
             let bytes = read_small_blob(src, desc, MAX_EVIDENCE_BYTES).await?;
             evidence.add(media_type, &layer["annotations"], bytes);
         }
@@ -646,7 +653,9 @@ pub fn check(require: &Require, evidence: &Evidence, subject: &Subject) -> Verdi
         let name = format!("attestation {}", rule.predicate_type);
         let result =
             check_attestation(rule, &name, evidence, subject, &root, &mut verdict.evidence);
-        verdict.rules.push(outcome(name, result));
+        verdict
+            .rules
+            .push(outcome(name, result, &evidence.unreadable));
     }
     if let Some(rule) = &require.signature {
         let name = format!("signature by {}", rule.signer);
@@ -658,16 +667,23 @@ pub fn check(require: &Require, evidence: &Evidence, subject: &Subject) -> Verdi
             &root,
             &mut verdict.evidence,
         );
-        verdict.rules.push(outcome(name, result));
+        verdict
+            .rules
+            .push(outcome(name, result, &evidence.unreadable));
     }
     verdict
 }
 
-fn outcome(rule: String, result: Result<(), String>) -> RuleOutcome {
+fn outcome(rule: String, result: Result<(), String>, unreadable: &[String]) -> RuleOutcome {
+    let reason = match result {
+        Ok(()) => String::new(),
+        Err(why) if unreadable.is_empty() => why,
+        Err(why) => format!("{why}; unreadable evidence: {}", unreadable.join(", ")),
+    };
     RuleOutcome {
         rule,
-        held: result.is_ok(),
-        reason: result.err().unwrap_or_default(),
+        held: reason.is_empty(),
+        reason,
     }
 }
 

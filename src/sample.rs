@@ -565,10 +565,12 @@ impl Layout {
         bundle: &str,
         predicate_type: &str,
     ) -> io::Result<Written> {
-        let media_type = serde_json::from_str::<Value>(bundle)?["mediaType"]
-            .as_str()
-            .unwrap_or(crate::gate::SIGSTORE_BUNDLE)
-            .to_owned();
+        // A broken bundle (tests attach those too) goes under the v0.3 type.
+        let media_type = serde_json::from_str::<Value>(bundle)
+            .ok()
+            .and_then(|b| b["mediaType"].as_str().map(str::to_owned))
+            .filter(|t| t.starts_with(crate::gate::SIGSTORE_BUNDLE))
+            .unwrap_or_else(|| "application/vnd.dev.sigstore.bundle.v0.3+json".to_owned());
         self.add_referrer_layer(
             subject,
             &media_type,

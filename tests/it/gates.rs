@@ -4,7 +4,7 @@ use crate::support;
 
 use ferry::gate::COSIGN_SIGN_PREDICATE;
 use ferry::sample::{provenance_statement, ImageSpec, Layout, Written, SLSA_PROVENANCE_V1};
-use ferry::sigstore::instance::{Credential, Identity, Instance, Options};
+use ferry::sigstore::instance::{BundleVersion, Credential, Identity, Instance, Options};
 use serde_json::Value;
 use support::bed::{stderr, Bed};
 use support::registry::{Mode, TestRegistry};
@@ -104,6 +104,55 @@ fn sigstore_evidence_is_verified_before_anything_is_written() {
     let tampered = provenance("tampered", &acme, &mut inst, true, None);
     let expired_cert = provenance("expired", &expired, &mut inst, false, None);
     let untrusted = provenance("untrusted", &outsider, &mut stranger, false, None);
+    // Other bundle shapes that must verify: v0.1 and v0.2 bundles, and Rekor v2 with a TSA timestamp.
+    let shapes: Vec<(Written, Options)> = [
+        ("v01", Options::v1(BundleVersion::V01)),
+        ("v02", Options::v1(BundleVersion::V02)),
+        ("rekor2", Options::rekor_v2()),
+    ]
+    .into_iter()
+    .map(|(tag, opts)| {
+        let w = imgs.add(tag);
+        let b = bundle(
+            &mut inst,
+            &acme,
+            &provenance_statement(&w.digest, "acme/api", WORKFLOW),
+            &opts,
+        );
+        imgs.layout
+            .add_bundle(&w.digest, &b, SLSA_PROVENANCE_V1)
+            .unwrap();
+        (w, opts)
+    })
+    .collect();
+    // Bad input: each a one-line refusal, never a crash.
+    let good_bundle = bundle(
+        &mut inst,
+        &acme,
+        &provenance_statement(&good.digest, "acme/api", WORKFLOW),
+        &v3,
+    );
+    let mut bad = |tag: &str, text: String| {
+        let w = imgs.add(tag);
+        imgs.layout
+            .add_bundle(&w.digest, &text, SLSA_PROVENANCE_V1)
+            .unwrap();
+        w
+    };
+    let malformed = bad("malformed", good_bundle[..good_bundle.len() / 2].to_owned());
+    let unknown_version = bad(
+        "unknown-version",
+        good_bundle.replace("bundle.v0.3+json", "bundle+json;version=9.9"),
+    );
+    let bad_base64 = bad("bad-base64", {
+        let mut doc: Value = serde_json::from_str(&good_bundle).unwrap();
+        doc["dsseEnvelope"]["payload"] = "%%% not base64 %%%".into();
+        doc.to_string()
+    });
+    let oversized = bad(
+        "oversized",
+        format!("{}{}", good_bundle, " ".repeat(4 << 20)),
+    );
     // An unsigned SLSA v1 statement, attached as a referrer.
     let unsigned = imgs.add("unsigned");
     imgs.layout
@@ -148,6 +197,13 @@ fn sigstore_evidence_is_verified_before_anything_is_written() {
         "sig3",
         "sig3-key",
         "sig2",
+        "v01",
+        "v02",
+        "rekor2",
+        "malformed",
+        "unknown-version",
+        "bad-base64",
+        "oversized",
     ] {
         let out = bed.ferry(&[
             "copy",
@@ -194,7 +250,7 @@ fn sigstore_evidence_is_verified_before_anything_is_written() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Refused: exit 3, one line naming why, and not one write at the target.
-    let refusals: [(&Written, &str, &str); 7] = [
+    let refusals: [(&Written, &str, &str); 11] = [
         (
             &wrong_repo,
             "prov",
@@ -206,6 +262,10 @@ fn sigstore_evidence_is_verified_before_anything_is_written() {
         (&expired_cert, "prov", "certificate"),
         (&untrusted, "prov", "sigstore bundle:"),
         (&unsigned, "prov", "in-toto statement: unsigned"),
+        (&malformed, "prov", "unreadable evidence: application/vnd.dev.sigstore.bundle.v0.3+json: not a Sigstore bundle"),
+        (&unknown_version, "prov", "unreadable evidence: application/vnd.dev.sigstore.bundle+json;version=9.9: not a Sigstore bundle"),
+        (&bad_base64, "prov", "unreadable evidence"),
+        (&oversized, "prov", "over the 4194304 byte cap"),
     ];
     for (w, env, why) in refusals {
         let before = writes();
@@ -216,6 +276,15 @@ fn sigstore_evidence_is_verified_before_anything_is_written() {
         assert!(err.contains(why), "{}: wanted {why:?} in {err}", w.tag);
         assert_eq!(err.trim().lines().count(), 1, "{}: one line: {err}", w.tag);
         assert_eq!(writes(), before, "{}: nothing written", w.tag);
+    }
+    for (w, opts) in &shapes {
+        let out = run(&["verify", &format!(":{}", w.tag), "--env", "prov"]);
+        assert!(
+            out.status.success(),
+            "{} ({opts:?}): {}",
+            w.tag,
+            stderr(&out)
+        );
     }
     // An unsigned statement counts where the policy says signed: false.
     let out = run(&["verify", ":unsigned", "--env", "unsigned"]);
