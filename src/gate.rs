@@ -363,8 +363,9 @@ pub enum Proof {
     Unsigned,
     /// A Sigstore bundle (GitHub's artifact attestations, cosign 3).
     Bundle(Arc<ParsedBundle>),
-    /// A DSSE envelope (cosign 2 `.att`), signed by a key.
-    Dsse(Value),
+    /// A DSSE envelope (cosign 2 `.att`): signed by a key, or keyless with the certificate and
+    /// Rekor bundle in the layer's annotations (the second value).
+    Dsse(Value, Value),
 }
 
 impl Proof {
@@ -372,7 +373,7 @@ impl Proof {
         match self {
             Proof::Unsigned => "in-toto statement",
             Proof::Bundle(_) => "sigstore bundle",
-            Proof::Dsse(_) => "dsse envelope",
+            Proof::Dsse(..) => "dsse envelope",
         }
     }
 }
@@ -517,7 +518,7 @@ impl Evidence {
                 .and_then(|env| {
                     let payload =
                         dsse_payload(&env).ok_or("a DSSE envelope without a base64 payload")?;
-                    Ok((payload, Proof::Dsse(env)))
+                    Ok((payload, Proof::Dsse(env, annotations.clone())))
                 })
         } else {
             crate::sigstore::parse_bundle(&bytes).and_then(|b| {
@@ -703,7 +704,20 @@ fn verify_statement(
             signer,
         )
         .map(Some),
-        Proof::Dsse(env) => verify_dsse(env, signer).map(|()| Some(by_key(signer))),
+        Proof::Dsse(env, annotations) => {
+            let keyless = crate::sigstore::cosign2::signed_bundle(
+                annotations,
+                crate::sigstore::cosign2::Signed::Envelope(env),
+            )?;
+            match keyless {
+                Some(json) => {
+                    let b = crate::sigstore::parse_bundle(json.as_bytes())?;
+                    let artifact = crate::sigstore::Artifact::Sha256(digest.hex());
+                    crate::sigstore::verify(root, &b, artifact, signer).map(Some)
+                }
+                None => verify_dsse(env, signer).map(|()| Some(by_key(signer))),
+            }
+        }
     }
 }
 
@@ -1251,12 +1265,64 @@ mod tests {
         assert!(m[0].contains("made with another key"), "{m:?}");
         // A tampered payload: the envelope's statement changed after signing.
         let mut t = dsse_statement(&good, &digest(1), SLSA);
-        if let Proof::Dsse(env) = &mut t.proof {
+        if let Proof::Dsse(env, _) = &mut t.proof {
             let b64 = base64::engine::general_purpose::STANDARD;
             env["payload"] = json!(b64.encode(statement_bytes(&digest(1), SLSA, "evil")));
         }
         assert!(
             !check(&require(vec![signed(&good)], None), &ev(vec![t]), &img)
+                .missing()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn cosign2_keyless_attestations_verify_against_the_identity() {
+        use crate::sigstore::instance::{Identity, Instance};
+        let mut inst = Instance::new();
+        let wf = ".github/workflows/release.yml";
+        let acme = inst.keyless(&Identity::github_workflow(
+            "acme/api",
+            wf,
+            "refs/heads/main",
+            "ab",
+        ));
+        let img = Subject {
+            digest: digest(1),
+            platforms: vec![],
+        };
+        let (envelope, annotations) =
+            inst.cosign2_att(&acme, IN_TOTO, &statement_bytes(&digest(1), SLSA, "b"));
+        let annotations: serde_json::Map<String, Value> = annotations
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect();
+        let mut ev = Evidence::default();
+        ev.add(DSSE, &Value::Object(annotations), Bytes::from(envelope));
+        assert_eq!(ev.statements.len(), 1, "{ev:?}");
+        let root = Arc::new(TrustRoot::from_json("test", &inst.trusted_root_json()).unwrap());
+        let rule = |signer: Signer| Require {
+            attestations: vec![AttestationRule {
+                predicate_type: SLSA.into(),
+                fields: BTreeMap::new(),
+                signer: Some(signer),
+                signed: true,
+            }],
+            root: Some(root.clone()),
+            ..Require::default()
+        };
+        let v = check(&rule(Signer::github("acme/api", Some(wf), None)), &ev, &img);
+        assert!(v.missing().is_empty(), "{v:?}");
+        assert!(v.evidence[0].verified.as_ref().unwrap().log_index.is_some());
+        let m = check(&rule(Signer::github("mallory/api", None, None)), &ev, &img).missing();
+        assert!(m[0].contains("not the required subject"), "{m:?}");
+        // Another image's digest: the statement does not name it.
+        let other = Subject {
+            digest: digest(2),
+            platforms: vec![],
+        };
+        assert!(
+            !check(&rule(Signer::github("acme/api", None, None)), &ev, &other)
                 .missing()
                 .is_empty()
         );
@@ -1328,7 +1394,11 @@ mod tests {
         let st = json!({"predicateType": SLSA, "subject": [{"digest": {"sha256": "ab"}}]});
         let payload = base64::engine::general_purpose::STANDARD.encode(st.to_string());
         let env = json!({"payloadType": "application/vnd.in-toto+json", "payload": payload});
-        let s = parse_statement(&dsse_payload(&env).unwrap(), Proof::Dsse(env.clone())).unwrap();
+        let s = parse_statement(
+            &dsse_payload(&env).unwrap(),
+            Proof::Dsse(env.clone(), Value::Null),
+        )
+        .unwrap();
         assert_eq!(s.predicate_type, SLSA);
         assert_eq!(s.subjects, ["ab"]);
         // Bad bundles are recorded as unreadable, in one line, not dropped silently.

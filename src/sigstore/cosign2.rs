@@ -20,18 +20,30 @@ pub const REKOR_BUNDLE: &str = "dev.sigstore.cosign/bundle";
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// What a cosign 2 layer signed.
+#[derive(Clone, Copy, Debug)]
+pub enum Signed<'a> {
+    /// A `.sig` layer's simple-signing payload (the signature is in the annotations).
+    Payload(&'a [u8]),
+    /// A `.att` layer's DSSE envelope (signatures inside it).
+    Envelope(&'a Value),
+}
+
 /// The v0.1 bundle JSON for a cosign 2 signature layer (`annotations`) over `payload`, when it
 /// carries a certificate and a Rekor bundle; `None` for a key-only signature.
 pub fn bundle(annotations: &Value, payload: &[u8]) -> Result<Option<String>, String> {
+    signed_bundle(annotations, Signed::Payload(payload))
+}
+
+/// The v0.1 bundle JSON for a cosign 2 layer (`.sig` or `.att`) whose annotations carry a
+/// certificate and a Rekor bundle; `None` when they do not (a signature by key).
+pub fn signed_bundle(annotations: &Value, signed: Signed<'_>) -> Result<Option<String>, String> {
     let (Some(cert), Some(rekor)) = (
         annotations[CERTIFICATE].as_str(),
         annotations[REKOR_BUNDLE].as_str(),
     ) else {
         return Ok(None);
     };
-    let signature = annotations[SIGNATURE]
-        .as_str()
-        .ok_or("the layer has a certificate but no signature annotation")?;
     let cert_der = pem_der(cert)?;
     let rekor: Value = serde_json::from_str(rekor)
         .map_err(|e| format!("the {REKOR_BUNDLE} annotation is not JSON: {e}"))?;
@@ -51,7 +63,7 @@ pub fn bundle(annotations: &Value, payload: &[u8]) -> Result<Option<String>, Str
     else {
         return Err("the Rekor bundle lacks integratedTime or logIndex".to_owned());
     };
-    let doc = json!({
+    let mut doc = json!({
         "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
         "verificationMaterial": {
             "x509CertificateChain": {"certificates": [{"rawBytes": B64.encode(cert_der)}]},
@@ -67,11 +79,19 @@ pub fn bundle(annotations: &Value, payload: &[u8]) -> Result<Option<String>, Str
                 "canonicalizedBody": body,
             }],
         },
-        "messageSignature": {
-            "messageDigest": {"algorithm": "SHA2_256", "digest": B64.encode(Sha256::digest(payload))},
-            "signature": signature.trim(),
-        },
     });
+    match signed {
+        Signed::Payload(payload) => {
+            let signature = annotations[SIGNATURE]
+                .as_str()
+                .ok_or("the layer has a certificate but no signature annotation")?;
+            doc["messageSignature"] = json!({
+                "messageDigest": {"algorithm": "SHA2_256", "digest": B64.encode(Sha256::digest(payload))},
+                "signature": signature.trim(),
+            });
+        }
+        Signed::Envelope(envelope) => doc["dsseEnvelope"] = envelope.clone(),
+    }
     Ok(Some(doc.to_string()))
 }
 

@@ -1181,6 +1181,52 @@ impl Instance {
         }
     }
 
+    /// What cosign 2's `attest` pushes as a `.att` layer: the DSSE envelope (the layer's bytes)
+    /// and, keyless, the certificate, chain and Rekor bundle (`intoto 0.0.2`) as annotations.
+    pub fn cosign2_att(
+        &mut self,
+        signer: &Credential,
+        payload_type: &str,
+        payload: &[u8],
+    ) -> (Vec<u8>, Vec<(&'static str, String)>) {
+        let opts = Options {
+            bundle_version: BundleVersion::V01,
+            rekor: Rekor::V1 {
+                promise: true,
+                proof: false,
+            },
+            dsse_kind: DsseKind::Intoto,
+            ..Options::default()
+        };
+        let bundle: Value =
+            serde_json::from_str(&self.sign_dsse(signer, payload_type, payload, &opts))
+                .expect("JSON");
+        let entry = &bundle["verificationMaterial"]["tlogEntries"][0];
+        let number = |v: &Value| {
+            v.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .expect("a number")
+        };
+        let log_id = B64
+            .decode(entry["logId"]["keyId"].as_str().expect("log id"))
+            .expect("base64");
+        let rekor = json!({
+            "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+            "Payload": {
+                "body": entry["canonicalizedBody"],
+                "integratedTime": number(&entry["integratedTime"]),
+                "logIndex": number(&entry["logIndex"]),
+                "logID": hex::encode(log_id),
+            },
+        });
+        let mut annotations = vec![("dev.sigstore.cosign/bundle", rekor.to_string())];
+        if let Some(cert) = signer.certificate_pem() {
+            annotations.push(("dev.sigstore.cosign/certificate", cert));
+            annotations.push(("dev.sigstore.cosign/chain", signer.chain_pem()));
+        }
+        (bundle["dsseEnvelope"].to_string().into_bytes(), annotations)
+    }
+
     /// An RFC 3161 `TimeStampResp` (status granted, with the token) from the instance's TSA over
     /// SHA-256 of `signature`, stamped `gen_time` (unix seconds), as bundles carry it.
     pub fn timestamp(&mut self, signature: &[u8], gen_time: i64) -> Vec<u8> {
