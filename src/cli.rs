@@ -110,9 +110,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes())
                 .map_err(Error::Output)
         }
-        Command::Policy(PolicyCommand::Check { output, offline }) => {
+        Command::Policy(PolicyCommand::Check { output, online, .. }) => {
             let ctx = context(&dir, &ConnectArgs::default(), &[])?;
-            if !offline {
+            if online {
                 ctx.check_registries().await?;
             }
             report::finish(&ctx.policies, output)

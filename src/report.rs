@@ -1,5 +1,6 @@
 //! report: progress bars on a terminal, and the text or JSON account of what a copy did.
 
+use serde::Serialize;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -446,9 +447,9 @@ pub fn write_policies(
     for (name, r) in &p.registries {
         writeln!(
             out,
-            "registry {name}: endpoint {}, auth {:?}, plain_http {}, max_concurrency {}",
+            "registry {name}: endpoint {}, auth {}, plain_http {}, max_concurrency {}",
             r.endpoint.as_deref().unwrap_or("(default)"),
-            r.auth,
+            spelled(&r.auth),
             r.plain_http,
             r.max_concurrency
                 .map_or("(default)".to_owned(), |m| m.to_string())
@@ -528,17 +529,26 @@ pub fn write_policies(
             |v: &[crate::policy::mirror::TagRegex]| serde_json::to_string(v).unwrap_or_default();
         writeln!(
             out,
-            "  tags: include {}, exclude {}, semver {}, newest {}; existing: {:?}",
+            "  tags: include {}, exclude {}, semver {}, newest {}; existing: {}",
             res(&f.include),
             res(&f.exclude),
             f.semver
                 .as_ref()
                 .map_or("any".to_owned(), ToString::to_string),
             f.newest.map_or("all".to_owned(), |n| n.to_string()),
-            m.existing
+            spelled(&m.existing)
         )?;
     }
     writeln!(out, "all policies valid")
+}
+
+/// A policy value as its YAML spelling (`overwrite`, `docker-config`), not Rust's.
+fn spelled<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    }
 }
 
 /// Mirror progress on a terminal: one bar over all images, one per target registry.
@@ -982,5 +992,19 @@ mod report_tests {
         let e = r.result().unwrap_err();
         assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
         assert_eq!(e.to_string(), "prod has drifted: a differs; b is missing");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_values_print_as_yaml_spells_them() {
+        assert_eq!(
+            spelled(&crate::policy::mirror::Existing::Overwrite),
+            "overwrite"
+        );
+        assert_eq!(spelled(&crate::policy::mirror::Existing::Backup), "backup");
     }
 }

@@ -74,8 +74,12 @@ pub enum PolicyCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
-        /// Check the files only: do not ask ECR for its repositories' tag immutability.
+        /// Also ask the registries: ECR's tag immutability for each ECR target (needs AWS
+        /// credentials). Default: the files only, with no network.
         #[arg(long)]
+        online: bool,
+        /// The default (files only); kept so that older scripts keep working.
+        #[arg(long, hide = true, conflicts_with = "online")]
         offline: bool,
     },
     /// Print the JSON Schema of a kind of policy file, or write all of them into a directory.

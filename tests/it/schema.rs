@@ -328,3 +328,36 @@ fn the_schema_and_the_loader_refuse_the_same_mistakes() {
         assert_eq!(loader_ok, valid, "loader on {mistake:?}:\n{text}");
     }
 }
+
+/// `policy check` reads files only unless `--online`: the repository's own example policies
+/// (ECR, Artifact Registry and Docker Hub targets) check with no network and no AWS credentials,
+/// and values print in their YAML spelling.
+#[test]
+fn policy_check_is_offline_by_default_and_speaks_yaml() {
+    let out = ferry()
+        .arg("--policies")
+        .arg(root().join("policies"))
+        .args(["policy", "check"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.trim().is_empty(),
+        "no warnings, no credential errors: {err}"
+    );
+    assert!(
+        text.contains("auth auto") && text.contains("existing: overwrite"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Auto") && !text.contains("Overwrite"),
+        "{text}"
+    );
+}
