@@ -993,11 +993,6 @@ mod report_tests {
         assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
         assert_eq!(e.to_string(), "prod has drifted: a differs; b is missing");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn policy_values_print_as_yaml_spells_them() {
