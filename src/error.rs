@@ -16,6 +16,14 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code: a policy gate refused.
 pub const EXIT_GATE: u8 = 3;
 
+fn plural_targets(n: usize) -> String {
+    if n == 1 {
+        "1 target".to_owned()
+    } else {
+        format!("{n} targets")
+    }
+}
+
 /// What can stop a ferry command as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,6 +96,14 @@ pub enum Error {
         environment: String,
         /// What is out of line, one entry each.
         drift: Vec<String>,
+    },
+    /// `ferry status`: some targets could not be read, so whether they agree is unknown.
+    #[error("{environment} is unknown at {}: {}", plural_targets(unreadable.len()), unreadable.join("; "))]
+    StatusUnknown {
+        /// The environment.
+        environment: String,
+        /// Each unreadable target and why.
+        unreadable: Vec<String>,
     },
     /// Some images of a mirror run failed (their errors are in the report); the first
     /// failure is the cause.
@@ -189,6 +205,7 @@ impl Error {
             | Error::Partial { .. }
             | Error::Targets { .. }
             | Error::Drifted { .. }
+            | Error::StatusUnknown { .. }
             | Error::Images { .. }
             | Error::Target { .. }
             | Error::TargetPlan { .. }

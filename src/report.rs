@@ -366,27 +366,29 @@ pub fn write_status(
     if format == Format::Json {
         return write_json(out, r);
     }
-    writeln!(
-        out,
-        "{} ({}): {}",
-        r.environment,
-        r.tag,
-        if r.drift.is_empty() {
-            "in sync"
-        } else {
-            "DRIFT"
-        }
-    )?;
+    use crate::promote::State;
+    let unknown = r.targets.iter().filter(|t| t.error.is_some()).count();
+    let state = match r.state {
+        State::InSync => "in sync".to_owned(),
+        State::Drift => "DRIFT".to_owned(),
+        State::Unknown => format!(
+            "UNKNOWN ({unknown} of {} {} unreadable)",
+            r.targets.len(),
+            plural(r.targets.len(), "target", "targets")
+        ),
+        State::NeverPromoted => "never promoted (no target has the tag, no history)".to_owned(),
+    };
+    writeln!(out, "{} ({}): {state}", r.environment, r.tag)?;
     for t in &r.targets {
         match &t.error {
-            Some(e) => writeln!(out, "  {:<50} unreadable: {}", t.target, ErrorChain(e))?,
+            Some(e) => writeln!(out, "  {:<50} UNKNOWN: {}", t.target, ErrorChain(e))?,
             None => writeln!(
                 out,
                 "  {:<50} {}  since {}",
                 t.target,
                 t.digest
                     .as_ref()
-                    .map_or("(no tag)".to_owned(), ToString::to_string),
+                    .map_or("(no tag)".to_owned(), |d| d.short().to_owned()),
                 t.since.as_deref().unwrap_or("(not in history)")
             )?,
         }
@@ -540,6 +542,15 @@ pub fn write_policies(
         )?;
     }
     writeln!(out, "all policies valid")
+}
+
+/// `n` with the singular or plural noun's form chosen.
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
 }
 
 /// A policy value as its YAML spelling (`overwrite`, `docker-config`), not Rust's.
@@ -812,15 +823,31 @@ impl Report for crate::promote::StatusReport {
         write_status(out, self, format)
     }
 
-    /// A failure listing the drift, when the environment has drifted.
+    /// A failure listing the drift, when the environment has drifted, or naming the targets
+    /// that could not be read.
     fn result(&self) -> crate::Result<()> {
-        match self.drift.len() {
-            0 => Ok(()),
-            _ => Err(crate::Error::Drifted {
+        if !self.drift.is_empty() {
+            return Err(crate::Error::Drifted {
                 environment: self.environment.clone(),
                 drift: self.drift.clone(),
-            }),
+            });
         }
+        let unreadable: Vec<String> = self
+            .targets
+            .iter()
+            .filter_map(|t| {
+                t.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", t.target, ErrorChain(e)))
+            })
+            .collect();
+        if unreadable.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::StatusUnknown {
+            environment: self.environment.clone(),
+            unreadable,
+        })
     }
 }
 
@@ -982,6 +1009,7 @@ mod report_tests {
         let mut r = crate::promote::StatusReport {
             environment: "prod".into(),
             tag: "prod".into(),
+            state: crate::promote::State::InSync,
             agree: true,
             drift: Vec::new(),
             targets: Vec::new(),

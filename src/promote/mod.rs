@@ -744,10 +744,14 @@ impl Context {
             })
             .collect();
         let mut drift = Vec::new();
-        let digests: Vec<&Option<Digest>> = targets.iter().map(|t| &t.digest).collect();
-        let agree =
-            targets.iter().all(|t| t.error.is_none()) && digests.windows(2).all(|w| w[0] == w[1]);
-        if !agree {
+        // Drift is what the readable targets say; an unreadable one is unknown, not drift.
+        let readable: Vec<&Option<Digest>> = targets
+            .iter()
+            .filter(|t| t.error.is_none())
+            .map(|t| &t.digest)
+            .collect();
+        let agree = readable.len() == targets.len() && readable.windows(2).all(|w| w[0] == w[1]);
+        if !readable.windows(2).all(|w| w[0] == w[1]) {
             drift.push("targets disagree".to_owned());
         }
         if let Some(r) = last {
@@ -769,9 +773,20 @@ impl Context {
                 }
             }
         }
+        let unknown = targets.iter().filter(|t| t.error.is_some()).count();
+        let state = if !drift.is_empty() {
+            State::Drift
+        } else if unknown > 0 {
+            State::Unknown
+        } else if records.is_empty() && targets.iter().all(|t| t.digest.is_none()) {
+            State::NeverPromoted
+        } else {
+            State::InSync
+        };
         Ok(StatusReport {
             environment: env.to_owned(),
             tag: tag.to_string(),
+            state,
             agree,
             drift,
             targets,
@@ -905,6 +920,8 @@ pub struct StatusReport {
     pub environment: String,
     /// Its tag.
     pub tag: String,
+    /// In one word.
+    pub state: State,
     /// Whether every target is readable and points at the same digest.
     pub agree: bool,
     /// What is out of line (empty when all is well).
@@ -914,6 +931,20 @@ pub struct StatusReport {
     /// Ledgers that could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history_errors: Vec<String>,
+}
+
+/// An environment's state, as `status` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Every target has the tag at the same digest, the one history last recorded.
+    InSync,
+    /// Readable targets disagree, with each other or with history.
+    Drift,
+    /// What the readable targets say agrees, but some targets could not be read.
+    Unknown,
+    /// No target has the tag and no history exists.
+    NeverPromoted,
 }
 
 /// Where each tag points at one store (`None`: absent).

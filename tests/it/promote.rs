@@ -479,3 +479,71 @@ fn policy_check_names_file_and_key() {
         "{msg}"
     );
 }
+
+/// `status` tells apart what it knows from what it could not read: an unreachable target is
+/// UNKNOWN (exit 1, its own wording, never DRIFT), and an environment nobody promoted to yet says
+/// so instead of "in sync".
+#[test]
+fn status_says_unknown_for_an_unreachable_target_and_never_promoted_before_the_first_promotion() {
+    let reg = TestRegistry::start(Mode::Plain);
+    let bed = Bed::new(&[]);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (_, from) = bed.image("v1", 61);
+    let source = from.trim_end_matches(":v1");
+    let dir = bed.policies(&[
+        (
+            "prod.yaml",
+            format!(
+                "version: 1\nsource: {source}\ntargets:\n  - registry: {}\n    repository: acme/api\n  - registry: 127.0.0.1:{closed}\n    repository: acme/api\ntags: [prod]\n",
+                reg.host()
+            ),
+        ),
+        (
+            "fresh.yaml",
+            format!(
+                "version: 1\nsource: {source}\ntargets:\n  - registry: {}\n    repository: acme/fresh\ntags: [fresh]\n",
+                reg.host()
+            ),
+        ),
+        (
+            "registries.yaml",
+            format!("version: 1\nregistries:\n  127.0.0.1:{closed}:\n    retries: 1\n"),
+        ),
+    ]);
+    let run = |args: &[&str]| {
+        bed.command(args)
+            .env("FERRY_POLICIES", &dir)
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&["status", "fresh"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.starts_with("fresh (fresh): never promoted"), "{text}");
+
+    let out = run(&["status", "prod"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = stderr(&out);
+    eprintln!("{text}{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        text.starts_with("prod (prod): UNKNOWN (1 of 2 targets unreadable)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1:{closed}/acme/api")) && text.contains("UNKNOWN: "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("DRIFT") && !err.contains("drift"),
+        "{text}{err}"
+    );
+    assert!(err.contains("prod is unknown at 1 target: "), "{err}");
+    let out = run(&["status", "prod", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "unknown", "{v}");
+}
