@@ -19,8 +19,21 @@ use crate::report;
 use crate::sigstore;
 use crate::transport::TransportOptions;
 
-/// Runs a parsed command; the caller maps the error to an exit code.
+/// Runs a parsed command; the caller maps the error to an exit code. With `--output json`, a
+/// command that fails before its report is written prints one JSON document saying why, so a
+/// script reading stdout always gets one.
 pub async fn run(cli: Cli) -> Result<()> {
+    let format = cli.command.output();
+    let result = dispatch(cli).await;
+    if let Err(e) = &result {
+        if format == report::Format::Json && !report::reported() && !matches!(e, Error::Output(_)) {
+            report::write_error(&mut stdout(), e).map_err(Error::Output)?;
+        }
+    }
+    result
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     let dir = cli.policies;
     match cli.command {
         Command::Copy(a) => {

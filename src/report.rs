@@ -544,6 +544,29 @@ pub fn write_policies(
     writeln!(out, "all policies valid")
 }
 
+/// Whether a report went to stdout in this process (so a failure after it adds no document).
+static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once [`finish`] has written a report.
+pub fn reported() -> bool {
+    REPORTED.load(Ordering::Relaxed)
+}
+
+/// A failure as the one JSON document of a `--output json` run: `{"error": …, "exit_code": …}`.
+pub fn write_error(out: &mut dyn Write, e: &crate::Error) -> std::io::Result<()> {
+    let doc = serde_json::json!({
+        "error": crate::error::ErrorChain(e).to_string(),
+        "exit_code": e.exit_code(),
+        "refused": e.exit_code() == crate::error::EXIT_GATE,
+    });
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+    )?;
+    out.flush()
+}
+
 /// `n` with the singular or plural noun's form chosen.
 fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 {
@@ -773,6 +796,7 @@ pub trait Report {
 /// Prints `report` to stdout in `format`, then returns its [`Report::result`].
 pub fn finish<R: Report + ?Sized>(report: &R, format: Format) -> crate::Result<()> {
     let mut stdout = std::io::stdout().lock();
+    REPORTED.store(true, Ordering::Relaxed);
     report.write(&mut stdout, format)?;
     stdout.flush()?;
     report.result()

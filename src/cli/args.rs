@@ -66,6 +66,27 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The output format the command was asked for (text where it has no choice).
+    pub fn output(&self) -> Format {
+        match self {
+            Command::Copy(a) => a.output,
+            Command::Promote(a) => a.common.output,
+            Command::Rollback(a) => a.common.output,
+            Command::Status(a) => a.common.output,
+            Command::History(a) => a.env.common.output,
+            Command::Verify(a) => a.common.output,
+            Command::Mirror(a) => a.common.output,
+            Command::Policy(PolicyCommand::Check { output, .. }) => *output,
+            Command::Demo(a) => a.output,
+            Command::VerifyBundle(_)
+            | Command::Policy(PolicyCommand::Schema { .. })
+            | Command::Completions { .. }
+            | Command::Man { .. } => Format::Text,
+        }
+    }
+}
+
 /// `ferry policy ...`.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {

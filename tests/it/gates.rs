@@ -277,6 +277,16 @@ fn sigstore_evidence_is_verified_before_anything_is_written() {
         assert_eq!(err.trim().lines().count(), 1, "{}: one line: {err}", w.tag);
         assert_eq!(writes(), before, "{}: nothing written", w.tag);
     }
+    // With --output json, a refusal is one JSON document on stdout too.
+    let out = run(&["promote", "prov", ":wrong-repo", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["refused"], true, "{doc}");
+    assert_eq!(doc["exit_code"], 3, "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains("mallory/api"),
+        "{doc}"
+    );
     for (w, opts) in &shapes {
         let out = run(&["verify", &format!(":{}", w.tag), "--env", "prov"]);
         assert!(
