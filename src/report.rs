@@ -179,8 +179,15 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
             .as_ref()
             .map(|a| {
                 format!(
-                    "; attached: {} copied, {} present, {} cosign tags, {} fallback indexes",
-                    a.copied, a.present, a.tags, a.fallback_indexes
+                    "; attached: {} copied, {} present, {}, {}",
+                    a.copied,
+                    a.present,
+                    count(a.tags as u64, "cosign tag", "cosign tags"),
+                    count(
+                        a.fallback_indexes as u64,
+                        "fallback index",
+                        "fallback indexes"
+                    )
                 )
             })
             .unwrap_or_default();
@@ -191,10 +198,10 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
                     Action::UpToDate => "up to date".to_owned(),
                     Action::TagOnly => "content present; tag only".to_owned(),
                     Action::Copy => format!(
-                        "{} manifests, {} blobs ({} bytes) to check and copy",
-                        p.manifests.len(),
-                        p.blob_count,
-                        p.blob_bytes
+                        "{}, {} ({}) to check and copy",
+                        count(p.manifests.len() as u64, "manifest", "manifests"),
+                        count(p.blob_count as u64, "blob", "blobs"),
+                        count(p.blob_bytes, "byte", "bytes")
                     ),
                 };
                 let tag = match (&p.tag, &p.tag_from) {
@@ -213,14 +220,14 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
             }
             (None, None) => writeln!(
                 out,
-                "  {:<11} {} ({} uploaded, {} mounted, {} present; {} bytes; {} requests{attached})",
+                "  {:<11} {} ({} uploaded, {} mounted, {} present; {}; {}{attached})",
                 status_word(d.status),
                 d.reference,
                 d.blobs_uploaded,
                 d.blobs_mounted,
                 d.blobs_skipped,
-                d.bytes_uploaded,
-                d.requests
+                count(d.bytes_uploaded, "byte", "bytes"),
+                count(d.requests, "request", "requests")
             )?,
         }
     }
@@ -310,7 +317,10 @@ pub fn write_promote(
         let attached = t
             .attached
             .as_ref()
-            .map(|a| format!("; {} attached artifacts", a.copied + a.present))
+            .map(|a| {
+                let n = (a.copied + a.present) as u64;
+                format!("; {}", count(n, "attached artifact", "attached artifacts"))
+            })
             .unwrap_or_default();
         writeln!(out, "  {} ({content}{attached})", t.target)?;
         for o in &t.tags {
@@ -407,6 +417,9 @@ pub fn write_history(
 ) -> std::io::Result<()> {
     if format == Format::Json {
         return write_json(out, records);
+    }
+    if records.is_empty() {
+        writeln!(out, "no promotions or rollbacks recorded yet")?;
     }
     for r in records {
         let kind = match r.kind {
@@ -576,6 +589,11 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     }
 }
 
+/// `n` and its noun, singular or plural: `1 request`, `2 requests`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", plural(n as usize, one, many))
+}
+
 /// A policy value as its YAML spelling (`overwrite`, `docker-config`), not Rust's.
 fn spelled<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
@@ -664,13 +682,13 @@ pub fn write_mirror(
     let t = &report.totals;
     writeln!(
         out,
-        "{}{}: {} repositories, {} image×target: {} copied, {} up to date, {} skipped, {} planned, {} failed{}; {} uploaded",
+        "{}{}: {}, {} image×target: {} copied, {} up to date, {} skipped, {} planned, {} failed{}; {} uploaded",
         report.policies.join(", "),
         report
             .shard
             .map(|s| format!(" (shard {}/{})", s.index, s.count))
             .unwrap_or_default(),
-        report.repositories,
+        count(report.repositories as u64, "repository", "repositories"),
         t.copied + t.up_to_date + t.skipped + t.planned + t.failed + t.not_attempted,
         t.copied,
         t.up_to_date,
@@ -1044,6 +1062,19 @@ mod report_tests {
         let e = r.result().unwrap_err();
         assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
         assert_eq!(e.to_string(), "prod has drifted: a differs; b is missing");
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(1, "request", "requests"), "1 request");
+        assert_eq!(count(0, "request", "requests"), "0 requests");
+        assert_eq!(count(2, "repository", "repositories"), "2 repositories");
+        let mut out = Vec::new();
+        write_history(&mut out, &[], Format::Text).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "no promotions or rollbacks recorded yet\n"
+        );
     }
 
     #[test]
