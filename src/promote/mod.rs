@@ -179,10 +179,11 @@ impl Context {
         };
         if r.repository_name() != policy.source.repository_name() {
             return Err(Error::Usage(format!(
-                "{image} is not from {}'s source {} (see {})",
+                "{image} is not from {}'s source {} (see {}){}",
                 policy.environment,
                 policy.source.repository_name(),
-                policy.file.display()
+                policy.file.display(),
+                shorthand_hint(image)
             )));
         }
         Ok(r.or_latest())
@@ -947,6 +948,24 @@ pub enum State {
     NeverPromoted,
 }
 
+/// When IMAGE looks like a bare tag or digest, how to write it: `; did you mean :v1.1.0?`.
+fn shorthand_hint(image: &str) -> String {
+    if image.starts_with("sha256:") && Digest::parse(image).is_ok() {
+        return format!("; did you mean @{image}?");
+    }
+    let bare_tag = !image.is_empty()
+        && image.len() <= 128
+        && !image.contains(['/', ':', '@'])
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if bare_tag {
+        format!("; did you mean :{image}?")
+    } else {
+        String::new()
+    }
+}
+
 /// Where each tag points at one store (`None`: absent).
 async fn head_tags(
     repo: &dyn Repo,
@@ -992,5 +1011,16 @@ async fn flip_target(repo: &dyn Repo, t: &mut TargetReport, root: &Manifest) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bare_tags_and_digests_get_a_shorthand_hint() {
+        assert_eq!(super::shorthand_hint("v1.1.0"), "; did you mean :v1.1.0?");
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(super::shorthand_hint(&d), format!("; did you mean @{d}?"));
+        assert_eq!(super::shorthand_hint("ghcr.io/other/api:v1"), "");
     }
 }
