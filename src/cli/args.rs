@@ -131,8 +131,8 @@ pub struct PromoteArgs {
     /// Why --force was needed; recorded in history.
     #[arg(long, requires = "force", value_name = "TEXT")]
     pub reason: Option<String>,
-    /// Copy only these platforms, instead of the policy's.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// Copy only these platforms, instead of the policy's (repeat, or separate with commas).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_delimiter = ',')]
     pub platform: Vec<String>,
     /// Output format and connection settings.
     #[command(flatten)]
@@ -238,8 +238,9 @@ pub struct CopyArgs {
     /// Where to: each may name another repository and tag; without a tag it is a copy by digest only.
     #[arg(required = true)]
     pub dest: Vec<String>,
-    /// Copy only this platform (OS/ARCH[/VARIANT]); repeat for more. The result is a new index.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// Copy only this platform (OS/ARCH[/VARIANT]); repeat, or separate with commas, for more.
+    /// The result is a new index.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_delimiter = ',')]
     pub platform: Vec<String>,
     /// Read and print the plan; write nothing.
     #[arg(long)]
@@ -321,4 +322,29 @@ pub struct DemoArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Format,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn platforms_may_be_comma_separated_or_repeated() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "copy",
+            "a",
+            "b",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--platform",
+            "linux/s390x",
+        ])
+        .unwrap();
+        let Command::Copy(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.platform, ["linux/amd64", "linux/arm64", "linux/s390x"]);
+    }
 }

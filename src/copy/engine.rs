@@ -308,6 +308,27 @@ impl Resolved {
     }
 }
 
+/// The platforms an index offers (`linux/arm64/v8`), BuildKit's attestation entries left out.
+fn index_platforms(index: &Manifest) -> Vec<String> {
+    let doc: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap_or_default();
+    doc["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let p = &e["platform"];
+            let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
+            if os == "unknown" {
+                return None;
+            }
+            Some(match p["variant"].as_str() {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            })
+        })
+        .collect()
+}
+
 /// What [`Engine::check_complete`] found.
 pub struct Completeness {
     /// The root manifest, when the store has it.
@@ -485,8 +506,9 @@ impl Engine {
                     .map(ToString::to_string)
                     .collect();
                 return Err(Error::Usage(format!(
-                    "{source} has no manifest for platform {}",
-                    wanted.join(", ")
+                    "{source} has no manifest for platform {} (it has {})",
+                    wanted.join(", "),
+                    index_platforms(&root).join(", ")
                 )));
             };
             filtered_from = Some(root.digest.clone());
@@ -1101,5 +1123,23 @@ impl Engine {
             source_bytes_read: self.source_bytes.load(Ordering::Relaxed),
             destinations,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_index_lists_its_platforms_without_attestations() {
+        let doc = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": "m", "digest": format!("sha256:{}", "a".repeat(64)), "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "m", "digest": format!("sha256:{}", "b".repeat(64)), "size": 1, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"mediaType": "m", "digest": format!("sha256:{}", "c".repeat(64)), "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}},
+        ]});
+        let m =
+            crate::manifest::Manifest::parse(bytes::Bytes::from(doc.to_string()), None).unwrap();
+        assert_eq!(
+            super::index_platforms(&m),
+            ["linux/amd64", "linux/arm64/v8"]
+        );
     }
 }
