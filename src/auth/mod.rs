@@ -657,7 +657,7 @@ impl Auth {
             };
             match attempts.next_delay(retry_after) {
                 Some(d) => {
-                    tracing::warn!(realm = %realm_shown, attempt = attempts.made(), delay_ms = d.as_millis() as u64, "token request failed ({why}); retrying");
+                    tracing::debug!(realm = %realm_shown, attempt = attempts.made(), delay_ms = d.as_millis() as u64, "token request failed ({why}); retrying");
                     tokio::time::sleep(d).await;
                 }
                 None => {

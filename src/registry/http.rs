@@ -160,9 +160,17 @@ impl HttpRepo {
             }
             let admission = self.gate.admit(counted).await;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            tracing::trace!(%method, path = url.path(), "request");
+            let started = std::time::Instant::now();
             let sent = rb.send().await;
             drop(admission);
+            tracing::trace!(
+                %method,
+                host,
+                path = url.path(),
+                status = sent.as_ref().map_or(0, |r| r.status().as_u16()),
+                ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
@@ -176,6 +184,9 @@ impl HttpRepo {
                             tokio::time::sleep(d).await;
                             continue;
                         }
+                    }
+                    if attempts.made() > 1 {
+                        tracing::warn!(%method, host, path = url.path(), "gave up after {} attempts: {detail}", attempts.made());
                     }
                     return Err(if replayable {
                         RegistryError::Connect { host, detail }
@@ -254,6 +265,7 @@ impl HttpRepo {
                     tokio::time::sleep(d).await;
                     continue;
                 }
+                tracing::warn!(%method, host, path = url.path(), "gave up after {} attempts: still {}", attempts.made(), status.as_u16());
             }
             return Ok(resp);
         }
@@ -267,7 +279,8 @@ impl HttpRepo {
         attempts: &Attempts,
         delay: Duration,
     ) {
-        tracing::warn!(
+        // Each retry at debug; a request that finally fails says so once, at warn.
+        tracing::debug!(
             registry = %self.registry,
             %method,
             path = url.path(),

@@ -684,3 +684,61 @@ fn an_upload_cut_midway_is_sent_again_alone() {
     );
     assert!(tagged(&dest, "acme/api", "v1"));
 }
+
+/// Retries are debug detail: a request that succeeds on its third try prints nothing at the
+/// default level; `-vv` shows each retry, and `-vvv` one line per request with host, status and
+/// duration.
+#[test]
+fn retries_are_quiet_by_default_and_requests_are_traced_with_host_and_status() {
+    let bed = Bed::new(&[]);
+    let reg = TestRegistry::start(Mode::Plain);
+    let (_, from) = bed.image("v1", 3);
+    let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:v1", reg.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let proxy = FaultProxy::start(&reg.host());
+    let src = format!("{}/acme/api:v1", proxy.host());
+    let copy = |n: u64, verbosity: Option<&str>| {
+        proxy.add(rule(
+            &format!("503-{n}"),
+            Some("GET"),
+            "/manifests/v1",
+            2,
+            status(503),
+        ));
+        let dest = format!(
+            "ocidir://{}:v1",
+            bed.layout(&format!("retry-{n}")).display()
+        );
+        let mut args = vec!["copy", src.as_str(), dest.as_str()];
+        args.extend(verbosity);
+        bed.ferry(&args)
+    };
+    let out = copy(1, None);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        stderr(&out).trim().is_empty(),
+        "quiet by default: {}",
+        stderr(&out)
+    );
+    let out = copy(2, Some("-vv"));
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(
+        stderr(&out).matches("503 ").filter(|_| true).count() >= 2,
+        true,
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+    let out = copy(3, Some("-vvv"));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("request") && l.contains("/manifests/v1") && l.contains("status=200"))
+        .unwrap_or_else(|| panic!("no request line: {err}"));
+    assert!(
+        line.contains(&format!("host=\"{}\"", proxy.host()))
+            || line.contains(&format!("host={}", proxy.host())),
+        "{line}"
+    );
+    assert!(line.contains("ms="), "{line}");
+}
