@@ -24,7 +24,9 @@ use crate::transport::TransportOptions;
 /// script reading stdout always gets one.
 pub async fn run(cli: Cli) -> Result<()> {
     let format = cli.command.output();
-    let result = dispatch(cli).await;
+    // Boxed: the dispatch future is deep, and its layout overflows rustc's query depth when
+    // nested once more in main's runtime block (seen with clippy-driver as the compiler).
+    let result = Box::pin(dispatch(cli)).await;
     if let Err(e) = &result {
         if format == report::Format::Json && !report::reported() && !matches!(e, Error::Output(_)) {
             report::write_error(&mut stdout(), e).map_err(Error::Output)?;

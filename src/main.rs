@@ -1,4 +1,7 @@
 //! ferry's binary: parse arguments, set up logging, run the library, map the outcome to an exit code.
+// The command future is deep (every subcommand's async code); CI's build (clippy-driver,
+// CARGO_INCREMENTAL=0) overflowed the default query depth computing main's block layout.
+#![recursion_limit = "256"]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -327,31 +327,7 @@ fn ca_extensions(path_len: Option<u8>) -> Vec<Extension> {
 impl Ca {
     /// A self-signed root CA.
     fn root(subject: &str, not_before: i64, not_after: i64) -> Ca {
-        let key = Key::generate();
-        let name = Name::from_str(subject).expect("subject DN");
-        let serial = random_serial();
-        let spec = CertSpec {
-            subject: name.clone(),
-            subject_key: &key,
-            serial: serial.clone(),
-            not_before,
-            not_after,
-            extensions: ca_extensions(None),
-        };
-        let tbs = tbs_certificate(
-            &spec,
-            &IssuerRef {
-                name: &name,
-                key: &key,
-            },
-        );
-        let der = sign_certificate(tbs, &key);
-        Ca {
-            key,
-            der,
-            name,
-            serial,
-        }
+        Ca::make(subject, not_before, not_after, ca_extensions(None), None)
     }
 
     /// A certificate issued by `self` for a fresh key, with `extensions` after SKI and AKI.
@@ -361,6 +337,17 @@ impl Ca {
         not_before: i64,
         not_after: i64,
         extensions: Vec<Extension>,
+    ) -> Ca {
+        Ca::make(subject, not_before, not_after, extensions, Some(self))
+    }
+
+    /// A certificate for a fresh key, signed by `issuer` (itself when `None`).
+    fn make(
+        subject: &str,
+        not_before: i64,
+        not_after: i64,
+        extensions: Vec<Extension>,
+        issuer: Option<&Ca>,
     ) -> Ca {
         let key = Key::generate();
         let name = Name::from_str(subject).expect("subject DN");
@@ -373,8 +360,18 @@ impl Ca {
             not_after,
             extensions,
         };
-        let tbs = tbs_certificate(&spec, &self.issuer_ref());
-        let der = sign_certificate(tbs, &self.key);
+        let (issuer_ref, signing_key) = match issuer {
+            Some(ca) => (ca.issuer_ref(), &ca.key),
+            None => (
+                IssuerRef {
+                    name: &name,
+                    key: &key,
+                },
+                &key,
+            ),
+        };
+        let tbs = tbs_certificate(&spec, &issuer_ref);
+        let der = sign_certificate(tbs, signing_key);
         Ca {
             key,
             der,
