@@ -203,6 +203,55 @@ pub enum ImageRef {
     Layout(LayoutRef),
 }
 
+/// What to write instead of another tool's reference syntax (skopeo's transports).
+fn foreign_syntax(input: &str) -> Option<String> {
+    if let Some(rest) = input.strip_prefix("docker://") {
+        return Some(format!(
+            "skopeo's docker:// transport: ferry takes the reference without it ({rest})"
+        ));
+    }
+    // `oci:5000/x` is a registry host named oci on port 5000, not a transport.
+    let port = |rest: &str| rest.starts_with(|c: char| c.is_ascii_digit());
+    if let Some(path) = input.strip_prefix("oci:").filter(|p| !port(p)) {
+        return Some(format!(
+            "skopeo's oci: transport: an OCI layout is ocidir://{path} here"
+        ));
+    }
+    for t in [
+        "oci-archive:",
+        "docker-archive:",
+        "dir:",
+        "containers-storage:",
+        "docker-daemon:",
+    ] {
+        if input.strip_prefix(t).is_some_and(|r| !port(r)) {
+            return Some(format!(
+                "{} is skopeo's; ferry reads registries and OCI layouts (ocidir://PATH)",
+                t.trim_end_matches(':')
+            ));
+        }
+    }
+    None
+}
+
+/// Why a registry reference with capitals does not parse: repository names are lowercase.
+fn uppercase_hint(rest: &str) -> Option<String> {
+    let path = rest.split(['@']).next().unwrap_or(rest);
+    let (host, repo) = match path.split_once('/') {
+        Some((h, r)) if h.contains(['.', ':']) || h == "localhost" => (Some(h), r),
+        _ => (None, path),
+    };
+    let repo = repo.rsplit_once(':').map_or(repo, |(r, _)| r);
+    if !repo.chars().any(|c| c.is_ascii_uppercase()) {
+        return None;
+    }
+    let lower = repo.to_ascii_lowercase();
+    Some(format!(
+        "repository names are lowercase: {repo} is not one (did you mean {}{lower}?)",
+        host.map(|h| format!("{h}/")).unwrap_or_default()
+    ))
+}
+
 /// The URL-like prefix of OCI layout references.
 pub const OCIDIR_PREFIX: &str = "ocidir://";
 
@@ -231,6 +280,9 @@ impl ImageRef {
                 digest,
             }));
         }
+        if let Some(hint) = foreign_syntax(input) {
+            return Err(InvalidReference::new(input, hint));
+        }
         if input.contains("://") {
             return Err(InvalidReference::new(
                 input,
@@ -238,9 +290,9 @@ impl ImageRef {
             ));
         }
         let (_, tag_written) = split_tag(rest);
-        let parsed: oci_client::Reference = rest
-            .parse()
-            .map_err(|e: oci_client::ParseError| InvalidReference::new(input, e.to_string()))?;
+        let parsed: oci_client::Reference = rest.parse().map_err(|e: oci_client::ParseError| {
+            InvalidReference::new(input, uppercase_hint(rest).unwrap_or_else(|| e.to_string()))
+        })?;
         let registry = Registry::new(parsed.registry());
         // Docker Hub's aliases (index.docker.io, registry-1.docker.io) name official images
         // under library/ too, so every spelling of one image prints (and compares) the same.
@@ -379,6 +431,25 @@ fn split_tag(s: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_tools_syntax_and_capitals_get_a_hint() {
+        let why = |s: &str| ImageRef::parse(s).unwrap_err().to_string();
+        assert!(
+            why("oci:/tmp/x:v1").contains("ocidir:///tmp/x:v1"),
+            "{}",
+            why("oci:/tmp/x:v1")
+        );
+        assert!(why("docker://ghcr.io/acme/api:v1").contains("without it (ghcr.io/acme/api:v1)"));
+        assert!(why("docker-archive:/tmp/x.tar").contains("skopeo's"));
+        let e = why("ghcr.io/Acme/api:v1");
+        assert!(
+            e.contains("lowercase") && e.contains("did you mean ghcr.io/acme/api?"),
+            "{e}"
+        );
+        // A registry host that happens to be called oci, with a port, is still a registry.
+        assert!(ImageRef::parse("oci:5000/acme/api:v1").is_ok());
+    }
 
     fn remote(s: &str) -> RemoteRef {
         match ImageRef::parse(s).unwrap() {
