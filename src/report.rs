@@ -702,10 +702,12 @@ pub fn write_mirror(
         },
         human_bytes(t.bytes)
     )?;
+    // A dry run copies nothing: what it would copy is planned.
+    let moved = if report.dry_run { "planned" } else { "copied" };
     for (target, t) in &report.per_target {
         writeln!(
             out,
-            "  {target}: {} copied, {} up to date, {} skipped, {} failed, {}",
+            "  {target}: {} {moved}, {} up to date, {} skipped, {} failed, {}",
             t.copied + t.planned,
             t.up_to_date,
             t.skipped,
@@ -1044,6 +1046,29 @@ mod report_tests {
         append_markdown(&path, &r).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("before\n{}", mirror_markdown(&r)));
+    }
+
+    #[test]
+    fn a_dry_run_mirror_says_planned_not_copied() {
+        let mut r = mirror_report(&[false]);
+        r.per_target
+            .insert("127.0.0.1:5000/m".into(), Totals::default());
+        let text = |r: &MirrorReport| {
+            let mut out = Vec::new();
+            write_mirror(&mut out, r, Format::Text).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(
+            text(&r).contains("127.0.0.1:5000/m: 0 copied,"),
+            "{}",
+            text(&r)
+        );
+        r.dry_run = true;
+        assert!(
+            text(&r).contains("127.0.0.1:5000/m: 0 planned,"),
+            "{}",
+            text(&r)
+        );
     }
 
     #[test]
