@@ -43,16 +43,21 @@ pub struct AttestationRule {
     /// Pinned values, by dotted path into the statement (`predicate.buildDefinition.externalParameters.workflow.repository`) or JSON pointer.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
-    /// Who must have signed it; `None` only when the policy says `signed: false`.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    /// Who must have signed it; `None` only when the policy says `signed: false` (which is
+    /// how it prints).
+    #[serde(flatten, serialize_with = "signer_or_unsigned")]
     pub signer: Option<Signer>,
-    /// False when unsigned statements count (`signed: false`).
-    #[serde(skip_serializing_if = "is_true")]
-    pub signed: bool,
 }
 
-fn is_true(b: &bool) -> bool {
-    *b
+/// A rule's signer as its keys, or `signed: false` when it has none.
+fn signer_or_unsigned<S: serde::Serializer>(
+    signer: &Option<Signer>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match signer {
+        Some(signer) => signer.serialize(s),
+        None => serde_json::json!({"signed": false}).serialize(s),
+    }
 }
 
 /// `require.signature`: a signature over the image by this signer (a cosign 3 bundle, or a
@@ -348,7 +353,6 @@ impl RawAttestation {
             },
         };
         Ok(AttestationRule {
-            signed: signer.is_some(),
             predicate_type: m.predicate_type,
             fields: m.fields,
             signer,
@@ -1074,7 +1078,6 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 signer: None,
-                signed: false,
             }],
             None,
         )
@@ -1235,7 +1238,6 @@ mod tests {
             predicate_type: SLSA.into(),
             fields: BTreeMap::new(),
             signer: Some(key_signer(k)),
-            signed: true,
         };
         let ev = |statements: Vec<Statement>| Evidence {
             statements,
@@ -1306,7 +1308,6 @@ mod tests {
                 predicate_type: SLSA.into(),
                 fields: BTreeMap::new(),
                 signer: Some(signer),
-                signed: true,
             }],
             root: Some(root.clone()),
             ..Require::default()
