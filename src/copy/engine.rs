@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::fanout::{fanout, OnBytes, DEFAULT_QUEUE_BYTES};
+use super::fanout::{fanout, OnBytes, Stopped, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
 use super::progress::Observer;
 use super::tag::write_tag;
@@ -257,6 +257,13 @@ pub enum ContentError {
     BadContent {
         /// The source store.
         store: String,
+        /// The cause.
+        #[source]
+        source: Arc<RegistryError>,
+    },
+    /// A spill file (where a blob waits for a slow destination) could not be used.
+    #[error("failed to buffer a blob on ferry's local disk for a slow destination")]
+    Spill {
         /// The cause.
         #[source]
         source: Arc<RegistryError>,
@@ -888,7 +895,7 @@ impl Engine {
             let (first, why) = &again[0];
             match attempts.next_delay(None) {
                 Some(d) => {
-                    tracing::warn!(
+                    tracing::debug!(
                         blob = %blob.digest,
                         destinations = again.len(),
                         attempt = attempts.made(),
@@ -974,33 +981,52 @@ impl Engine {
         let (read, results) = tokio::join!(producer.run(), futures::future::join_all(puts));
         drop(permits);
         let mut again = Vec::new();
+        // Each destination's own outcome, when the source is not to blame for it.
+        let settle = |i: usize, r: Result<(), RegistryError>, again: &mut Vec<_>| match r {
+            Ok(()) => {
+                self.mark_present(&dests[i], &blob.digest);
+                dests[i].counters.uploaded.fetch_add(1, Ordering::Relaxed);
+                dests[i]
+                    .counters
+                    .bytes
+                    .fetch_add(blob.size, Ordering::Relaxed);
+                progress.blob_done(i, 0);
+            }
+            Err(e) if e.is_transient() => again.push((i, e)),
+            Err(e) => {
+                let e = ContentError::Upload {
+                    digest: blob.digest.clone(),
+                    source: e,
+                };
+                dests[i].fail(TargetError::new(Stage::Blobs, e))
+            }
+        };
         match read {
             Ok(stats) => {
                 self.source_bytes.fetch_add(stats.read, Ordering::Relaxed);
                 for (i, r) in results {
+                    settle(i, r, &mut again);
+                }
+            }
+            // Every destination stopped reading: each one's own error says why (a full disk, a
+            // registry that went away); the source only stopped because nobody was listening.
+            Err(Stopped::Abandoned) => {
+                for (i, r) in results {
+                    settle(i, r, &mut again);
+                }
+            }
+            // ferry's own spill file failed: neither the source's nor a destination's fault.
+            Err(Stopped::Spill(e)) => {
+                let cause: Cause = Arc::new(ContentError::Spill { source: e });
+                for (i, r) in results {
                     match r {
-                        Ok(()) => {
-                            self.mark_present(&dests[i], &blob.digest);
-                            dests[i].counters.uploaded.fetch_add(1, Ordering::Relaxed);
-                            dests[i]
-                                .counters
-                                .bytes
-                                .fetch_add(blob.size, Ordering::Relaxed);
-                            progress.blob_done(i, 0);
-                        }
-                        Err(e) if e.is_transient() => again.push((i, e)),
-                        Err(e) => {
-                            let e = ContentError::Upload {
-                                digest: blob.digest.clone(),
-                                source: e,
-                            };
-                            dests[i].fail(TargetError::new(Stage::Blobs, e))
-                        }
+                        Ok(()) => settle(i, Ok(()), &mut again),
+                        Err(_) => dests[i].fail(TargetError::shared(Stage::Blobs, cause.clone())),
                     }
                 }
             }
             // The source stream broke off: everyone who did not finish gets it again.
-            Err(e) if e.is_transient() => {
+            Err(Stopped::Source(e)) if e.is_transient() => {
                 for (i, r) in results {
                     match r {
                         Ok(()) => {
@@ -1011,7 +1037,7 @@ impl Engine {
                     }
                 }
             }
-            Err(e) => {
+            Err(Stopped::Source(e)) => {
                 let cause: Cause = Arc::new(ContentError::BadContent {
                     store: src.name(),
                     source: e,

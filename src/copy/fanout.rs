@@ -75,6 +75,31 @@ pub struct FanoutStats {
     pub spilled: u64,
 }
 
+/// Why a fan-out stopped before the blob was delivered.
+#[derive(Clone, Debug)]
+pub enum Stopped {
+    /// The source's stream failed or its bytes were wrong: every consumer got this error.
+    Source(Arc<RegistryError>),
+    /// Every consumer went away (each destination's own upload failed): the source is not at
+    /// fault, and the destinations' errors say why.
+    Abandoned,
+    /// A spill file for a slow consumer could not be written or read (ferry's local disk).
+    Spill(Arc<RegistryError>),
+}
+
+impl Stopped {
+    /// The error consumers still reading were given.
+    fn to_consumers(&self) -> Arc<RegistryError> {
+        match self {
+            Stopped::Source(e) | Stopped::Spill(e) => e.clone(),
+            Stopped::Abandoned => Arc::new(RegistryError::Protocol {
+                host: "fan-out".into(),
+                detail: "every destination stopped reading".into(),
+            }),
+        }
+    }
+}
+
 /// The reading half: drive [`Producer::run`] while the consumers upload.
 pub struct Producer {
     shared: Arc<Shared>,
@@ -135,9 +160,9 @@ pub fn fanout(
 
 impl Producer {
     /// Reads the source to the end, feeding every live consumer; verifies length and digest before releasing the last chunk.
-    pub async fn run(mut self) -> Result<FanoutStats, Arc<RegistryError>> {
+    pub async fn run(mut self) -> Result<FanoutStats, Stopped> {
         let result = self.pump().await;
-        let outcome = result.as_ref().map(|_| ()).map_err(Arc::clone);
+        let outcome = result.as_ref().map(|_| ()).map_err(Stopped::to_consumers);
         let mut spilled = 0;
         for sink in &self.shared.sinks {
             let mut s = sink.state.lock().expect("sink lock");
@@ -149,18 +174,18 @@ impl Producer {
         result.map(|read| FanoutStats { read, spilled })
     }
 
-    async fn pump(&mut self) -> Result<u64, Arc<RegistryError>> {
+    async fn pump(&mut self) -> Result<u64, Stopped> {
         let mut hasher = Hasher::new();
         let mut pending: Option<Bytes> = None;
         while let Some(chunk) = self.source.next().await {
-            let chunk = chunk.map_err(Arc::new)?;
+            let chunk = chunk.map_err(|e| Stopped::Source(Arc::new(e)))?;
             hasher.update(&chunk);
             if hasher.len() > self.size {
-                return Err(Arc::new(RegistryError::SizeMismatch {
+                return Err(Stopped::Source(Arc::new(RegistryError::SizeMismatch {
                     digest: self.expected.clone(),
                     expected: self.size,
                     actual: hasher.len(),
-                }));
+                })));
             }
             if chunk.is_empty() {
                 continue;
@@ -172,18 +197,18 @@ impl Producer {
         let len = hasher.len();
         let actual = hasher.finish();
         if actual != self.expected {
-            return Err(Arc::new(RegistryError::DigestMismatch {
+            return Err(Stopped::Source(Arc::new(RegistryError::DigestMismatch {
                 expected: self.expected.clone(),
                 actual,
                 len,
-            }));
+            })));
         }
         if len != self.size {
-            return Err(Arc::new(RegistryError::SizeMismatch {
+            return Err(Stopped::Source(Arc::new(RegistryError::SizeMismatch {
                 digest: self.expected.clone(),
                 expected: self.size,
                 actual: len,
-            }));
+            })));
         }
         if let Some(p) = pending {
             self.deliver(p).await?;
@@ -191,7 +216,7 @@ impl Producer {
         Ok(len)
     }
 
-    async fn deliver(&self, chunk: Bytes) -> Result<(), Arc<RegistryError>> {
+    async fn deliver(&self, chunk: Bytes) -> Result<(), Stopped> {
         let shared = &self.shared;
         // Wait until at least one consumer keeps up; stop early if every consumer has gone.
         loop {
@@ -201,10 +226,7 @@ impl Producer {
                 (r || shared.has_room(&s, chunk.len()), l || !s.gone)
             });
             if !any_live {
-                return Err(Arc::new(RegistryError::Protocol {
-                    host: "fan-out".into(),
-                    detail: "every destination stopped reading".into(),
-                }));
+                return Err(Stopped::Abandoned);
             }
             if any_room {
                 break;
@@ -224,10 +246,10 @@ impl Producer {
                     Some(sp) => sp,
                     None => {
                         let file = tempfile::tempfile().map_err(|source| {
-                            Arc::new(RegistryError::Io {
+                            Stopped::Spill(Arc::new(RegistryError::Io {
                                 path: "spill file".into(),
                                 source,
-                            })
+                            }))
                         })?;
                         s.spill.insert(Spill {
                             file,
@@ -237,10 +259,10 @@ impl Producer {
                     }
                 };
                 spill.file.write_all(&chunk).map_err(|source| {
-                    Arc::new(RegistryError::Io {
+                    Stopped::Spill(Arc::new(RegistryError::Io {
                         path: "spill file".into(),
                         source,
-                    })
+                    }))
                 })?;
                 spill.written += chunk.len() as u64;
                 s.spilling = true;
@@ -403,10 +425,10 @@ mod tests {
             collect(cs.next().unwrap(), Duration::ZERO),
             collect(cs.next().unwrap(), Duration::ZERO)
         );
-        assert!(matches!(
-            *r.unwrap_err(),
-            RegistryError::DigestMismatch { .. }
-        ));
+        let Stopped::Source(e) = r.unwrap_err() else {
+            panic!("a digest mismatch is the source's")
+        };
+        assert!(matches!(*e, RegistryError::DigestMismatch { .. }));
         assert!(a.unwrap_err().contains("digest mismatch"));
         assert!(b.unwrap_err().contains("digest mismatch"));
     }
@@ -425,10 +447,10 @@ mod tests {
             p.run(),
             collect(cs.into_iter().next().unwrap(), Duration::ZERO)
         );
-        assert!(matches!(
-            *r.unwrap_err(),
-            RegistryError::SizeMismatch { .. }
-        ));
+        let Stopped::Source(e) = r.unwrap_err() else {
+            panic!("a size mismatch is the source's")
+        };
+        assert!(matches!(*e, RegistryError::SizeMismatch { .. }));
     }
 
     #[tokio::test]
@@ -451,6 +473,27 @@ mod tests {
         let (r, got, ()) = tokio::join!(p.run(), collect(keep, Duration::ZERO), early);
         r.unwrap();
         assert!(got.unwrap() == d);
+    }
+
+    #[tokio::test]
+    async fn when_every_consumer_drops_the_source_is_not_blamed() {
+        let d = data(2 << 20);
+        let (p, cs) = fanout(
+            source(d.clone(), 32 << 10),
+            Digest::of(&d),
+            d.len() as u64,
+            vec![noop(), noop()],
+            64 << 10,
+        );
+        let mut cs = cs.into_iter();
+        let (mut a, mut b) = (cs.next().unwrap(), cs.next().unwrap());
+        let stop = async move {
+            let _ = a.next().await;
+            let _ = b.next().await;
+            drop((a, b));
+        };
+        let (r, ()) = tokio::join!(p.run(), stop);
+        assert!(matches!(r, Err(Stopped::Abandoned)), "{r:?}");
     }
 
     #[tokio::test]

@@ -741,3 +741,113 @@ fn retries_are_quiet_by_default_and_requests_are_traced_with_host_and_status() {
     );
     assert!(line.contains("ms="), "{line}");
 }
+
+/// An image with one layer of `mib` MiB in the bed's "big" layout; its reference.
+fn big_image(bed: &Bed, mib: u64) -> String {
+    use ferry::sample::Layout;
+    let layout = Layout::create(&bed.layout("big")).unwrap();
+    layout
+        .add_image(&single_platform("big", 7, &[], &[(8, mib << 20)]))
+        .unwrap();
+    format!("ocidir://{}:big", bed.layout("big").display())
+}
+
+#[test]
+fn the_only_destination_killed_mid_copy_is_blamed_with_its_own_error() {
+    let bed = Bed::new(&[]);
+    let from = big_image(&bed, 256);
+    let mut dest = TestRegistry::start(Mode::Plain);
+    let uploads = dest
+        .storage_dir()
+        .join("docker/registry/v2/repositories/acme/big/_uploads");
+    let child = bed
+        .command(&["copy", &from, &format!("{}/acme/big:v1", dest.host())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the registry once the big layer is on its way (a few MiB of its upload stored).
+    let started = Instant::now();
+    let uploading = || walk_sizes(&uploads).into_iter().any(|n| n > 4 << 20);
+    while !uploading() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the upload never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dest.stop();
+    let out = child.wait_with_output().unwrap();
+    let all = said(&out);
+    eprintln!("destination killed after {:?}:\n{all}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.to_lowercase().contains("connection refused"), "{all}");
+    assert!(
+        all.contains(&dest.host()),
+        "the destination is named:\n{all}"
+    );
+    assert!(!all.contains("source"), "the source is not blamed:\n{all}");
+    assert!(!all.contains("fan-out"), "{all}");
+}
+
+/// Sizes of the files under `dir`, recursively (none if it does not exist).
+fn walk_sizes(dir: &std::path::Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => walk_sizes(&e.path()),
+            _ => vec![e.metadata().map(|m| m.len()).unwrap_or(0)],
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_destination_disk_is_blamed_on_the_destination() {
+    let bed = Bed::new(&[]);
+    let from = big_image(&bed, 40);
+    let small = bed.layout("small-disk");
+    std::fs::create_dir_all(&small).unwrap();
+    // A 20 MiB tmpfs where mounting is allowed; elsewhere a 20 MiB file-size limit, which fails
+    // the write the same way (EFBIG instead of ENOSPC) with SIGXFSZ ignored.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=20m", "tmpfs"])
+        .arg(&small)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let to = format!("ocidir://{}/out:v1", small.display());
+    let out = if mounted {
+        bed.command(&["copy", &from, &to]).output().unwrap()
+    } else {
+        let ferry = support::ferry_bin();
+        let mut c = std::process::Command::new("sh");
+        c.args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 40960; exec \"$FERRY\" \"$@\"",
+            "sh",
+            "copy",
+            &from,
+            &to,
+        ])
+        .env("FERRY", &ferry)
+        .env("DOCKER_CONFIG", bed.dir.path().join("docker"));
+        c.output().unwrap()
+    };
+    let all = said(&out);
+    if mounted {
+        let _ = std::process::Command::new("umount").arg(&small).status();
+    }
+    eprintln!("full disk (tmpfs: {mounted}):\n{all}");
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let cause = if mounted {
+        "No space left on device"
+    } else {
+        "File too large"
+    };
+    assert!(all.contains(cause), "{all}");
+    assert!(all.contains(&to), "the destination is named:\n{all}");
+    assert!(!all.contains("source"), "the source is not blamed:\n{all}");
+}
