@@ -38,6 +38,43 @@ pub enum Credential {
     IdentityToken(Secret),
 }
 
+/// Where a credential came from, so a refusal can say which one the registry turned down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An `auths` entry of this Docker or podman config file.
+    ConfigFile(String),
+    /// A credential helper program, named in this config file.
+    Helper {
+        /// `docker-credential-NAME`'s NAME.
+        helper: String,
+        /// The config file naming it.
+        file: String,
+    },
+    /// Well-known environment variables (`DOCKERHUB_USERNAME`/`DOCKERHUB_TOKEN`, `GITHUB_TOKEN`).
+    Env(&'static str),
+    /// A cloud API (ECR's `GetAuthorizationToken`, Google OAuth).
+    Cloud(&'static str),
+    /// Given on the command line.
+    CommandLine,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::ConfigFile(file) => write!(f, "docker config {file}"),
+            Origin::Helper { helper, file } => {
+                write!(
+                    f,
+                    "credential helper docker-credential-{helper} (named in {file})"
+                )
+            }
+            Origin::Env(vars) => write!(f, "environment variable {vars}"),
+            Origin::Cloud(what) => f.write_str(what),
+            Origin::CommandLine => f.write_str("the command line"),
+        }
+    }
+}
+
 /// Why credentials could not be read. Never carries a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {

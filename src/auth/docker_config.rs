@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::Deserialize;
 
-pub use crate::credential::{Credential, CredentialError, Secret};
+pub use crate::credential::{Credential, CredentialError, Origin, Secret};
 
 /// Docker Hub's key in config files.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -90,8 +90,21 @@ impl CredentialStore {
         self
     }
 
+    /// The files looked in, in order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
     /// The credential for a registry host (`ghcr.io`, `127.0.0.1:5000`, `docker.io`), if any.
     pub fn lookup(&self, host: &str) -> Result<Option<Credential>, CredentialError> {
+        Ok(self.lookup_with_origin(host)?.map(|(c, _)| c))
+    }
+
+    /// The credential for a registry host and where it was found.
+    pub fn lookup_with_origin(
+        &self,
+        host: &str,
+    ) -> Result<Option<(Credential, Origin)>, CredentialError> {
         let host = host.to_ascii_lowercase();
         let hub = matches!(
             host.as_str(),
@@ -115,8 +128,13 @@ impl CredentialStore {
         config: &ConfigFile,
         host: &str,
         hub: bool,
-    ) -> Result<Option<Credential>, CredentialError> {
+    ) -> Result<Option<(Credential, Origin)>, CredentialError> {
         let server_url = if hub { DOCKER_HUB_KEY } else { host };
+        let file = path.display().to_string();
+        let helper_origin = |helper: &str| Origin::Helper {
+            helper: helper.to_owned(),
+            file: file.clone(),
+        };
         let matches_host = |key: &str| {
             let k = normalise_key(key);
             if hub {
@@ -129,7 +147,9 @@ impl CredentialStore {
             }
         };
         if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| matches_host(k)) {
-            return self.run_helper(helper, host, server_url);
+            return Ok(self
+                .run_helper(helper, host, server_url)?
+                .map(|c| (c, helper_origin(helper))));
         }
         // Prefer an exact key, then any key that normalises to the host.
         let entry = config.auths.get(server_url).or_else(|| {
@@ -141,11 +161,13 @@ impl CredentialStore {
         });
         if let Some(e) = entry {
             if let Some(c) = entry_credential(path, host, e)? {
-                return Ok(Some(c));
+                return Ok(Some((c, Origin::ConfigFile(file))));
             }
         }
         if let Some(store) = &config.creds_store {
-            return self.run_helper(store, host, server_url);
+            return Ok(self
+                .run_helper(store, host, server_url)?
+                .map(|c| (c, helper_origin(store))));
         }
         Ok(None)
     }

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
-pub use docker_config::{Credential, CredentialStore, Secret};
+pub use docker_config::{Credential, CredentialStore, Origin, Secret};
 
 use crate::cloud::{Cloud, Kind};
 use crate::registry_error::RegistryError;
@@ -40,20 +40,47 @@ pub fn refresh_margin(lifetime: Duration) -> Duration {
 
 /// Well-known environment variables: `DOCKERHUB_USERNAME`/`DOCKERHUB_TOKEN` for Docker Hub,
 /// `GITHUB_TOKEN` or `GH_TOKEN` for GHCR (user `GITHUB_ACTOR`, else `ferry`).
-fn env_credential(kind: &Kind) -> Option<Credential> {
+fn env_credential(kind: &Kind) -> Option<(Credential, Origin)> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match kind {
-        Kind::DockerHub => Some(Credential::Basic {
-            username: var("DOCKERHUB_USERNAME")?,
-            password: Secret::new(var("DOCKERHUB_TOKEN")?),
-        }),
-        Kind::Ghcr => Some(Credential::Basic {
-            username: var("GITHUB_ACTOR").unwrap_or_else(|| "ferry".into()),
-            password: Secret::new(var("GITHUB_TOKEN").or_else(|| var("GH_TOKEN"))?),
-        }),
+        Kind::DockerHub => Some((
+            Credential::Basic {
+                username: var("DOCKERHUB_USERNAME")?,
+                password: Secret::new(var("DOCKERHUB_TOKEN")?),
+            },
+            Origin::Env("DOCKERHUB_TOKEN"),
+        )),
+        Kind::Ghcr => {
+            let (name, token) = match var("GITHUB_TOKEN") {
+                Some(t) => ("GITHUB_TOKEN", t),
+                None => ("GH_TOKEN", var("GH_TOKEN")?),
+            };
+            Some((
+                Credential::Basic {
+                    username: var("GITHUB_ACTOR").unwrap_or_else(|| "ferry".into()),
+                    password: Secret::new(token),
+                },
+                Origin::Env(name),
+            ))
+        }
         _ => None,
     }
 }
+
+/// The environment variables [`env_credential`] reads for a registry, for "looked in" messages.
+fn env_names(kind: &Kind) -> Option<&'static str> {
+    match kind {
+        Kind::DockerHub => Some("DOCKERHUB_USERNAME/DOCKERHUB_TOKEN"),
+        Kind::Ghcr => Some("GITHUB_TOKEN or GH_TOKEN"),
+        _ => None,
+    }
+}
+
+/// ECR's credentials, as messages name them.
+const ECR_ORIGIN: Origin =
+    Origin::Cloud("ECR GetAuthorizationToken (the AWS default credential chain)");
+/// Google's, likewise.
+const GOOGLE_ORIGIN: Origin = Origin::Cloud("Google OAuth (application default credentials)");
 
 /// What a registry asked for in `WWW-Authenticate`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,6 +244,8 @@ pub struct Auth {
     creds: Mutex<HashMap<String, CredentialSlot>>,
     /// Why a registry has no credentials (a cloud API failed), for its refusals' messages.
     missing: Mutex<HashMap<String, String>>,
+    /// Where each registry's credential came from; a host missing here has none.
+    origins: Mutex<HashMap<String, Origin>>,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: Mutex<HashMap<(String, Vec<Scope>), TokenSlot>>,
     token_requests: std::sync::atomic::AtomicU64,
@@ -247,6 +276,7 @@ impl Auth {
             cloud: Arc::default(),
             creds: Mutex::default(),
             missing: Mutex::default(),
+            origins: Mutex::default(),
             challenges: Mutex::default(),
             tokens: Mutex::default(),
             token_requests: Default::default(),
@@ -334,6 +364,48 @@ impl Auth {
             .cloned()
     }
 
+    /// Where the credential ferry sent to a host came from (`None`: it had none).
+    pub fn origin(&self, host: &str) -> Option<Origin> {
+        self.origins
+            .lock()
+            .expect("origins lock")
+            .get(host)
+            .cloned()
+    }
+
+    /// Says why a registry got no credentials: where ferry looked, and a cloud API's failure.
+    pub fn none_found(&self, host: &str) -> String {
+        if self.sources.get(host) == Some(&CredentialSource::Anonymous) {
+            return "no credentials sent (auth: anonymous)".into();
+        }
+        let mut places: Vec<String> = self
+            .store
+            .files()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        if let Some(vars) = env_names(&Kind::of(host)) {
+            places.push(format!("${vars}"));
+        }
+        let mut text = if places.is_empty() {
+            "no credentials found (no docker config file is set up)".to_owned()
+        } else {
+            format!("no credentials found in {}", places.join(", "))
+        };
+        if let Some(why) = self.missing_reason(host) {
+            text.push_str(&format!(", and {why}"));
+        }
+        text
+    }
+
+    /// Credentials were refused: who turned down which, or that there were none to send.
+    pub fn refusal(&self, host: &str) -> String {
+        match self.origin(host) {
+            Some(o) => format!("the credentials from {o} were refused"),
+            None => self.none_found(host),
+        }
+    }
+
     /// Forgets a host's credential and tokens after they were refused (a cloud credential is asked for again).
     pub async fn invalidate(&self, host: &str) {
         let slot = self.creds.lock().expect("creds lock").get(host).cloned();
@@ -388,14 +460,24 @@ impl Auth {
             }
             (CredentialSource::Auto, _) => None,
         };
+        let cloud_origin = if matches!(kind, Kind::Ecr(_)) {
+            ECR_ORIGIN
+        } else {
+            GOOGLE_ORIGIN
+        };
         let issued = match issued {
-            Some(Ok(i)) => return Ok((Some(i.credential), Some(i.expires))),
+            Some(Ok(i)) => {
+                self.set_origin(host, Some(cloud_origin));
+                return Ok((Some(i.credential), Some(i.expires)));
+            }
             Some(Err(e)) if source == CredentialSource::Auto => Some(e),
             Some(Err(e)) => return Err(e),
             None => None,
         };
         let found = self.lookup_store(host).await?;
         let found = found.or_else(|| env_credential(&kind));
+        self.set_origin(host, found.as_ref().map(|(_, o)| o.clone()));
+        let found = found.map(|(c, _)| c);
         match (found, issued) {
             (Some(c), Some(e)) => {
                 tracing::debug!(host, error = %e, "cloud credentials unavailable: using the docker config's");
@@ -414,11 +496,22 @@ impl Auth {
         }
     }
 
+    fn set_origin(&self, host: &str, origin: Option<Origin>) {
+        let mut origins = self.origins.lock().expect("origins lock");
+        match origin {
+            Some(o) => origins.insert(host.to_owned(), o),
+            None => origins.remove(host),
+        };
+    }
+
     /// Looks a host up in the Docker config (credential helpers are programs: run them off the async threads).
-    async fn lookup_store(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
+    async fn lookup_store(
+        &self,
+        host: &str,
+    ) -> Result<Option<(Credential, Origin)>, RegistryError> {
         let store = self.store.clone();
         let h = host.to_owned();
-        let found = tokio::task::spawn_blocking(move || store.lookup(&h))
+        let found = tokio::task::spawn_blocking(move || store.lookup_with_origin(&h))
             .await
             .map_err(|e| RegistryError::Protocol {
                 host: host.to_owned(),
@@ -546,15 +639,14 @@ impl Auth {
             )
             .await
         {
-            Err(RegistryError::Unauthorized { .. } | RegistryError::Denied { .. })
+            Err(refused @ (RegistryError::Unauthorized { .. } | RegistryError::Denied { .. }))
                 if credential.is_some() && pull_only =>
             {
-                tracing::warn!(
-                    host,
-                    "credentials refused for a pull: asking for an anonymous token"
-                );
+                tracing::warn!(host, "{refused}: asking for an anonymous token to pull");
+                // When that fails too, the refusal of the credentials is what to fix.
                 self.request_token(client, host, &url, &realm_shown, service, scopes, None)
                     .await
+                    .map_err(|_| refused)
             }
             other => other,
         }
@@ -672,7 +764,8 @@ impl Auth {
         if !status.is_success() {
             let body = crate::transport::read_capped(resp, 4096).await;
             let detail = match status.as_u16() {
-                401 => "credentials refused (401)".to_owned(),
+                401 if credential.is_some() => self.refusal(host),
+                401 => format!("credentials required: {}", self.none_found(host)),
                 s => format!(
                     "status {s}: {}",
                     crate::transport::one_line(&String::from_utf8_lossy(&body))

@@ -298,22 +298,29 @@ impl HttpRepo {
         let detail = registry_error_text(&body);
         let host = self.host();
         match status {
+            // Refused credentials and missing ones need different fixes: say which it was, and
+            // where the refused ones came from (or where ferry looked).
             401 => RegistryError::Unauthorized {
-                detail: match (detail.is_empty(), self.auth.missing_reason(&host)) {
-                    (true, None) => "authentication required".into(),
-                    (true, Some(why)) => format!("authentication required, and {why}"),
-                    (false, None) => detail,
-                    (false, Some(why)) => format!("{detail}, and {why}"),
+                detail: match (detail.is_empty(), self.auth.origin(&host)) {
+                    (_, Some(o)) if detail.is_empty() => {
+                        format!("the credentials from {o} were refused")
+                    }
+                    (_, Some(o)) => format!("{detail} (the credentials from {o} were refused)"),
+                    (true, None) => {
+                        format!("authentication required: {}", self.auth.none_found(&host))
+                    }
+                    (false, None) => format!("{detail}: {}", self.auth.none_found(&host)),
                 },
                 host,
             },
             403 => RegistryError::Denied {
-                host,
-                detail: if detail.is_empty() {
-                    "forbidden".into()
-                } else {
-                    detail
+                detail: match (detail.is_empty(), self.auth.origin(&host)) {
+                    (true, None) => "forbidden".into(),
+                    (true, Some(o)) => format!("forbidden to the credentials from {o}"),
+                    (false, None) => detail,
+                    (false, Some(o)) => format!("{detail} (credentials from {o})"),
                 },
+                host,
             },
             404 => RegistryError::NotFound {
                 what: what.to_owned(),

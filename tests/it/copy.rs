@@ -458,3 +458,43 @@ fn token_scopes_anonymous_pull_only_public() {
         "{scopes:?}"
     );
 }
+
+/// Wrong credentials and missing ones get different messages: a refusal names where the refused
+/// credentials came from (the config file, the helper, the variable), a miss lists where ferry
+/// looked. Both as Basic auth and behind a token server.
+#[test]
+fn refused_and_missing_credentials_are_told_apart() {
+    for mode in [Mode::Basic, Mode::Token] {
+        let reg = TestRegistry::start(mode);
+        let (user, _) = reg.creds().unwrap();
+        let to = format!("{}/acme/api:v1", reg.host());
+        // None: an empty docker config.
+        let bed = Bed::with_logins(&[]);
+        let (_, from) = bed.image("v1", 1);
+        let out = bed.ferry(&["copy", &from, &to]);
+        let text = said(&out);
+        assert_eq!(out.status.code(), Some(1), "{mode:?}: {text}");
+        let config = bed.dir.path().join("docker/config.json");
+        assert!(
+            text.contains(&format!("no credentials found in {}", config.display())),
+            "{mode:?}, none: {text}"
+        );
+        assert!(!text.contains("refused"), "{mode:?}, none: {text}");
+        // Wrong: the config file's password is refused, and the file is named.
+        let bed = Bed::with_logins(&[(reg.host(), user.to_owned(), "wrong".into())]);
+        let (_, from) = bed.image("v1", 1);
+        let out = bed.ferry(&["copy", &from, &to]);
+        let text = said(&out);
+        assert_eq!(out.status.code(), Some(1), "{mode:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "the credentials from docker config {} were refused",
+                bed.dir.path().join("docker/config.json").display()
+            )),
+            "{mode:?}, wrong: {text}"
+        );
+        assert!(!text.contains("no credentials found"), "{mode:?}: {text}");
+        assert!(!text.contains("wrong"), "the password is printed: {text}");
+        eprintln!("{mode:?}: {text}");
+    }
+}
