@@ -213,16 +213,18 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
                 };
                 writeln!(
                     out,
-                    "  {:<11} {}: {what}{tag}{attached}",
+                    "  {:<11} {}{}: {what}{tag}{attached}",
                     status_word(d.status),
-                    d.reference
+                    d.reference,
+                    untagged_note(d)
                 )?
             }
             (None, None) => writeln!(
                 out,
-                "  {:<11} {} ({} uploaded, {} mounted, {} present; {}; {}{attached})",
+                "  {:<11} {}{} ({} uploaded, {} mounted, {} present; {}; {}{attached})",
                 status_word(d.status),
                 d.reference,
+                untagged_note(d),
                 d.blobs_uploaded,
                 d.blobs_mounted,
                 d.blobs_skipped,
@@ -232,6 +234,15 @@ pub fn write_copy(out: &mut dyn Write, report: &CopyReport, format: Format) -> s
         }
     }
     Ok(())
+}
+
+/// After a destination that named no tag: says so, and how to tag it.
+fn untagged_note(d: &crate::copy::DestReport) -> &'static str {
+    if d.untagged {
+        " (untagged: by digest only; add :TAG to tag it)"
+    } else {
+        ""
+    }
 }
 
 /// `ferry verify`: the gates that held.

@@ -90,6 +90,9 @@ pub struct DestReport {
     /// Where the tag pointed before, if it existed and moved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_from: Option<Digest>,
+    /// The destination named no tag: the image is there by digest only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub untagged: bool,
     /// Blobs uploaded from the source.
     pub blobs_uploaded: u64,
     /// Blobs linked from another repository of the same registry.
@@ -1097,7 +1100,17 @@ impl Engine {
                     TargetError::new(Stage::Manifests, e)
                 })?;
         }
-        let Some(tag) = &p.tag else { return Ok(()) };
+        let Some(tag) = &p.tag else {
+            // By digest only: a store that would lose an untagged image (an OCI layout lists
+            // what it keeps in index.json) records it without a name.
+            return repo.keep_untagged(&image.root).await.map_err(|source| {
+                let e = ContentError::ManifestPut {
+                    digest: image.root.digest.clone(),
+                    source,
+                };
+                TargetError::new(Stage::Manifests, e)
+            });
+        };
         let _serial = self.content_lock(&image.root.digest).await;
         write_tag(&**repo, tag, &image.root)
             .await
@@ -1130,6 +1143,7 @@ impl Engine {
                     digest: image.root.digest.clone(),
                     status,
                     tag_from: p.tag_from.clone().filter(|f| *f != image.root.digest),
+                    untagged: p.tag.is_none(),
                     blobs_uploaded: d.counters.uploaded.load(Ordering::Relaxed),
                     blobs_mounted: d.counters.mounted.load(Ordering::Relaxed),
                     blobs_skipped: d.counters.skipped.load(Ordering::Relaxed),

@@ -89,6 +89,12 @@ pub trait Repo: Send + Sync {
     /// Stores a manifest's exact bytes under a digest or a tag.
     async fn manifest_put(&self, r: &ManifestRef, m: &Manifest) -> Result<()>;
 
+    /// Keeps an image stored by digest only reachable: an OCI layout lists it in `index.json`
+    /// without a name (as skopeo's `oci:DIR` does); a registry needs nothing.
+    async fn keep_untagged(&self, _m: &Manifest) -> Result<()> {
+        Ok(())
+    }
+
     /// The blob's size, or `None` if absent.
     async fn blob_head(&self, d: &Digest) -> Result<Option<u64>>;
 

@@ -104,6 +104,36 @@ impl LayoutRepo {
         )))
     }
 
+    /// For a tag that is not here: what is (no directory, no layout, or the tags it has).
+    async fn what_is_here(&self) -> String {
+        if tokio::fs::metadata(&self.root).await.is_err() {
+            return "no such directory".into();
+        }
+        if tokio::fs::metadata(self.index_path()).await.is_err() {
+            return "not an OCI image layout: it has no index.json".into();
+        }
+        let tags = self.tags_list().await.unwrap_or_default();
+        // Attachments' tags (cosign's `sha256-HEX.sig`, fallback indexes) are not images to name.
+        let mut names: Vec<&str> = tags
+            .iter()
+            .map(Tag::as_str)
+            .filter(|t| !t.starts_with("sha256-"))
+            .collect();
+        if names.is_empty() {
+            return "the layout has no image tags".into();
+        }
+        const SHOWN: usize = 10;
+        names.sort_unstable();
+        names.dedup();
+        let more = names.len().saturating_sub(SHOWN);
+        names.truncate(SHOWN);
+        let mut text = format!("its tags: {}", names.join(", "));
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    }
+
     async fn ensure_layout(&self) -> Result<()> {
         let blobs = self.root.join("blobs").join("sha256");
         tokio::fs::create_dir_all(&blobs)
@@ -188,7 +218,7 @@ impl Repo for LayoutRepo {
                 None => {
                     return Err(RegistryError::NotFound {
                         what: format!("tag {t}"),
-                        place: self.name(),
+                        place: format!("{} ({})", self.name(), self.what_is_here().await),
                     })
                 }
             },
@@ -239,6 +269,33 @@ impl Repo for LayoutRepo {
             "digest": m.digest.as_str(),
             "size": m.bytes.len(),
             "annotations": { REF_NAME: tag.as_str() },
+        }));
+        let bytes = serde_json::to_vec_pretty(&index).expect("json value serialises");
+        write_atomic(&self.index_path(), &bytes).await
+    }
+
+    async fn keep_untagged(&self, m: &Manifest) -> Result<()> {
+        let _guard = self.index_lock.lock().await;
+        let mut index = self.read_index().await?;
+        let Some(entries) = index["manifests"].as_array_mut() else {
+            return Err(RegistryError::Io {
+                path: self.index_path().display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "index.json has no manifests array",
+                ),
+            });
+        };
+        if entries
+            .iter()
+            .any(|e| e["digest"].as_str() == Some(m.digest.as_str()))
+        {
+            return Ok(());
+        }
+        entries.push(json!({
+            "mediaType": m.media_type,
+            "digest": m.digest.as_str(),
+            "size": m.bytes.len(),
         }));
         let bytes = serde_json::to_vec_pretty(&index).expect("json value serialises");
         write_atomic(&self.index_path(), &bytes).await

@@ -498,3 +498,57 @@ fn refused_and_missing_credentials_are_told_apart() {
         eprintln!("{mode:?}: {text}");
     }
 }
+
+/// An `ocidir://` source that is not there says what is (no directory, no layout, the tags it
+/// has); a destination without a tag is reported as untagged, and an OCI layout still lists it.
+#[test]
+fn layouts_say_what_is_there_and_untagged_destinations_say_so() {
+    let bed = Bed::new(&[]);
+    let (w, from) = bed.image("v1", 1);
+    let cases = [
+        (
+            format!("ocidir://{}:v1", bed.layout("nowhere").display()),
+            "(no such directory)".to_owned(),
+        ),
+        (
+            format!("ocidir://{}:v1", bed.dir.path().join("docker").display()),
+            "(not an OCI image layout: it has no index.json)".to_owned(),
+        ),
+        (
+            format!("ocidir://{}:v2", bed.layout("images").display()),
+            "(its tags: v1)".to_owned(),
+        ),
+    ];
+    for (source, says) in cases {
+        let to = format!("ocidir://{}:v1", bed.layout("out").display());
+        let out = bed.ferry(&["copy", &source, &to]);
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{source}: {text}");
+        assert!(text.contains(&says), "{source}: {text}");
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+    }
+    let untagged = format!("ocidir://{}", bed.layout("untagged").display());
+    let out = bed.ferry(&["copy", &from, &untagged]);
+    assert!(out.status.success(), "{}", said(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "{untagged} (untagged: by digest only; add :TAG to tag it)"
+        )),
+        "{text}"
+    );
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(bed.layout("untagged").join("index.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        w.digest.as_str(),
+        "{index}"
+    );
+    assert!(index["manifests"][0]["annotations"].is_null(), "{index}");
+    let out = bed.ferry(&["copy", &from, &untagged, "--output", "json"]);
+    assert_eq!(
+        support::bed::json(&out)["destinations"][0]["untagged"],
+        true
+    );
+}
