@@ -407,9 +407,9 @@ pub fn write_status(
                 out,
                 "  {:<50} {}  since {}",
                 t.target,
-                t.digest
-                    .as_ref()
-                    .map_or("(no tag)".to_owned(), |d| d.short().to_owned()),
+                t.digest.as_ref().map_or("(no tag)".to_owned(), |d| {
+                    format!("{} ({})", d.short(), t.tags.join(", "))
+                }),
                 t.since.as_deref().unwrap_or("(not in history)")
             )?,
         }
@@ -441,11 +441,16 @@ pub fn write_history(
             out,
             "{}  {kind}  {}  by {}{}{}{}",
             r.time,
-            r.digest,
+            r.digest.short(),
             r.actor,
             r.source
                 .as_deref()
-                .map(|s| format!("  from {s}"))
+                .map(|s| {
+                    // `…:v1.1.0@sha256:…` of the digest just shown: the tag says enough.
+                    let pinned = format!("@{}", r.digest);
+                    let s = s.strip_suffix(pinned.as_str()).unwrap_or(s);
+                    format!("  from {s}")
+                })
                 .unwrap_or_default(),
             r.forced
                 .as_deref()

@@ -701,6 +701,44 @@ impl Context {
         }
     }
 
+    /// For each readable target: which of the tags promotions of its digest set still point at
+    /// it there (one HEAD per tag; history names them, so no tag listing).
+    async fn tags_beside(
+        &self,
+        repos: &[Arc<dyn Repo>],
+        records: &[history::Record],
+        env_tag: &Tag,
+        targets: &mut [TargetStatus],
+    ) {
+        let checks = targets.iter().zip(repos).map(|(t, repo)| async move {
+            let Some(digest) = &t.digest else {
+                return Vec::new();
+            };
+            let mut names: Vec<&String> = records
+                .iter()
+                .filter(|r| &r.digest == digest)
+                .flat_map(|r| &r.tags)
+                .filter(|name| name.as_str() != env_tag.as_str())
+                .collect();
+            names.sort();
+            names.dedup();
+            let others = names.into_iter().filter_map(|name| Tag::parse(name).ok());
+            let heads = others.map(|tag| async move {
+                let head = repo.manifest_head(&ManifestRef::Tag(tag.clone())).await;
+                matches!(head, Ok(Some(i)) if &i.digest == digest).then(|| tag.to_string())
+            });
+            futures::future::join_all(heads)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        });
+        let found = futures::future::join_all(checks).await;
+        for (t, more) in targets.iter_mut().zip(found) {
+            t.tags.extend(more);
+        }
+    }
+
     /// `ferry status ENV`.
     pub async fn status(&self, env: &str) -> Result<StatusReport> {
         let policy = self.policies.env(env)?;
@@ -730,6 +768,7 @@ impl Context {
                         });
                         TargetStatus {
                             target: name,
+                            tags: digest.iter().map(|_| tag.to_string()).collect(),
                             digest,
                             since,
                             error: None,
@@ -738,12 +777,15 @@ impl Context {
                     Err(e) => TargetStatus {
                         target: name,
                         digest: None,
+                        tags: Vec::new(),
                         since: None,
                         error: Some(TargetError::new(Stage::Check, e)),
                     },
                 }
             })
             .collect();
+        let mut targets = targets;
+        self.tags_beside(&repos, &records, &tag, &mut targets).await;
         let mut drift = Vec::new();
         // Drift is what the readable targets say; an unreadable one is unknown, not drift.
         let readable: Vec<&Option<Digest>> = targets
@@ -907,6 +949,10 @@ pub struct TargetStatus {
     pub target: String,
     /// Where the environment tag points.
     pub digest: Option<Digest>,
+    /// The tags at this target that point at that digest: the environment tag, and those
+    /// promotions of it set (`v1.1.0`, `1.1`) that still do.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// When it got there, from history.
     pub since: Option<String>,
     /// Why it could not be read.

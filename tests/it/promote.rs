@@ -504,7 +504,7 @@ fn status_says_unknown_for_an_unreachable_target_and_never_promoted_before_the_f
         (
             "fresh.yaml",
             format!(
-                "version: 1\nsource: {source}\ntargets:\n  - registry: {}\n    repository: acme/fresh\ntags: [fresh]\n",
+                "version: 1\nsource: {source}\ntargets:\n  - registry: {}\n    repository: acme/fresh\ntags: [fresh, \"{{source_tag}}\"]\n",
                 reg.host()
             ),
         ),
@@ -524,6 +524,31 @@ fn status_says_unknown_for_an_unreachable_target_and_never_promoted_before_the_f
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.starts_with("fresh (fresh): never promoted"), "{text}");
+
+    // Once promoted: short digests, with the tags that point at each.
+    let out = run(&["promote", "fresh", ":v1", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = serde_json::from_slice::<Value>(&out.stdout).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = run(&["status", "fresh"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.starts_with("fresh (fresh): in sync"), "{text}");
+    assert!(
+        text.contains(&format!("{} (fresh, v1)", &digest[..19])),
+        "{text}"
+    );
+    assert!(!text.contains(&digest), "a long digest: {text}");
+    assert!(text.lines().all(|l| l.len() < 120), "{text}");
+    let out = run(&["history", "fresh"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("promote   {}  by ", &digest[..19])),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with(&format!("from {from}")), "{text}");
 
     let out = run(&["status", "prod"]);
     let text = String::from_utf8_lossy(&out.stdout);
