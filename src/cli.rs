@@ -1,20 +1,27 @@
 //! cli: the command-line surface — argument types (in [`args`]) and the dispatch from a parsed command to the library.
 
 pub mod args;
+pub mod prompt;
 
-use std::io::stdout;
+use std::collections::HashMap;
+use std::io::{stdout, Write};
 use std::path::Path;
 
 use clap::CommandFactory;
 
 pub use args::*;
 
+use crate::auth::oneoff::{registry_arg, Overrides};
+use crate::auth::Credential;
 use crate::copy::{self, CopyOptions, Engine};
 use crate::error::{Error, Result};
 use crate::generate;
+use crate::inspect::{self, InspectError};
+use crate::manifest::Platform;
 use crate::mirror;
-use crate::policy::{Overrides, Policies};
+use crate::policy::Policies;
 use crate::promote::{Context, PromoteOptions};
+use crate::reference::ImageRef;
 use crate::report;
 use crate::sigstore;
 use crate::transport::TransportOptions;
@@ -50,16 +57,39 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 artifact_types: &a.artifact_type,
             }
             .check()?;
+            let mut logins = overrides(&a.creds);
+            if let Some(l) = &a.src_creds {
+                let registry = copy.source.registry().ok_or_else(|| {
+                    Error::Usage(
+                        "--src-creds: the source is an OCI layout, which needs no login".into(),
+                    )
+                })?;
+                logins.add(registry.clone(), l.clone(), "--src-creds");
+            }
+            if let Some(l) = &a.dest_creds {
+                let remote: Vec<_> = copy.dests.iter().filter_map(ImageRef::registry).collect();
+                if remote.is_empty() {
+                    return Err(Error::Usage(
+                        "--dest-creds: every destination is an OCI layout, which needs no login"
+                            .into(),
+                    ));
+                }
+                for registry in remote {
+                    logins.add(registry.clone(), l.clone(), "--dest-creds");
+                }
+            }
             // registries.yaml, when the policy directory has one, says how to reach registries here too.
             let registries = Policies::registries_only(&dir)?;
-            let engine = Engine::new(copy.options(&registries, transport(&a.connect)?));
+            let mut options = copy.options(&registries, transport(&a.connect)?);
+            options.credentials = resolve(logins)?;
+            let engine = Engine::new(options);
             let progress = report::progress(a.output, &copy.dests);
             let result = engine.copy(&copy.source, &copy.dests, &progress).await?;
             drop(progress);
             report::finish(&result, a.output)
         }
         Command::Promote(a) => {
-            let ctx = context(&dir, &a.common.connect, &a.platform)?;
+            let ctx = context(&dir, &a.common, &a.platform)?;
             let opts = PromoteOptions {
                 dry_run: a.dry_run,
                 force_reason: a.reason.filter(|_| a.force),
@@ -69,23 +99,23 @@ async fn dispatch(cli: Cli) -> Result<()> {
             report::finish(&r.await?, a.common.output)
         }
         Command::Rollback(a) => {
-            let ctx = context(&dir, &a.common.connect, &[])?;
+            let ctx = context(&dir, &a.common, &[])?;
             let progress = report::target_progress(a.common.output);
             let r = ctx.rollback(&a.env, a.to.as_deref(), a.steps, a.dry_run, &progress);
             report::finish(&r.await?, a.common.output)
         }
         Command::Status(a) => {
-            let ctx = context(&dir, &a.common.connect, &[])?;
+            let ctx = context(&dir, &a.common, &[])?;
             report::finish(&ctx.status(&a.env).await?, a.common.output)
         }
         Command::History(a) => {
-            let ctx = context(&dir, &a.env.common.connect, &[])?;
+            let ctx = context(&dir, &a.env.common, &[])?;
             let records = ctx.history(&a.env.env).await?;
             let newest: Vec<_> = records.into_iter().rev().take(a.limit).collect();
             report::finish(&newest[..], a.env.common.output)
         }
         Command::Mirror(a) => {
-            let ctx = context(&dir, &a.common.connect, &[])?;
+            let ctx = context(&dir, &a.common, &[])?;
             let run = mirror::select::Request {
                 names: &a.names,
                 shard: a.shard.as_deref(),
@@ -104,7 +134,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             report::finish(&result, a.common.output)
         }
         Command::Verify(a) => {
-            let ctx = context(&dir, &a.common.connect, &[])?;
+            let ctx = context(&dir, &a.common, &[])?;
             report::finish(&ctx.verify(&a.env, &a.image).await?, a.common.output)
         }
         Command::VerifyBundle(a) => {
@@ -126,7 +156,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 .map_err(Error::Output)
         }
         Command::Policy(PolicyCommand::Check { output, online, .. }) => {
-            let ctx = context(&dir, &ConnectArgs::default(), &[])?;
+            let none = Common {
+                output,
+                connect: ConnectArgs::default(),
+                creds: CredsArgs::default(),
+            };
+            let ctx = context(&dir, &none, &[])?;
             if online {
                 ctx.check_registries().await?;
             }
@@ -134,6 +169,85 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Policy(PolicyCommand::Schema { kind, out }) => {
             generate::schemas(kind, out.as_deref(), stdout())
+        }
+        Command::Inspect(a) => {
+            let platform = a
+                .platform
+                .as_deref()
+                .map(|p| {
+                    Platform::parse(p).ok_or_else(|| {
+                        Error::Usage(format!("--platform {p:?}: expected OS/ARCH[/VARIANT]"))
+                    })
+                })
+                .transpose()?;
+            let engine = reader(&dir, &a.connect, &a.creds, None)?;
+            let (r, repo) = open_image(&engine, &a.image)?;
+            if a.raw {
+                let (m, _) = inspect::fetch(&*repo, &r, platform.as_ref())
+                    .await
+                    .map_err(inspect_error(&r))?;
+                let mut out = stdout().lock();
+                out.write_all(&m.bytes)?;
+                return out.flush().map_err(Error::Output);
+            }
+            let found = inspect::inspect(&*repo, &r, platform.as_ref())
+                .await
+                .map_err(inspect_error(&r))?;
+            report::finish(&found, a.output)
+        }
+        Command::Digest(a) => {
+            let engine = reader(&dir, &a.connect, &a.creds, None)?;
+            let (r, repo) = open_image(&engine, &a.image)?;
+            let d = inspect::digest(&*repo, &r)
+                .await
+                .map_err(|e| Error::Source {
+                    reference: r.to_string(),
+                    source: Box::new(e),
+                })?;
+            tracing::debug!(requests = repo.stats().requests, "digest resolved");
+            writeln!(stdout(), "{d}").map_err(Error::Output)
+        }
+        Command::Tags(a) => {
+            if a.page_size == 0 {
+                return Err(Error::Usage("--page-size must be at least 1".into()));
+            }
+            let engine = reader(&dir, &a.connect, &a.creds, Some(a.page_size))?;
+            let r = ImageRef::parse(&a.repository)?;
+            if r.tag().is_some() || r.digest().is_some() {
+                return Err(Error::Usage(format!(
+                    "ferry tags takes a repository (HOST/REPO or ocidir://PATH), and {} names an image: leave out its tag or digest",
+                    a.repository
+                )));
+            }
+            let repo = engine.open(&r, false).map_err(|e| Error::Source {
+                reference: a.repository.clone(),
+                source: Box::new(e),
+            })?;
+            let list = inspect::tags(&*repo).await.map_err(|e| Error::Source {
+                reference: a.repository.clone(),
+                source: Box::new(e),
+            })?;
+            tracing::debug!(requests = repo.stats().requests, "tags listed");
+            report::finish(&list, a.output)
+        }
+        Command::Login(a) => login(&dir, &a).await,
+        Command::Logout(a) => {
+            let registry = registry_arg(&a.registry)
+                .map_err(|e| Error::Usage(format!("ferry logout: {e}")))?;
+            let config = docker_config_path()?;
+            let removed = crate::login::logout(&registry, &config, None)?;
+            let mut out = stdout();
+            if removed.is_empty() {
+                writeln!(out, "not logged in to {registry}")
+            } else {
+                let places: Vec<String> = removed.iter().map(ToString::to_string).collect();
+                writeln!(
+                    out,
+                    "removed the login for {registry} from {}",
+                    places.join(" and ")
+                )
+            }
+            .map_err(Error::Output)
         }
         Command::Demo(a) => crate::demo::run(a.dir, a.output).await,
         Command::Completions { shell } => generate::completions(Cli::command(), shell, stdout()),
@@ -200,14 +314,114 @@ fn read_capped(path: &Path, cap: usize) -> std::result::Result<Vec<u8>, String> 
     Ok(bytes)
 }
 
-/// Policies from the directory, with the command line's connection flags under registries.yaml.
-fn context(dir: &Path, connect: &ConnectArgs, platforms: &[String]) -> Result<Context> {
-    let overrides = Overrides {
+/// Policies from the directory, with the command line's connection flags under registries.yaml
+/// and its one-off logins over every other source.
+fn context(dir: &Path, common: &Common, platforms: &[String]) -> Result<Context> {
+    let overrides = crate::policy::Overrides {
         platforms: platforms.to_vec(),
     };
     let policies = Policies::load(dir, &overrides)?;
-    let options = CopyOptions::from_registries(&policies, transport(connect)?);
+    let mut options = CopyOptions::from_registries(&policies, transport(&common.connect)?);
+    options.credentials = resolve(self::overrides(&common.creds))?;
     Ok(Context { policies, options })
+}
+
+/// The `--creds` logins, before missing passwords are asked for.
+fn overrides(creds: &CredsArgs) -> Overrides {
+    let mut o = Overrides::default();
+    for c in &creds.creds {
+        o.add(c.registry.clone(), c.login.clone(), "--creds");
+    }
+    o
+}
+
+/// One-off logins per registry, asking at the terminal for passwords left out.
+fn resolve(logins: Overrides) -> Result<HashMap<String, Credential>> {
+    logins
+        .resolve(prompt::password)
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// An engine for the read-only verbs: registries.yaml's settings, the connection flags, the
+/// one-off logins.
+fn reader(
+    dir: &Path,
+    connect: &ConnectArgs,
+    creds: &CredsArgs,
+    page_size: Option<usize>,
+) -> Result<Engine> {
+    let registries = Policies::registries_only(dir)?;
+    let mut options = CopyOptions::from_registries(&registries, transport(connect)?);
+    options.credentials = resolve(overrides(creds))?;
+    options.transport.list_page_size = page_size;
+    Ok(Engine::new(options))
+}
+
+/// A reference for the read-only verbs, and its store opened for reading.
+fn open_image(
+    engine: &Engine,
+    image: &str,
+) -> Result<(ImageRef, std::sync::Arc<dyn crate::registry::Repo>)> {
+    let r = ImageRef::parse(image)?.or_latest();
+    let repo = engine.open(&r, false).map_err(|e| Error::Source {
+        reference: r.to_string(),
+        source: Box::new(e),
+    })?;
+    Ok((r, repo))
+}
+
+/// An inspect failure: what was asked is wrong (exit 2), or the image could not be read (exit 1).
+fn inspect_error(r: &ImageRef) -> impl Fn(InspectError) -> Error + '_ {
+    move |e| match e {
+        InspectError::Registry(source) => Error::Source {
+            reference: r.to_string(),
+            source: Box::new(source),
+        },
+        other => Error::Usage(other.to_string()),
+    }
+}
+
+/// `ferry login`: the user and password from the flags, stdin or the terminal, checked with the
+/// registry, then stored.
+async fn login(dir: &Path, a: &LoginArgs) -> Result<()> {
+    let registry =
+        registry_arg(&a.registry).map_err(|e| Error::Usage(format!("ferry login: {e}")))?;
+    let username = match &a.username {
+        Some(u) if !u.is_empty() && !u.contains(':') => u.clone(),
+        Some(_) => {
+            return Err(Error::Usage(
+                "-u: the user is empty or holds a colon".into(),
+            ))
+        }
+        None if !a.password_stdin && prompt::interactive() => prompt::username(&registry)?,
+        None => {
+            return Err(Error::Usage(format!(
+                "ferry login {registry} needs -u USER (there is no terminal to ask on)"
+            )))
+        }
+    };
+    let password = if a.password_stdin {
+        prompt::password_from_stdin()?
+    } else if prompt::interactive() {
+        prompt::password(&registry, &username).map_err(Error::Usage)?
+    } else {
+        return Err(Error::Usage(format!(
+            "ferry login {registry}: there is no terminal to ask for the password on; pipe it with --password-stdin"
+        )));
+    };
+    let config = docker_config_path()?;
+    let registries = Policies::registries_only(dir)?;
+    let t = registries.transport(transport(&a.connect)?);
+    let place = crate::login::login(t, &registry, &username, &password, &config, None).await?;
+    let mut out = stdout();
+    writeln!(out, "login succeeded: {registry} (stored in {place})").map_err(Error::Output)
+}
+
+/// Docker's config file, where logins are written.
+fn docker_config_path() -> Result<std::path::PathBuf> {
+    crate::auth::docker_config::docker_config_path().ok_or_else(|| {
+        Error::Usage("cannot tell where Docker's config.json is: set DOCKER_CONFIG or HOME".into())
+    })
 }
 
 /// The connection flags as transport options.

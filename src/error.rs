@@ -188,6 +188,18 @@ pub enum Error {
         /// Which gate (`gate`, `signature gate`).
         check: &'static str,
     },
+    /// A registry refused a login (`ferry login`); nothing was stored.
+    #[error("cannot log in to {registry}")]
+    Login {
+        /// The registry.
+        registry: String,
+        /// The cause.
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// A login could not be stored in, or removed from, Docker's config or credential helper.
+    #[error(transparent)]
+    Store(#[from] crate::auth::store::StoreError),
     /// Writing the report failed.
     #[error("failed to write output: {0}")]
     Output(#[from] std::io::Error),
@@ -215,6 +227,8 @@ impl Error {
             | Error::History { .. }
             | Error::Catalog { .. }
             | Error::DemoCheck { .. }
+            | Error::Login { .. }
+            | Error::Store(_)
             | Error::Output(_) => EXIT_FAILED,
         }
     }

@@ -15,6 +15,8 @@ pub mod fuzzing;
 pub mod gate;
 pub mod generate;
 pub mod history;
+pub mod inspect;
+pub mod login;
 pub mod manifest;
 pub mod mirror;
 pub mod outcome;

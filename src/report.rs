@@ -949,6 +949,114 @@ impl Report for crate::policy::Policies {
     }
 }
 
+/// `ferry inspect`: what the manifest is, its platforms or its config and layers, and what is
+/// attached to it.
+pub fn write_inspect(
+    out: &mut dyn Write,
+    i: &crate::inspect::Inspection,
+    format: Format,
+) -> std::io::Result<()> {
+    use crate::inspect::AttachmentKind;
+    if format == Format::Json {
+        return write_json(out, i);
+    }
+    writeln!(out, "{}", i.reference)?;
+    writeln!(out, "  digest:      {}", i.digest)?;
+    writeln!(out, "  media type:  {}", i.media_type)?;
+    writeln!(out, "  size:        {}", count(i.size, "byte", "bytes"))?;
+    if let Some(index) = &i.index {
+        writeln!(out, "  index:       {index}")?;
+    }
+    if !i.platforms.is_empty() {
+        writeln!(out, "  platforms:")?;
+        let width = i
+            .platforms
+            .iter()
+            .map(|p| p.platform.as_deref().unwrap_or("-").len())
+            .max()
+            .unwrap_or(0);
+        for p in &i.platforms {
+            writeln!(
+                out,
+                "    {:<width$}  {}  {}",
+                p.platform.as_deref().unwrap_or("-"),
+                p.digest,
+                count(p.size, "byte", "bytes")
+            )?;
+        }
+    }
+    if let Some(c) = &i.config {
+        writeln!(
+            out,
+            "  config:      {} ({}, {})",
+            c.digest,
+            c.media_type,
+            count(c.size, "byte", "bytes")
+        )?;
+    }
+    if let (Some(layers), Some(total)) = (&i.layers, i.layers_size) {
+        writeln!(
+            out,
+            "  layers:      {}, {} in all ({})",
+            layers.len(),
+            count(total, "byte", "bytes"),
+            human_bytes(total)
+        )?;
+    }
+    if i.attachments.is_empty() {
+        return writeln!(out, "  attached:    none");
+    }
+    writeln!(out, "  attached:")?;
+    for a in &i.attachments {
+        let how = match a.kind {
+            AttachmentKind::Referrer => "referrer".to_owned(),
+            AttachmentKind::CosignTag => {
+                format!("cosign tag {}", a.tag.as_deref().unwrap_or_default())
+            }
+            AttachmentKind::BuildkitAttestation => "buildkit attestation".to_owned(),
+        };
+        let subject = if a.subject == i.digest {
+            String::new()
+        } else {
+            format!(" on {}", a.subject)
+        };
+        writeln!(
+            out,
+            "    {} {}{subject} ({how})",
+            a.artifact_type.as_deref().unwrap_or(&a.media_type),
+            a.digest
+        )?;
+    }
+    Ok(())
+}
+
+impl Report for crate::inspect::Inspection {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_inspect(out, self, format)
+    }
+}
+
+/// `ferry tags`: one tag a line, or skopeo list-tags' JSON.
+pub fn write_tags(
+    out: &mut dyn Write,
+    list: &crate::inspect::TagList,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        return write_json(out, list);
+    }
+    for t in &list.tags {
+        writeln!(out, "{t}")?;
+    }
+    Ok(())
+}
+
+impl Report for crate::inspect::TagList {
+    fn write(&self, out: &mut dyn Write, format: Format) -> std::io::Result<()> {
+        write_tags(out, self, format)
+    }
+}
+
 /// Appends [`mirror_markdown`] to the file `$GITHUB_STEP_SUMMARY` names, when it names one.
 pub fn append_step_summary(report: &crate::mirror::MirrorReport) -> crate::Result<()> {
     match std::env::var("GITHUB_STEP_SUMMARY") {

@@ -45,6 +45,44 @@ struct AuthEntry {
     identitytoken: Option<String>,
 }
 
+/// Docker's own config file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`
+/// (where `docker login` and `ferry login` write).
+pub fn docker_config_path() -> Option<PathBuf> {
+    match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")),
+    }
+}
+
+/// True for Docker Hub's names (`docker.io` and its aliases), lowercase.
+fn is_hub(host: &str) -> bool {
+    matches!(
+        host,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    )
+}
+
+/// The key a config file keeps a registry's login under: Docker Hub's historical URL, else the host.
+pub fn config_key(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    if is_hub(&host) {
+        DOCKER_HUB_KEY.to_owned()
+    } else {
+        host
+    }
+}
+
+/// Whether a config file's key (`https://host/v1/`, `host`, Docker Hub's URL) names this
+/// registry host.
+pub fn key_matches(key: &str, host: &str) -> bool {
+    let (k, h) = (normalise_key(key), host.to_ascii_lowercase());
+    if is_hub(&h) {
+        is_hub(&k)
+    } else {
+        k == h
+    }
+}
+
 /// Where credentials are looked up.
 #[derive(Clone, Debug, Default)]
 pub struct CredentialStore {
@@ -59,14 +97,7 @@ impl CredentialStore {
         if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()) {
             files.push(PathBuf::from(f));
         }
-        match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-            Some(dir) => files.push(PathBuf::from(dir).join("config.json")),
-            None => {
-                if let Some(home) = std::env::var_os("HOME") {
-                    files.push(PathBuf::from(home).join(".docker/config.json"));
-                }
-            }
-        }
+        files.extend(docker_config_path());
         if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
             files.push(PathBuf::from(run).join("containers/auth.json"));
         }
@@ -106,15 +137,11 @@ impl CredentialStore {
         host: &str,
     ) -> Result<Option<(Credential, Origin)>, CredentialError> {
         let host = host.to_ascii_lowercase();
-        let hub = matches!(
-            host.as_str(),
-            "docker.io" | "index.docker.io" | "registry-1.docker.io"
-        );
         for path in &self.files {
             let Some(config) = read_config(path)? else {
                 continue;
             };
-            if let Some(c) = self.lookup_in(path, &config, &host, hub)? {
+            if let Some(c) = self.lookup_in(path, &config, &host)? {
                 tracing::debug!(host, file = %path.display(), "credential found");
                 return Ok(Some(c));
             }
@@ -127,24 +154,14 @@ impl CredentialStore {
         path: &Path,
         config: &ConfigFile,
         host: &str,
-        hub: bool,
     ) -> Result<Option<(Credential, Origin)>, CredentialError> {
-        let server_url = if hub { DOCKER_HUB_KEY } else { host };
+        let server_url = config_key(host);
+        let server_url = server_url.as_str();
+        let matches_host = |key: &str| key_matches(key, host);
         let file = path.display().to_string();
         let helper_origin = |helper: &str| Origin::Helper {
             helper: helper.to_owned(),
             file: file.clone(),
-        };
-        let matches_host = |key: &str| {
-            let k = normalise_key(key);
-            if hub {
-                matches!(
-                    k.as_str(),
-                    "index.docker.io" | "docker.io" | "registry-1.docker.io"
-                )
-            } else {
-                k == host
-            }
         };
         if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| matches_host(k)) {
             return Ok(self
@@ -183,69 +200,16 @@ impl CredentialStore {
             host: host.to_owned(),
             detail,
         };
-        if helper.is_empty() || helper.contains(['/', '\\']) {
-            return Err(fail("invalid helper name".into()));
-        }
-        let program = format!("docker-credential-{helper}");
-        let program = match &self.helper_dir {
-            Some(d) => d.join(&program),
-            None => PathBuf::from(program),
+        let Some(stdout) = call_helper(
+            self.helper_dir.as_deref(),
+            helper,
+            "get",
+            server_url.as_bytes(),
+        )
+        .map_err(fail)?
+        else {
+            return Ok(None);
         };
-        let mut child = Command::new(&program)
-            .arg("get")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                fail(if e.kind() == std::io::ErrorKind::NotFound {
-                    "helper not found on PATH".into()
-                } else {
-                    e.to_string()
-                })
-            })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(server_url.as_bytes());
-        }
-        let deadline = Instant::now() + HELPER_TIMEOUT;
-        let status = loop {
-            match child.try_wait().map_err(|e| fail(e.to_string()))? {
-                Some(s) => break s,
-                None if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(fail(format!(
-                        "timed out after {}s",
-                        HELPER_TIMEOUT.as_secs()
-                    )));
-                }
-                None => std::thread::sleep(Duration::from_millis(10)),
-            }
-        };
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        if let Some(mut o) = child.stdout.take() {
-            let _ = o.read_to_string(&mut stdout);
-        }
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        if !status.success() {
-            if stdout.contains("credentials not found") || stderr.contains("credentials not found")
-            {
-                return Ok(None);
-            }
-            let first = stderr
-                .lines()
-                .chain(stdout.lines())
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output")
-                .trim();
-            return Err(fail(format!(
-                "{status}: {}",
-                first.chars().take(200).collect::<String>()
-            )));
-        }
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct HelperAnswer {
@@ -266,6 +230,78 @@ impl CredentialStore {
             }
         }))
     }
+}
+
+/// Runs `docker-credential-HELPER VERB` (from `dir`, else `$PATH`) with `input` on its stdin,
+/// within [`HELPER_TIMEOUT`]: its stdout, `None` when it says "credentials not found", or
+/// why it failed in one line (its first line of output, capped: helpers never print secrets on
+/// failure, but the line is capped anyway).
+pub fn call_helper(
+    dir: Option<&Path>,
+    helper: &str,
+    verb: &str,
+    input: &[u8],
+) -> Result<Option<String>, String> {
+    if helper.is_empty() || helper.contains(['/', '\\']) {
+        return Err("invalid helper name".into());
+    }
+    let program = format!("docker-credential-{helper}");
+    let program = match dir {
+        Some(d) => d.join(&program),
+        None => PathBuf::from(program),
+    };
+    let mut child = Command::new(&program)
+        .arg(verb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "helper not found on PATH".to_owned()
+            } else {
+                e.to_string()
+            }
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let deadline = Instant::now() + HELPER_TIMEOUT;
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(s) => break s,
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {}s", HELPER_TIMEOUT.as_secs()));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut stdout);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    if !status.success() {
+        if stdout.contains("credentials not found") || stderr.contains("credentials not found") {
+            return Ok(None);
+        }
+        let first = stderr
+            .lines()
+            .chain(stdout.lines())
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim();
+        return Err(format!(
+            "{status}: {}",
+            first.chars().take(200).collect::<String>()
+        ));
+    }
+    Ok(Some(stdout))
 }
 
 trait ClassifyName {
@@ -342,7 +378,7 @@ fn entry_credential(
 }
 
 /// `https://host/v1/`, `http://host`, `host/v2/` → `host`.
-fn normalise_key(key: &str) -> String {
+pub fn normalise_key(key: &str) -> String {
     let k = key.trim();
     let k = k
         .strip_prefix("https://")

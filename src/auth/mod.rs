@@ -6,6 +6,8 @@
 //! refreshed before they expire. Secrets are only ever held in [`Secret`].
 
 pub mod docker_config;
+pub mod oneoff;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -239,6 +241,10 @@ type CredentialSlot = Arc<tokio::sync::Mutex<Option<CachedCredential>>>;
 /// Credentials, challenges and tokens for every registry of a run.
 pub struct Auth {
     store: CredentialStore,
+    /// Logins given on the command line, per registry: they win over every other source.
+    overrides: HashMap<String, Credential>,
+    /// Never fall back to an anonymous token when credentials are refused (`ferry login`).
+    strict: bool,
     sources: HashMap<String, CredentialSource>,
     cloud: Arc<Cloud>,
     creds: Mutex<HashMap<String, CredentialSlot>>,
@@ -272,6 +278,8 @@ impl Auth {
     pub fn new(store: CredentialStore) -> Self {
         Auth {
             store,
+            overrides: HashMap::new(),
+            strict: false,
             sources: HashMap::new(),
             cloud: Arc::default(),
             creds: Mutex::default(),
@@ -293,6 +301,20 @@ impl Auth {
     /// Where each registry's credentials come from (others: [`CredentialSource::Auto`]).
     pub fn with_sources(mut self, sources: HashMap<String, CredentialSource>) -> Self {
         self.sources.extend(sources);
+        self
+    }
+
+    /// Uses these logins (from the command line) for their registries, whatever the
+    /// registry's `auth:` source or the config files say.
+    pub fn with_overrides(mut self, overrides: HashMap<String, Credential>) -> Self {
+        self.overrides.extend(overrides);
+        self
+    }
+
+    /// Refused credentials fail, instead of the usual retry for a pull with an anonymous token:
+    /// `ferry login` must learn that a password is wrong, not that the registry is public.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
         self
     }
 
@@ -434,6 +456,11 @@ impl Auth {
         &self,
         host: &str,
     ) -> Result<(Option<Credential>, Option<Option<SystemTime>>), RegistryError> {
+        if let Some(c) = self.overrides.get(host) {
+            tracing::debug!(host, "credential from the command line");
+            self.set_origin(host, Some(Origin::CommandLine));
+            return Ok((Some(c.clone()), None));
+        }
         let kind = Kind::of(host);
         let source = self.sources.get(host).copied().unwrap_or_default();
         let cloud_err = |e: crate::cloud::CloudError| RegistryError::Unauthorized {
@@ -640,7 +667,7 @@ impl Auth {
             .await
         {
             Err(refused @ (RegistryError::Unauthorized { .. } | RegistryError::Denied { .. }))
-                if credential.is_some() && pull_only =>
+                if credential.is_some() && pull_only && !self.strict =>
             {
                 tracing::warn!(host, "{refused}: asking for an anonymous token to pull");
                 // When that fails too, the refusal of the credentials is what to fix.
@@ -849,6 +876,32 @@ mod tests {
     fn scopes() {
         assert_eq!(Scope::pull("a/b").as_str(), "repository:a/b:pull");
         assert_eq!(Scope::push("a/b").as_str(), "repository:a/b:pull,push");
+    }
+
+    #[tokio::test]
+    async fn command_line_logins_win_over_config_files_and_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.json");
+        std::fs::write(
+            &f,
+            r#"{"auths":{"r.example":{"username":"file","password":"f"},"s.example":{"username":"file","password":"f"}}}"#,
+        )
+        .unwrap();
+        let given = Credential::Basic {
+            username: "cli".into(),
+            password: Secret::new("c"),
+        };
+        let auth = Auth::new(CredentialStore::from_files(vec![f]))
+            .with_anonymous(["r.example".to_owned()])
+            .with_overrides(HashMap::from([("r.example".to_owned(), given.clone())]));
+        assert_eq!(auth.credential("r.example").await.unwrap(), Some(given));
+        assert_eq!(
+            auth.credential("s.example").await.unwrap(),
+            Some(Credential::Basic {
+                username: "file".into(),
+                password: Secret::new("f")
+            })
+        );
     }
 
     #[test]

@@ -2,8 +2,14 @@
 
 use std::path::PathBuf;
 
+use std::ffi::OsStr;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::oneoff::{HostLogin, Login};
 use crate::copy::{DEFAULT_JOBS, DEFAULT_PER_HOST};
 use crate::policy::schema::SchemaKind;
 use crate::report::Format;
@@ -47,6 +53,16 @@ pub enum Command {
     VerifyBundle(VerifyBundleArgs),
     /// Mirror repositories and tags to other registries by mirror policies (`kind: mirror`): incremental, shardable.
     Mirror(MirrorArgs),
+    /// Show what an image is: digest, media type, size, platforms, config and layers, what is attached; or its manifest's bytes (--raw).
+    Inspect(InspectArgs),
+    /// Print an image's manifest digest (sha256:…) and nothing else.
+    Digest(DigestArgs),
+    /// List every tag of a repository, sorted.
+    Tags(TagsArgs),
+    /// Check a login with a registry, then store it in Docker's config.json (or the credential helper it names).
+    Login(LoginArgs),
+    /// Remove a registry's login from Docker's config.json (and the credential helper it names).
+    Logout(LogoutArgs),
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -79,6 +95,9 @@ impl Command {
             Command::Mirror(a) => a.common.output,
             Command::Policy(PolicyCommand::Check { output, .. }) => *output,
             Command::Demo(a) => a.output,
+            Command::Inspect(a) => a.output,
+            Command::Tags(a) => a.output,
+            Command::Digest(_) | Command::Login(_) | Command::Logout(_) => Format::Text,
             Command::VerifyBundle(_)
             | Command::Policy(PolicyCommand::Schema { .. })
             | Command::Completions { .. }
@@ -214,6 +233,65 @@ pub struct Common {
     /// Connection settings (registries.yaml takes precedence per registry).
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// One-off logins.
+    #[command(flatten)]
+    pub creds: CredsArgs,
+}
+
+/// One-off logins, over every config file, for this run only.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CredsArgs {
+    /// Log in to this registry as USER for this run, over Docker's config and every other
+    /// source (repeat for more registries). Without :PASS, the password is asked for on the
+    /// terminal.
+    #[arg(long = "creds", value_name = "HOST=USER[:PASS]", value_parser = Quiet::<HostLogin>::new())]
+    pub creds: Vec<HostLogin>,
+}
+
+/// Parses a flag's value with `FromStr`, and on failure says what was expected without
+/// repeating the value: it may hold a password.
+#[derive(Clone)]
+pub struct Quiet<T>(PhantomData<fn() -> T>);
+
+impl<T> Quiet<T> {
+    /// A parser for `T`.
+    pub fn new() -> Self {
+        Quiet(PhantomData)
+    }
+}
+
+impl<T> Default for Quiet<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> TypedValueParser for Quiet<T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(|a| a.to_string()).unwrap_or_default();
+        let fail = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{name}: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| fail("not valid UTF-8".into()))?;
+        text.parse().map_err(|e: T::Err| fail(e.to_string()))
+    }
 }
 
 /// Connection flags shared by commands that talk to registries.
@@ -260,9 +338,97 @@ pub struct CopyArgs {
     /// Copy only attached artifacts of this type (e.g. application/vnd.dev.cosign.artifact.sig.v1+json); repeat for more.
     #[arg(long, value_name = "TYPE")]
     pub artifact_type: Vec<String>,
+    /// Log in to the source's registry as USER for this run (skopeo's flag), over every config
+    /// file. Without :PASS, the password is asked for on the terminal.
+    #[arg(long, value_name = "USER[:PASS]", value_parser = Quiet::<Login>::new())]
+    pub src_creds: Option<Login>,
+    /// Log in to the destinations' registries as USER for this run (skopeo's flag), over every
+    /// config file. Without :PASS, the password is asked for on the terminal.
+    #[arg(long, value_name = "USER[:PASS]", value_parser = Quiet::<Login>::new())]
+    pub dest_creds: Option<Login>,
     /// Connection settings.
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// One-off logins.
+    #[command(flatten)]
+    pub creds: CredsArgs,
+}
+
+/// `ferry inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image: HOST/REPO[:TAG][@DIGEST] or ocidir://PATH[:TAG|@DIGEST] (no tag: latest).
+    pub image: String,
+    /// Print the manifest's bytes exactly as served, and nothing else (not even a newline).
+    #[arg(long, conflicts_with = "output")]
+    pub raw: bool,
+    /// Of a multi-platform image, this platform's manifest (OS/ARCH[/VARIANT]).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// One-off logins.
+    #[command(flatten)]
+    pub creds: CredsArgs,
+}
+
+/// `ferry digest`.
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// The image: HOST/REPO[:TAG][@DIGEST] or ocidir://PATH[:TAG|@DIGEST] (no tag: latest).
+    pub image: String,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// One-off logins.
+    #[command(flatten)]
+    pub creds: CredsArgs,
+}
+
+/// `ferry tags`.
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The repository: HOST/REPO or ocidir://PATH.
+    pub repository: String,
+    /// Output format (JSON: skopeo list-tags' `{"Repository": …, "Tags": […]}`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Tags asked for per request; the registry's `Link` header leads to the next page.
+    #[arg(long, value_name = "N", default_value_t = crate::registry::http::TAGS_PAGE_SIZE)]
+    pub page_size: usize,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// One-off logins.
+    #[command(flatten)]
+    pub creds: CredsArgs,
+}
+
+/// `ferry login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry: HOST[:PORT] (`docker.io` for Docker Hub).
+    pub registry: String,
+    /// The user (asked for on a terminal when left out).
+    #[arg(short, long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input; one trailing newline is dropped.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Connection settings.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `ferry logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry: HOST[:PORT] (`docker.io` for Docker Hub).
+    pub registry: String,
 }
 
 /// `ferry verify`.
@@ -346,5 +512,51 @@ mod tests {
             panic!()
         };
         assert_eq!(a.platform, ["linux/amd64", "linux/arm64", "linux/s390x"]);
+    }
+
+    #[test]
+    fn one_off_logins_parse_and_a_bad_one_is_refused_without_echo() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "copy",
+            "a",
+            "b",
+            "--src-creds",
+            "alice:pw:1",
+            "--dest-creds",
+            "bob",
+            "--creds",
+            "ghcr.io=carol:tok",
+        ])
+        .unwrap();
+        let Command::Copy(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.src_creds.as_ref().unwrap().username, "alice");
+        assert_eq!(
+            a.src_creds
+                .as_ref()
+                .unwrap()
+                .password
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "pw:1"
+        );
+        assert!(a.dest_creds.as_ref().unwrap().password.is_none());
+        assert_eq!(a.creds.creds[0].registry.as_str(), "ghcr.io");
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("pw:1") && !shown.contains("tok"), "{shown}");
+
+        for bad in [
+            vec!["ferry", "inspect", "x", "--creds", "ghcr.iocarol:hunter2"],
+            vec!["ferry", "copy", "a", "b", "--src-creds", ":hunter2"],
+        ] {
+            let e = Cli::try_parse_from(&bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("USER[:PASS]"), "{text}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use super::fanout::{fanout, OnBytes, Stopped, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
 use super::progress::Observer;
 use super::tag::write_tag;
-use crate::auth::{Auth, CredentialSource, CredentialStore};
+use crate::auth::{Auth, Credential, CredentialSource, CredentialStore};
 use crate::cloud::{Cloud, Kind, RepoSettings};
 use crate::digest::Digest;
 use crate::error::{Cause, Error, Result, Stage, TargetError};
@@ -59,6 +59,8 @@ pub struct CopyOptions {
     pub ecr_create: HashMap<String, RepoSettings>,
     /// Which attached artifacts (signatures, attestations, SBOMs) travel with an image.
     pub referrers: Filter,
+    /// Per registry: a login from the command line, used before any other source.
+    pub credentials: HashMap<String, Credential>,
 }
 
 impl Default for CopyOptions {
@@ -74,6 +76,7 @@ impl Default for CopyOptions {
             auth_sources: HashMap::new(),
             ecr_create: HashMap::new(),
             referrers: Filter::default(),
+            credentials: HashMap::new(),
         }
     }
 }
@@ -375,6 +378,7 @@ impl Engine {
             auth: Arc::new(
                 Auth::new(creds)
                     .with_sources(options.auth_sources.clone())
+                    .with_overrides(options.credentials.clone())
                     .with_cloud(cloud.clone()),
             ),
             cloud,

@@ -23,7 +23,8 @@ use crate::reference::{Registry, Repository, Tag};
 use crate::transport::retry::{parse_retry_after, retryable_status, Attempts};
 use crate::transport::{describe, one_line, read_capped, HostGate, Transport};
 
-/// Page size asked for when listing tags (ECR refuses more than 1000).
+/// Page size asked for when listing tags, unless the transport options say otherwise (ECR
+/// refuses more than 1000).
 pub const TAGS_PAGE_SIZE: usize = 1000;
 /// Largest error body read from a registry.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -42,6 +43,8 @@ pub struct HttpRepo {
     pending_uploads: Mutex<HashMap<Digest, Url>>,
     /// The largest manifest (or referrers index) read from this registry.
     max_manifest: usize,
+    /// Items asked for per page of a list (`?n=`).
+    page_size: usize,
 }
 
 /// What a request carries as its body.
@@ -77,6 +80,7 @@ impl HttpRepo {
             Scope::pull(repository.as_str())
         }];
         let max_manifest = transport.max_manifest_bytes(&registry);
+        let page_size = transport.list_page_size(TAGS_PAGE_SIZE);
         Ok(HttpRepo {
             base: transport.base_url(&registry),
             client: transport.client(&registry)?,
@@ -88,6 +92,7 @@ impl HttpRepo {
             requests: AtomicU64::new(0),
             pending_uploads: Mutex::default(),
             max_manifest,
+            page_size,
         })
     }
 
@@ -416,6 +421,25 @@ impl HttpRepo {
         }
     }
 
+    /// `GET /v2/` with the registry's challenge answered: whether these credentials are
+    /// accepted (`ferry login`). A registry that asks for none accepts any.
+    pub async fn ping(&self) -> Result<()> {
+        let url =
+            Url::parse(&format!("{}/v2/", self.base)).map_err(|e| RegistryError::Protocol {
+                host: self.host(),
+                detail: format!("bad url: {e}"),
+            })?;
+        let resp = self
+            .send(Method::GET, url, &[], HeaderMap::new(), Body::None)
+            .await?;
+        match resp.status() {
+            StatusCode::OK => Ok(()),
+            _ => Err(self
+                .fail(&Method::GET, "the registry API (/v2/)", resp)
+                .await),
+        }
+    }
+
     /// Every repository the registry lists in its catalog (`GET /v2/_catalog`, following `Link`
     /// pages). Registries without one (GHCR, Docker Hub) answer 401/404: `None`.
     pub async fn catalog(&self) -> Result<Option<Vec<String>>> {
@@ -459,7 +483,7 @@ impl HttpRepo {
         items: impl Fn(P) -> Vec<String>,
     ) -> Result<Option<Vec<String>>> {
         url.query_pairs_mut()
-            .append_pair("n", &TAGS_PAGE_SIZE.to_string());
+            .append_pair("n", &self.page_size.to_string());
         let mut all = Vec::new();
         loop {
             let resp = self

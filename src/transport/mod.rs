@@ -39,6 +39,8 @@ pub struct TransportOptions {
     pub hosts: HashMap<String, HostSettings>,
     /// Per registry name: the largest manifest read (others: [`crate::manifest::MAX_MANIFEST_BYTES`]).
     pub max_manifest_bytes: HashMap<String, usize>,
+    /// Items asked for per page of a tag list or catalog (`?n=`); `None`: the default, 1000.
+    pub list_page_size: Option<usize>,
 }
 
 impl TransportOptions {
@@ -158,6 +160,11 @@ impl Transport {
             .get(registry.as_str())
             .copied()
             .unwrap_or(crate::manifest::MAX_MANIFEST_BYTES)
+    }
+
+    /// Items asked for per page of a tag list or catalog, at least 1.
+    pub fn list_page_size(&self, default: usize) -> usize {
+        self.options.list_page_size.unwrap_or(default).max(1)
     }
 
     /// The gate every request to this registry passes (shared by all repositories on it).

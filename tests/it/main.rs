@@ -21,6 +21,9 @@
 //! - `gates`: Sigstore bundles and cosign 2 keyless signatures from a test Sigstore instance,
 //!   verified against the policy's identity and trusted root; forgeries refused, nothing written.
 //! - `referrers`: attestations, signatures and OCI 1.1 referrers travel with the image; gates.
+//! - `verbs`: `inspect`, `digest`, `tags`, `login`/`logout` and one-off `--creds`: raw bytes
+//!   and digests equal skopeo's, tag lists follow every page, logins are checked before they
+//!   are stored (config.json or a credential helper), passwords never printed.
 //! - `cloud`: ECR through moto, Google through a local OAuth endpoint, Docker Hub rate limits.
 //!
 //! Failure and resource behaviour:
@@ -55,3 +58,4 @@ mod promote;
 mod referrers;
 mod schema;
 mod terminal;
+mod verbs;

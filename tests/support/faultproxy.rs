@@ -1,4 +1,4 @@
-//! A scriptable fault-injecting HTTP/1.1 proxy between ferry and a real test registry: canned statuses (429 with Retry-After, 5xx) for the first N matching requests, delays, Docker Hub-style `RateLimit-*` headers with a sliding-window quota, and a log of every request.
+//! A scriptable fault-injecting HTTP/1.1 proxy between ferry and a real test registry: canned statuses (429 with Retry-After, 5xx) for the first N matching requests, delays, Docker Hub-style `RateLimit-*` headers with a sliding-window quota, the referrers API and tag-list pages for a registry that lacks them, and a log of every request.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -101,6 +101,9 @@ struct State {
     /// When set, the proxy implements the OCI referrers API in front of a registry that lacks
     /// it: (repository, subject) → descriptors of manifests pushed with that subject.
     referrers: Option<std::collections::HashMap<(String, String), Vec<serde_json::Value>>>,
+    /// When set, tag lists are served in pages of `?n=` after `?last=`, with `Link` to the
+    /// next, as the distribution spec says (Debian's docker-registry 2.8 ignores `n` for tags).
+    paginate_tags: bool,
 }
 
 /// A running proxy; stops when dropped.
@@ -177,6 +180,13 @@ impl FaultProxy {
     /// `OCI-Subject`, as OCI 1.1 registries do.
     pub fn serve_referrers(&self) {
         self.state.lock().unwrap().referrers = Some(Default::default());
+    }
+
+    /// Serves tag lists in pages: `GET /v2/NAME/tags/list?n=N[&last=T]` answers the N tags
+    /// after T of the registry's full list (sorted), with `Link: <…>; rel="next"` while more
+    /// remain, as registries that paginate do.
+    pub fn paginate_tags(&self) {
+        self.state.lock().unwrap().paginate_tags = true;
     }
 
     /// Bytes of `HugeBody` answers that left the proxy (the client stopped reading after that).
@@ -280,6 +290,14 @@ async fn handle(
         if method == "PUT" && path.contains("/manifests/") {
             return Ok(put_with_subject(req, path, entry, state, upstream, client).await);
         }
+    }
+
+    let paginates = state.lock().unwrap().paginate_tags;
+    if paginates && method == "GET" && path.contains("/tags/list?") {
+        let r = tags_page(&req, &path, &upstream, &client).await;
+        entry.status = r.status().as_u16();
+        state.lock().unwrap().log.push(entry);
+        return Ok(r);
     }
 
     // Rules first, then the quota.
@@ -527,6 +545,70 @@ async fn handle(
             .map(|r| r.map(Frame::data).map_err(std::io::Error::other)),
     );
     Ok(b.body(BodyExt::boxed(body)).unwrap())
+}
+
+/// One page of a tag list: the registry's whole list, sorted, cut to `n` after `last`.
+async fn tags_page(
+    req: &Request<Incoming>,
+    path: &str,
+    upstream: &str,
+    client: &reqwest::Client,
+) -> Response<Body> {
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
+    let n: usize = get("n").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    let last = get("last");
+    let mut out = client.get(format!("http://{upstream}{base}"));
+    if let Some(a) = req.headers().get("authorization") {
+        out = out.header("authorization", a.as_bytes());
+    }
+    let resp = match out.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::builder()
+                .status(502)
+                .body(full(format!("upstream: {e}")))
+                .unwrap()
+        }
+    };
+    let status = resp.status().as_u16();
+    let mut doc: serde_json::Value = match resp.bytes().await {
+        Ok(b) if status == 200 => serde_json::from_slice(&b).unwrap_or_default(),
+        Ok(b) => return Response::builder().status(status).body(full(b)).unwrap(),
+        Err(e) => {
+            return Response::builder()
+                .status(502)
+                .body(full(format!("upstream: {e}")))
+                .unwrap()
+        }
+    };
+    let mut tags: Vec<String> = doc["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    tags.sort();
+    let after: Vec<String> = tags
+        .into_iter()
+        .filter(|t| last.as_ref().is_none_or(|l| t > l))
+        .collect();
+    let page: Vec<String> = after.iter().take(n).cloned().collect();
+    let mut b = Response::builder()
+        .status(200)
+        .header("content-type", "application/json");
+    if after.len() > page.len() {
+        let next = format!(
+            "<{base}?n={n}&last={}>; rel=\"next\"",
+            page.last().cloned().unwrap_or_default()
+        );
+        b = b.header("link", next);
+    }
+    doc["tags"] = serde_json::json!(page);
+    b.body(full(serde_json::to_vec(&doc).unwrap())).unwrap()
 }
 
 /// `GET /v2/NAME/referrers/DIGEST`, answered from what was pushed through the proxy.

@@ -157,3 +157,28 @@ pub fn copy(
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+/// `skopeo list-tags docker://HOST/REPO`: the tags, as skopeo reads them (sorted here). Panics on failure.
+pub fn list_tags(repository: &str, creds: Option<(&str, &str)>, tls: TlsOpt) -> Vec<String> {
+    let out = base()
+        .arg("list-tags")
+        .args(tls_args("", &tls))
+        .args(creds_args("", creds))
+        .arg(format!("docker://{repository}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo list-tags {repository}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut tags: Vec<String> = doc["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    tags
+}
