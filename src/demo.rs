@@ -93,22 +93,13 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
         policies.join("trusted_root.json"),
         instance.trusted_root_json(),
     )?;
-    let text = output == Format::Text;
-    let say = |s: String| -> std::io::Result<()> {
-        if text {
-            writeln!(std::io::stdout().lock(), "\n$ {s}")?;
-        }
-        Ok(())
-    };
-    if text {
-        writeln!(
-            std::io::stdout().lock(),
-            "sample images {} written to {}; policies in {}",
-            tags.join(", "),
-            ci.display(),
-            policies.display()
-        )?;
-    }
+    let mut out = Transcript::new(output);
+    out.line(&format!(
+        "sample images {} written to {}; policies in {}",
+        tags.join(", "),
+        ci.display(),
+        policies.display()
+    ))?;
     let loaded = Policies::load(&policies, &Overrides::default())?;
     let transport = TransportOptions::default().with_default_cert_dirs();
     let ctx = Context {
@@ -118,43 +109,33 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
     let quiet = |n| Progress::hidden(n);
     for tag in &tags {
         for env in ["staging", "prod"] {
-            say(format!("ferry promote {env} :{tag}"))?;
             let r = ctx
                 .promote(env, &format!(":{tag}"), &PromoteOptions::default(), &quiet)
                 .await?;
-            report::finish(&r, output)?;
+            out.step(&format!("ferry promote {env} :{tag}"), &r)?;
         }
     }
-    say("ferry promote prod :v1.0.0   # not staging's digest: the gate refuses".into())?;
+    let command = "ferry promote prod :v1.0.0   # not staging's digest: the gate refuses";
     match ctx
         .promote("prod", ":v1.0.0", &PromoteOptions::default(), &quiet)
         .await
     {
-        Err(e @ Error::Gate(_)) if text => writeln!(
-            std::io::stdout().lock(),
-            "ferry: {e} (exit {})",
-            e.exit_code()
-        )?,
-        Err(Error::Gate(_)) => {}
+        Err(e @ Error::Gate(_)) => out.refused(command, &e)?,
         Err(e) => return Err(e),
         Ok(_) => return Err(Error::DemoCheck { check: "gate" }),
     }
     let last = tags.last().expect("demo images");
-    say(format!(
-        "ferry verify :{last} --env prod   # who signed what prod requires"
-    ))?;
-    report::finish(&ctx.verify("prod", &format!(":{last}")).await?, output)?;
-    say(format!(
+    let r = ctx.verify("prod", &format!(":{last}")).await?;
+    out.step(
+        &format!("ferry verify :{last} --env prod   # who signed what prod requires"),
+        &r,
+    )?;
+    let command = format!(
         "ferry verify :{} --env prod   # provenance signed by another repository's workflow: refused",
         forked.tag
-    ))?;
+    );
     match ctx.verify("prod", &format!(":{}", forked.tag)).await {
-        Err(e @ Error::Gate(_)) if text => writeln!(
-            std::io::stdout().lock(),
-            "ferry: {e} (exit {})",
-            e.exit_code()
-        )?,
-        Err(Error::Gate(_)) => {}
+        Err(e @ Error::Gate(_)) => out.refused(&command, &e)?,
         Err(e) => return Err(e),
         Ok(_) => {
             return Err(Error::DemoCheck {
@@ -162,30 +143,100 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
             })
         }
     }
-    say("ferry status prod".into())?;
-    let mut stdout = std::io::stdout().lock();
-    report::write_status(&mut stdout, &ctx.status("prod").await?, output)?;
-    drop(stdout);
-    say("ferry rollback prod".into())?;
+    out.step("ferry status prod", &ctx.status("prod").await?)?;
     let r = ctx.rollback("prod", None, 1, false, &quiet).await?;
-    report::finish(&r, output)?;
-    say("ferry status prod".into())?;
-    let status = ctx.status("prod").await?;
+    out.step("ferry rollback prod", &r)?;
+    out.step("ferry status prod", &ctx.status("prod").await?)?;
     let records = ctx.history("prod").await?;
-    let mut stdout = std::io::stdout().lock();
-    report::write_status(&mut stdout, &status, output)?;
-    drop(stdout);
-    say("ferry history prod".into())?;
     let newest: Vec<_> = records.into_iter().rev().collect();
-    let mut stdout = std::io::stdout().lock();
-    report::write_history(&mut stdout, &newest, output)?;
-    if text {
-        writeln!(
-            stdout,
-            "\nthe three \"registries\" are OCI layouts in {}; try: ferry --policies {} status prod",
-            dir.display(),
-            policies.display()
-        )?;
+    out.step("ferry history prod", &newest[..])?;
+    out.line(&format!(
+        "\nthe three \"registries\" are OCI layouts in {}; try: ferry --policies {} status prod",
+        dir.display(),
+        policies.display()
+    ))?;
+    out.finish(&dir, &policies)
+}
+
+/// What the demo prints. As text: each step as the command it stands for, then its report. As
+/// JSON: one document holding every step's report (or refusal), so a script reads one value.
+struct Transcript {
+    format: Format,
+    steps: Vec<serde_json::Value>,
+}
+
+impl Transcript {
+    fn new(format: Format) -> Self {
+        Transcript {
+            format,
+            steps: Vec::new(),
+        }
     }
-    Ok(stdout.flush()?)
+
+    /// A line for people (text only).
+    fn line(&mut self, text: &str) -> Result<()> {
+        if self.format == Format::Text {
+            writeln!(std::io::stdout().lock(), "{text}")?;
+        }
+        Ok(())
+    }
+
+    /// One step's report; its result (an error when some of its work failed) is returned.
+    fn step<R: report::Report + ?Sized>(&mut self, command: &str, r: &R) -> Result<()> {
+        match self.format {
+            Format::Text => {
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "\n$ {command}")?;
+                r.write(&mut stdout, Format::Text)?;
+            }
+            Format::Json => {
+                let mut buf = Vec::new();
+                r.write(&mut buf, Format::Json)?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(&buf).map_err(std::io::Error::other)?;
+                self.steps
+                    .push(serde_json::json!({ "command": command, "report": value }));
+            }
+        }
+        r.result()
+    }
+
+    /// A step the demo expects a gate to refuse.
+    fn refused(&mut self, command: &str, e: &Error) -> Result<()> {
+        match self.format {
+            Format::Text => writeln!(
+                std::io::stdout().lock(),
+                "\n$ {command}\nferry: {e} (exit {})",
+                e.exit_code()
+            )?,
+            Format::Json => self.steps.push(serde_json::json!({
+                "command": command,
+                "refused": e.to_string(),
+                "exit": e.exit_code(),
+            })),
+        }
+        Ok(())
+    }
+
+    /// Ends the output: the JSON document, or nothing more for text.
+    fn finish(self, dir: &std::path::Path, policies: &std::path::Path) -> Result<()> {
+        if self.format == Format::Json {
+            let doc = DemoReport(serde_json::json!({
+                "dir": dir,
+                "policies": policies,
+                "steps": self.steps,
+            }));
+            return report::finish(&doc, Format::Json);
+        }
+        Ok(std::io::stdout().lock().flush()?)
+    }
+}
+
+/// The demo's one JSON document.
+struct DemoReport(serde_json::Value);
+
+impl report::Report for DemoReport {
+    fn write(&self, out: &mut dyn Write, _format: Format) -> std::io::Result<()> {
+        report::write_json(out, &self.0)
+    }
 }

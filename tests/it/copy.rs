@@ -405,6 +405,22 @@ fn demo_runs() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(Path::new(&dir.path().join("registry-c/index.json")).exists());
+    // As JSON: one document, every step in it, the two refusals with their reasons.
+    let out = support::ferry()
+        .args(["demo", "--output", "json", "--dir"])
+        .arg(dir.path().join("json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let steps = doc["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 11, "{doc}");
+    let refused: Vec<&Value> = steps.iter().filter(|s| s["exit"] == 3).collect();
+    assert_eq!(refused.len(), 2, "{doc}");
+    assert!(refused
+        .iter()
+        .all(|s| s["refused"].as_str().is_some_and(|r| !r.is_empty())));
+    assert_eq!(steps[0]["report"]["kind"], "promote", "{doc}");
 }
 
 /// Token auth honours scopes: anonymous users may pull `public/*` and nothing else, and may not push.
