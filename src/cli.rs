@@ -53,9 +53,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
             // registries.yaml, when the policy directory has one, says how to reach registries here too.
             let registries = Policies::registries_only(&dir)?;
             let engine = Engine::new(copy.options(&registries, transport(&a.connect)?));
-            let progress = report::progress(a.output, &copy.dests);
-            let result = engine.copy(&copy.source, &copy.dests, &progress).await?;
+            let progress = report::progress(&copy.dests);
+            let result = engine.copy(&copy.source, &copy.dests, &progress).await;
+            // The bars are cleared (and the plain line stops) before the report is written.
             drop(progress);
+            let result = result?;
             report::finish(&result, a.output)
         }
         Command::Promote(a) => {
@@ -64,15 +66,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 dry_run: a.dry_run,
                 force_reason: a.reason.filter(|_| a.force),
             };
-            let progress = report::target_progress(a.common.output);
-            let r = ctx.promote(&a.env, &a.image, &opts, &progress);
-            report::finish(&r.await?, a.common.output)
+            let progress = report::target_progress();
+            let r = ctx.promote(&a.env, &a.image, &opts, &progress).await;
+            drop(progress);
+            report::finish(&r?, a.common.output)
         }
         Command::Rollback(a) => {
             let ctx = context(&dir, &a.common.connect, &[])?;
-            let progress = report::target_progress(a.common.output);
+            let progress = report::target_progress();
             let r = ctx.rollback(&a.env, a.to.as_deref(), a.steps, a.dry_run, &progress);
-            report::finish(&r.await?, a.common.output)
+            let r = r.await;
+            drop(progress);
+            report::finish(&r?, a.common.output)
         }
         Command::Status(a) => {
             let ctx = context(&dir, &a.common.connect, &[])?;
@@ -97,9 +102,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             .resolve(&ctx.policies)?;
             let engine = Engine::new(run.copy_options(&ctx.options));
-            let progress = report::mirror_progress(a.common.output, &run.target_registries());
-            let result = mirror::run(&run.policies, &engine, &run.options, &progress).await?;
+            let progress = report::mirror_progress(&run.target_registries());
+            let result = mirror::run(&run.policies, &engine, &run.options, &progress).await;
             drop(progress);
+            let result = result?;
             report::append_step_summary(&result)?;
             report::finish(&result, a.common.output)
         }
