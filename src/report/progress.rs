@@ -192,19 +192,19 @@ pub(crate) struct BarLayout {
 }
 
 /// The bar templates from widest to narrowest, each with the columns it takes besides the label
-/// and the bar (`{done}` 17: `1023 MiB/1023 MiB`; `{rate}` 10; `ETA {left}` 10; `{msg}` 13:
+/// and the bar (`{done}` 17: `1023 MiB/1023 MiB`; `{rate}` 10; `{left}` 10: `ETA 59m59s`; `{msg}` 13:
 /// `123/456 blobs`; one space between fields).
 /// Each also has the shortest label it is chosen for: below it, a long name is better served
 /// by the next narrower template.
 const TEMPLATES: [(&str, usize, bool, usize); 3] = [
     (
-        "{prefix} {wide_bar} {done:>17} {rate:>10} ETA {left:>6} {msg:13}",
+        "{prefix} {wide_bar} {done:>17} {rate:>10} {left:>10} {msg:13}",
         55,
         true,
         32,
     ),
     (
-        "{prefix} {wide_bar} {done:>17} {rate:>10} ETA {left:>6}",
+        "{prefix} {wide_bar} {done:>17} {rate:>10} {left:>10}",
         41,
         false,
         MIN_LABEL,
@@ -265,7 +265,7 @@ pub(crate) fn fit_label(name: &str, width: usize) -> String {
 }
 
 /// The style of a running bar: [`bar_layout`] at the terminal's width, with ferry's own compact
-/// fields (`{done}`, `{rate}`, `{left}`) so their widths are known.
+/// fields (`{done}`, `{rate}`, `{left}`: the time left) so their widths are known.
 fn running_style(layout: &BarLayout) -> ProgressStyle {
     ProgressStyle::with_template(layout.template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -281,12 +281,12 @@ fn running_style(layout: &BarLayout) -> ProgressStyle {
             let _ = write!(w, "{}/s", short_bytes(s.per_sec() as u64));
         })
         .with_key("left", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let text = if s.per_sec() >= 1.0 && s.pos() < s.len().unwrap_or(0) {
+            let left = if s.per_sec() >= 1.0 && s.pos() < s.len().unwrap_or(0) {
                 eta_text(s.eta())
             } else {
                 "-".to_owned()
             };
-            let _ = w.write_str(&text);
+            let _ = write!(w, "ETA {left}");
         })
         .progress_chars("=>-")
 }
@@ -814,8 +814,7 @@ mod tests {
             ("{done:>17}", 17),
             ("{done}", 17),
             ("{rate:>10}", 10),
-            ("ETA", 3),
-            ("{left:>6}", 6),
+            ("{left:>10}", 10),
             ("{msg:13}", 13),
         ] {
             if template.contains(field) {
