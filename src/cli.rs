@@ -83,9 +83,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let mut options = copy.options(&registries, transport(&a.connect)?);
             options.credentials = resolve(logins)?;
             let engine = Engine::new(options);
-            let progress = report::progress(a.output, &copy.dests);
-            let result = engine.copy(&copy.source, &copy.dests, &progress).await?;
+            let progress = report::progress(&copy.dests);
+            let result = engine.copy(&copy.source, &copy.dests, &progress).await;
+            // The bars are cleared (and the plain line stops) before the report is written.
             drop(progress);
+            let result = result?;
             report::finish(&result, a.output)
         }
         Command::Promote(a) => {
@@ -94,15 +96,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 dry_run: a.dry_run,
                 force_reason: a.reason.filter(|_| a.force),
             };
-            let progress = report::target_progress(a.common.output);
-            let r = ctx.promote(&a.env, &a.image, &opts, &progress);
-            report::finish(&r.await?, a.common.output)
+            let progress = report::target_progress();
+            let r = ctx.promote(&a.env, &a.image, &opts, &progress).await;
+            drop(progress);
+            report::finish(&r?, a.common.output)
         }
         Command::Rollback(a) => {
             let ctx = context(&dir, &a.common, &[])?;
-            let progress = report::target_progress(a.common.output);
+            let progress = report::target_progress();
             let r = ctx.rollback(&a.env, a.to.as_deref(), a.steps, a.dry_run, &progress);
-            report::finish(&r.await?, a.common.output)
+            let r = r.await;
+            drop(progress);
+            report::finish(&r?, a.common.output)
         }
         Command::Status(a) => {
             let ctx = context(&dir, &a.common, &[])?;
@@ -127,9 +132,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             .resolve(&ctx.policies)?;
             let engine = Engine::new(run.copy_options(&ctx.options));
-            let progress = report::mirror_progress(a.common.output, &run.target_registries());
-            let result = mirror::run(&run.policies, &engine, &run.options, &progress).await?;
+            let progress = report::mirror_progress(&run.target_registries());
+            let result = mirror::run(&run.policies, &engine, &run.options, &progress).await;
             drop(progress);
+            let result = result?;
             report::append_step_summary(&result)?;
             report::finish(&result, a.common.output)
         }

@@ -106,7 +106,7 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
         options: CopyOptions::from_registries(&loaded, transport),
         policies: loaded,
     };
-    let quiet = |n| Progress::hidden(n);
+    let quiet = |names: &[String]| Progress::hidden(names.len());
     for tag in &tags {
         for env in ["staging", "prod"] {
             let r = ctx

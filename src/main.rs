@@ -30,7 +30,8 @@ fn main() -> ExitCode {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                // Through the progress bars, which it lifts off the screen for each line.
+                .with_writer(report::LogLine::default)
                 .with_ansi(report::use_colour(
                     std::io::stderr().is_terminal(),
                     std::env::var_os("NO_COLOR").as_deref(),

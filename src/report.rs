@@ -1,118 +1,16 @@
-//! report: progress bars on a terminal, and the text or JSON account of what a copy did.
+//! report: the text or JSON account of what a command did; progress while it runs is in [`progress`].
+
+pub mod progress;
 
 use serde::Serialize;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use crate::copy::fanout::OnBytes;
-use crate::copy::progress::Observer;
 use crate::copy::{Action, CopyReport};
 // Defined below the engines, which also print error chains; `report::ErrorChain` still works.
 pub use crate::error::ErrorChain;
 use crate::outcome::Outcome;
-
-/// Per-destination progress bars (bytes and blobs); inert when not on a terminal.
-pub struct Progress {
-    bars: Vec<Bar>,
-    _multi: Option<MultiProgress>,
-}
-
-struct Bar {
-    bar: ProgressBar,
-    blobs_done: AtomicU64,
-    blobs_total: AtomicU64,
-}
-
-impl Bar {
-    fn new(bar: ProgressBar) -> Self {
-        Bar {
-            bar,
-            blobs_done: AtomicU64::new(0),
-            blobs_total: AtomicU64::new(0),
-        }
-    }
-    fn show_blobs(&self) {
-        let (done, total) = (
-            self.blobs_done.load(Ordering::Relaxed),
-            self.blobs_total.load(Ordering::Relaxed),
-        );
-        self.bar.set_message(format!("{done}/{total} blobs"));
-    }
-}
-
-impl Progress {
-    /// No output at all.
-    pub fn hidden(n: usize) -> Self {
-        Progress {
-            bars: (0..n).map(|_| Bar::new(ProgressBar::hidden())).collect(),
-            _multi: None,
-        }
-    }
-
-    /// One bar per destination on stderr, if stderr is a terminal.
-    pub fn for_terminal(names: &[String]) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        if multi.is_hidden() {
-            return Self::hidden(names.len());
-        }
-        let style = ProgressStyle::with_template(
-            "{prefix:32!} {bar:30} {bytes:>10}/{total_bytes:<10} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let bars = names
-            .iter()
-            .map(|n| {
-                let b = multi.add(ProgressBar::new(0));
-                b.set_style(style.clone());
-                b.set_prefix(n.clone());
-                Bar::new(b)
-            })
-            .collect();
-        Progress {
-            bars,
-            _multi: Some(multi),
-        }
-    }
-}
-
-impl Observer for Progress {
-    /// Sets what destination `i` has to receive.
-    fn plan(&self, i: usize, bytes: u64, blobs: u64) {
-        if let Some(b) = self.bars.get(i) {
-            b.bar.set_length(bytes);
-            b.blobs_total.store(blobs, Ordering::Relaxed);
-            b.show_blobs();
-        }
-    }
-
-    /// A callback counting bytes streamed to destination `i`.
-    fn on_bytes(&self, i: usize) -> OnBytes {
-        let bar = self
-            .bars
-            .get(i)
-            .map_or_else(ProgressBar::hidden, |b| b.bar.clone());
-        Arc::new(move |n| bar.inc(n))
-    }
-
-    /// A blob is done at destination `i`; `unstreamed_bytes` advances the bar for blobs found present or mounted.
-    fn blob_done(&self, i: usize, unstreamed_bytes: u64) {
-        if let Some(b) = self.bars.get(i) {
-            b.bar.inc(unstreamed_bytes);
-            b.blobs_done.fetch_add(1, Ordering::Relaxed);
-            b.show_blobs();
-        }
-    }
-
-    /// The destination is finished.
-    fn finish(&self, i: usize, status: Outcome) {
-        if let Some(b) = self.bars.get(i) {
-            b.bar.finish_with_message(status_word(status));
-        }
-    }
-}
+pub use progress::{mirror_progress, progress, target_progress, LogLine, MirrorProgress, Progress};
 
 /// Whether to colour what goes to a stream (the log on stderr): on a terminal, never on a
 /// pipe or file. `NO_COLOR` set and non-empty turns colour off (no-color.org); `CLICOLOR_FORCE`
@@ -619,73 +517,6 @@ fn spelled<T: Serialize>(v: &T) -> String {
     }
 }
 
-/// Mirror progress on a terminal: one bar over all images, one per target registry.
-pub struct MirrorProgress {
-    overall: ProgressBar,
-    targets: std::collections::BTreeMap<String, ProgressBar>,
-    _multi: Option<MultiProgress>,
-}
-
-impl MirrorProgress {
-    /// No output.
-    pub fn hidden() -> Self {
-        MirrorProgress {
-            overall: ProgressBar::hidden(),
-            targets: Default::default(),
-            _multi: None,
-        }
-    }
-
-    /// Bars on stderr, if it is a terminal.
-    pub fn for_terminal(targets: &[String]) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        if multi.is_hidden() {
-            return Self::hidden();
-        }
-        let style = ProgressStyle::with_template("{prefix:40!} {bar:30} {pos:>6}/{len:<6} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let overall = multi.add(ProgressBar::new(0));
-        overall.set_style(style.clone());
-        overall.set_prefix("images");
-        let targets = targets
-            .iter()
-            .map(|t| {
-                let b = multi.add(ProgressBar::new(0));
-                b.set_style(style.clone());
-                b.set_prefix(t.clone());
-                (t.clone(), b)
-            })
-            .collect();
-        MirrorProgress {
-            overall,
-            targets,
-            _multi: Some(multi),
-        }
-    }
-}
-
-impl crate::mirror::progress::Observer for MirrorProgress {
-    /// More images to do.
-    fn add_images(&self, n: usize) {
-        self.overall.inc_length(n as u64);
-        for b in self.targets.values() {
-            b.inc_length(n as u64);
-        }
-    }
-
-    /// One image done at every target.
-    fn image_done(&self, r: &crate::mirror::ImageResult) {
-        self.overall.inc(1);
-        for t in &r.targets {
-            let registry = t.target.split('/').next().unwrap_or_default();
-            if let Some(b) = self.targets.get(registry) {
-                b.inc(1);
-                b.set_message(format!("{:?}", t.outcome).to_lowercase());
-            }
-        }
-    }
-}
-
 /// Writes a mirror report: totals per target and every failure (text), or the whole report (JSON).
 pub fn write_mirror(
     out: &mut dyn Write,
@@ -787,35 +618,6 @@ fn mirror_failures(report: &crate::mirror::MirrorReport) -> Vec<String> {
 
 fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
-}
-
-/// Progress for `format`: one bar per name on a terminal for text output, nothing otherwise.
-pub fn progress<T: ToString>(format: Format, names: &[T]) -> Progress {
-    if format == Format::Text {
-        Progress::for_terminal(&names.iter().map(T::to_string).collect::<Vec<_>>())
-    } else {
-        Progress::hidden(names.len())
-    }
-}
-
-/// Progress for promotions and rollbacks, which learn how many targets they have as they go:
-/// [`progress`] with bars named `target 1`, `target 2`….
-pub fn target_progress(format: Format) -> impl Fn(usize) -> Progress {
-    move |n| {
-        progress(
-            format,
-            &(1..=n).map(|i| format!("target {i}")).collect::<Vec<_>>(),
-        )
-    }
-}
-
-/// Mirror progress for `format`: a bar per target registry on a terminal for text output.
-pub fn mirror_progress(format: Format, registries: &[String]) -> MirrorProgress {
-    if format == Format::Text {
-        MirrorProgress::for_terminal(registries)
-    } else {
-        MirrorProgress::hidden()
-    }
 }
 
 /// What a command prints and what it means for the command's result (and so its exit code).

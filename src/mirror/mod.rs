@@ -17,7 +17,6 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::copy::attached::{copy_attached, DestAttached};
-use crate::copy::progress::Quiet;
 use crate::copy::Engine;
 use crate::digest::Digest;
 use crate::error::{Error, Result, Stage, TargetError};
@@ -297,7 +296,7 @@ pub async fn run(
                         let r = if stop.load(Ordering::Relaxed) {
                             every_target(&item, Outcome::NotAttempted)
                         } else {
-                            mirror_item(&item, &digest, engine, opts.dry_run).await
+                            mirror_item(&item, &digest, engine, opts.dry_run, progress).await
                         };
                         let failed = r.error.is_some()
                             || r.targets.iter().any(|t| t.outcome == Outcome::Failed);
@@ -544,6 +543,7 @@ async fn mirror_item(
     source_digest: &Digest,
     engine: &Engine,
     dry_run: bool,
+    progress: &dyn Observer,
 ) -> ImageResult {
     let targets = match target_refs(item.policy, &item.name) {
         Ok(t) => t,
@@ -663,7 +663,11 @@ async fn mirror_item(
     };
     let copied = async {
         let resolved = engine.resolve(&source).await?;
-        let mut report = engine.copy_resolved(&resolved, &dests, &Quiet).await?;
+        let watch = progress::ImageCopy {
+            observer: progress,
+            targets: dests.iter().map(ToString::to_string).collect(),
+        };
+        let mut report = engine.copy_resolved(&resolved, &dests, &watch).await?;
         engine
             .attach(&resolved, &dests, &mut report, &item.policy.referrers)
             .await?;

@@ -195,7 +195,7 @@ impl Context {
         env: &str,
         image: &str,
         opts: &PromoteOptions,
-        progress: &dyn Fn(usize) -> P,
+        progress: &dyn Fn(&[String]) -> P,
     ) -> Result<PromoteReport> {
         let policy = self.policies.env(env)?;
         let source = self.image_ref(policy, image)?;
@@ -264,8 +264,9 @@ impl Context {
 
         // 3. Content everywhere, by digest only.
         let target_refs: Vec<ImageRef> = policy.targets.iter().map(|t| t.image().clone()).collect();
+        let target_names: Vec<String> = policy.targets.iter().map(ToString::to_string).collect();
         let mut copy = engine
-            .copy_resolved(&resolved, &target_refs, &progress(target_refs.len()))
+            .copy_resolved(&resolved, &target_refs, &progress(&target_names))
             .await?;
         // Signatures, attestations and SBOMs go with the content, before any tag moves.
         engine
@@ -498,7 +499,7 @@ impl Context {
         to: Option<&str>,
         steps: usize,
         dry_run: bool,
-        progress: &dyn Fn(usize) -> P,
+        progress: &dyn Fn(&[String]) -> P,
     ) -> Result<PromoteReport> {
         let policy = self.policies.env(env)?;
         let engine = self.engine(dry_run, None);
@@ -593,7 +594,7 @@ impl Context {
         moving: &[Tag],
         settings: Option<&RepoSettings>,
         dry_run: bool,
-        progress: &dyn Fn(usize) -> P,
+        progress: &dyn Fn(&[String]) -> P,
     ) -> Result<(TargetReport, Option<Manifest>)> {
         let name = t.to_string();
         let mut report = TargetReport {
@@ -654,7 +655,11 @@ impl Context {
                 .await
                 .map_err(as_cause)?;
             let c = engine
-                .copy_resolved(&resolved, &[t.image().clone()], &progress(1))
+                .copy_resolved(
+                    &resolved,
+                    &[t.image().clone()],
+                    &progress(std::slice::from_ref(&name)),
+                )
                 .await
                 .map_err(as_cause)?;
             match c.destinations[0].error.clone() {

@@ -13,6 +13,9 @@
 //! - `layering`: no import circles among `src/` modules; only the front ends import `report`.
 //! - `terminal`: log colour only on a terminal (`NO_COLOR`, `CLICOLOR_FORCE`); a closed stdout
 //!   (`ferry demo | head -1`) ends ferry quietly with exit 0.
+//! - `progress`: progress off a terminal (a plain line every 10 s, through a bandwidth-limited
+//!   proxy: about a minute, mostly waiting) and on one (tmux at 80 and 200 columns: labelled
+//!   bars that never wrap and are cleared when done; skipped without tmux).
 //!
 //! Against real registries (Debian's docker-registry on loopback, skopeo as a second client):
 //! - `copy`: `ferry copy` in every auth mode, layouts, fan-out, byte-exact results.
@@ -54,6 +57,7 @@ mod gates;
 mod layering;
 mod memory;
 mod mirror;
+mod progress;
 mod promote;
 mod referrers;
 mod schema;

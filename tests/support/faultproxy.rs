@@ -1,4 +1,4 @@
-//! A scriptable fault-injecting HTTP/1.1 proxy between ferry and a real test registry: canned statuses (429 with Retry-After, 5xx) for the first N matching requests, delays, Docker Hub-style `RateLimit-*` headers with a sliding-window quota, the referrers API and tag-list pages for a registry that lacks them, and a log of every request.
+//! A scriptable fault-injecting HTTP/1.1 proxy between ferry and a real test registry: canned statuses (429 with Retry-After, 5xx) for the first N matching requests, delays, Docker Hub-style `RateLimit-*` headers with a sliding-window quota, the referrers API and tag-list pages for a registry that lacks them, a bandwidth limit on blob bodies, and a log of every request.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -104,6 +104,56 @@ struct State {
     /// When set, tag lists are served in pages of `?n=` after `?last=`, with `Link` to the
     /// next, as the distribution spec says (Debian's docker-registry 2.8 ignores `n` for tags).
     paginate_tags: bool,
+    /// When set, blob bodies (uploads and downloads alike) share this bandwidth.
+    pace: Option<Arc<Pacer>>,
+}
+
+/// A bandwidth shared by every body it paces: each slice of bytes is let through at the time
+/// the rate allows, whichever request it belongs to, so concurrent uploads add up to the rate.
+pub struct Pacer {
+    bytes_per_sec: u64,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    /// Slices of at most this many bytes, so the pace is smooth at low rates.
+    const SLICE: usize = 16 << 10;
+
+    async fn take(&self, n: usize) {
+        let at = {
+            let mut next = self.next.lock().unwrap();
+            let start = (*next).max(Instant::now());
+            *next = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
+            *next
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// `body` let through at `pace` (unchanged without one), in slices of [`Pacer::SLICE`].
+fn paced<E: Send + 'static>(
+    body: impl futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    pace: Option<Arc<Pacer>>,
+) -> impl futures::Stream<Item = Result<Bytes, E>> + Send + 'static {
+    body.flat_map(|r| {
+        let parts: Vec<Result<Bytes, E>> = match r {
+            Ok(b) => (0..b.len())
+                .step_by(Pacer::SLICE)
+                .map(|at| Ok(b.slice(at..(at + Pacer::SLICE).min(b.len()))))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(parts)
+    })
+    .then(move |r| {
+        let pace = pace.clone();
+        async move {
+            if let (Some(p), Ok(b)) = (&pace, &r) {
+                p.take(b.len()).await;
+            }
+            r
+        }
+    })
 }
 
 /// A running proxy; stops when dropped.
@@ -117,21 +167,47 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts in front of `upstream` (`127.0.0.1:PORT`, plain HTTP).
     pub fn start(upstream: &str) -> FaultProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
+        FaultProxy::start_with(upstream, None)
+    }
+
+    /// Starts in front of `upstream` with blob bodies limited to `bytes_per_sec` in all (see
+    /// [`FaultProxy::limit_rate`]), and a small receive buffer on its connections: loopback's
+    /// buffers (megabytes each) would otherwise take an upload's bytes long before the pace
+    /// lets them through, and a client's byte count would run far ahead of the transfer.
+    pub fn start_paced(upstream: &str, bytes_per_sec: u64) -> FaultProxy {
+        let p = FaultProxy::start_with(upstream, Some(Self::PACED_RECV_BUFFER));
+        p.limit_rate(bytes_per_sec);
+        p
+    }
+
+    /// The receive buffer of a paced proxy's connections.
+    const PACED_RECV_BUFFER: u32 = 64 << 10;
+
+    fn start_with(upstream: &str, recv_buffer: Option<u32>) -> FaultProxy {
         let state = Arc::new(Mutex::new(State::default()));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (st, upstream) = (state.clone(), upstream.to_owned());
         let started = Instant::now();
+        let (bound, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(listener, st, upstream, started, stopped));
+            rt.block_on(async move {
+                // Accepted connections inherit the listener's receive buffer.
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                if let Some(n) = recv_buffer {
+                    socket.set_recv_buffer_size(n).unwrap();
+                }
+                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let listener = socket.listen(1024).unwrap();
+                bound.send(listener.local_addr().unwrap()).unwrap();
+                serve(listener, st, upstream, started, stopped).await
+            });
         });
+        let addr = addr.recv().unwrap();
         FaultProxy {
             addr,
             state,
@@ -189,6 +265,15 @@ impl FaultProxy {
         self.state.lock().unwrap().paginate_tags = true;
     }
 
+    /// Limits blob bodies (`/blobs/` paths: uploads and downloads) to `bytes_per_sec` in all,
+    /// shared by every request: a copy through the proxy takes its bytes over the rate.
+    pub fn limit_rate(&self, bytes_per_sec: u64) {
+        self.state.lock().unwrap().pace = Some(Arc::new(Pacer {
+            bytes_per_sec,
+            next: Mutex::new(Instant::now()),
+        }));
+    }
+
     /// Bytes of `HugeBody` answers that left the proxy (the client stopped reading after that).
     pub fn huge_bytes_sent(&self) -> u64 {
         self.state.lock().unwrap().huge_sent
@@ -214,13 +299,12 @@ impl Drop for FaultProxy {
 type Body = BoxBody<Bytes, std::io::Error>;
 
 async fn serve(
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     state: Arc<Mutex<State>>,
     upstream: String,
     started: Instant,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -477,6 +561,11 @@ async fn handle(
     }
     let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = counted.clone();
+    let pace = if path.contains("/blobs/") {
+        state.lock().unwrap().pace.clone()
+    } else {
+        None
+    };
     let stream = BodyStream::new(body)
         .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
         .map_ok(move |d: Bytes| {
@@ -484,7 +573,7 @@ async fn handle(
             d
         })
         .map_err(std::io::Error::other);
-    out = out.body(reqwest::Body::wrap_stream(stream));
+    out = out.body(reqwest::Body::wrap_stream(paced(stream, pace.clone())));
     let sent = out.send().await;
     entry.bytes_in = counted.load(std::sync::atomic::Ordering::Relaxed);
     let resp = match sent {
@@ -541,8 +630,7 @@ async fn handle(
         _ => {}
     }
     let body = StreamBody::new(
-        resp.bytes_stream()
-            .map(|r| r.map(Frame::data).map_err(std::io::Error::other)),
+        paced(resp.bytes_stream(), pace).map(|r| r.map(Frame::data).map_err(std::io::Error::other)),
     );
     Ok(b.body(BodyExt::boxed(body)).unwrap())
 }
