@@ -4,6 +4,7 @@
 # Every platform is cross-compiled on the builder's own architecture (tonistiigi/xx sets up
 # clang, lld and the target's sysroot), so a multi-platform build needs no QEMU:
 #   docker buildx build --platform linux/amd64,linux/arm64 -t ferry .
+# The last stage is the image; the `binary` stage is the same static binary on its own.
 
 ARG RUST_VERSION=1.95.0
 ARG XX_VERSION=1.9.0
@@ -41,6 +42,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     out="target/$(xx-cargo --print-target-triple)/release/ferry" && \
     xx-verify --static "$out" && \
     cp "$out" /ferry
+
+# The static binary alone, for release downloads:
+#   docker buildx build --platform linux/amd64,linux/arm64 --target binary --output type=local,dest=dist .
+FROM scratch AS binary
+COPY --from=build /ferry /ferry
 
 # CA certificates, /tmp and a nonroot user (65532), nothing else.
 FROM gcr.io/distroless/static-debian12:nonroot
