@@ -17,7 +17,6 @@ use crate::copy::{self, CopyOptions, Engine};
 use crate::error::{Error, Result};
 use crate::generate;
 use crate::inspect::{self, InspectError};
-use crate::manifest::Platform;
 use crate::mirror;
 use crate::policy::Policies;
 use crate::promote::{Context, PromoteOptions};
@@ -180,11 +179,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let platform = a
                 .platform
                 .as_deref()
-                .map(|p| {
-                    Platform::parse(p).ok_or_else(|| {
-                        Error::Usage(format!("--platform {p:?}: expected OS/ARCH[/VARIANT]"))
-                    })
-                })
+                .map(copy::request::platform_arg)
                 .transpose()?;
             let engine = reader(&dir, &a.connect, &a.creds, None)?;
             let (r, repo) = open_image(&engine, &a.image)?;

@@ -56,11 +56,7 @@ impl Request<'_> {
         let platforms = self
             .platforms
             .iter()
-            .map(|p| {
-                Platform::parse(p).ok_or_else(|| {
-                    Error::Usage(format!("--platform {p:?}: expected OS/ARCH[/VARIANT]"))
-                })
-            })
+            .map(|p| platform_arg(p))
             .collect::<Result<Vec<_>>>()?;
         if self.jobs == 0 || self.per_host == 0 {
             return Err(Error::Usage(
@@ -114,6 +110,12 @@ impl CopyOptions {
             ..CopyOptions::default()
         }
     }
+}
+
+/// A `--platform` value (`OS/ARCH[/VARIANT]`), or the usage error saying what was expected.
+pub fn platform_arg(p: &str) -> Result<Platform> {
+    Platform::parse(p)
+        .ok_or_else(|| Error::Usage(format!("--platform {p:?}: expected OS/ARCH[/VARIANT]")))
 }
 
 #[cfg(test)]
