@@ -199,17 +199,18 @@ pub fn write_promote(
         crate::history::Kind::Promote => "promote",
         crate::history::Kind::Rollback => "rollback",
     };
+    // The source and the digest on lines of their own: neither wraps on an 80-column terminal.
     writeln!(
         out,
-        "{verb} {}: {} ({}){}",
+        "{verb} {}: {}{}\n  digest {}",
         r.environment,
-        r.digest,
         r.source,
         if r.dry_run {
             " (dry run: nothing written)"
         } else {
             ""
-        }
+        },
+        r.digest
     )?;
     if let Some(g) = &r.forced_gate {
         writeln!(out, "  forced past gate: {g}")?;
