@@ -130,7 +130,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 parallel: a.parallel,
             }
             .resolve(&ctx.policies)?;
-            let engine = Engine::new(run.copy_options(&ctx.options));
+            let engine = Engine::with_client(ctx.client(), run.copy_options(&ctx.options));
             let progress = report::mirror_progress(&run.target_registries());
             let result = mirror::run(&run.policies, &engine, &run.options, &progress).await;
             drop(progress);
@@ -324,7 +324,7 @@ fn context(dir: &Path, common: &Common, platforms: &[String]) -> Result<Context>
     let policies = Policies::load(dir, &overrides)?;
     let mut options = CopyOptions::from_registries(&policies, transport(&common.connect)?);
     options.credentials = resolve(self::overrides(&common.creds))?;
-    Ok(Context { policies, options })
+    Ok(Context::new(policies, options))
 }
 
 /// The `--creds` logins, before missing passwords are asked for.

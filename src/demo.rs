@@ -102,10 +102,8 @@ pub async fn run(dir: Option<PathBuf>, output: Format) -> Result<()> {
     ))?;
     let loaded = Policies::load(&policies, &Overrides::default())?;
     let transport = TransportOptions::default().with_default_cert_dirs();
-    let ctx = Context {
-        options: CopyOptions::from_registries(&loaded, transport),
-        policies: loaded,
-    };
+    let options = CopyOptions::from_registries(&loaded, transport);
+    let ctx = Context::new(loaded, options);
     let quiet = |names: &[String]| Progress::hidden(names.len());
     for tag in &tags {
         for env in ["staging", "prod"] {

@@ -567,13 +567,15 @@ impl Auth {
         }
     }
 
-    /// After a 401: remember the challenge, drop the token that failed, and return a fresh header (or `None` if there is nothing to try).
+    /// After a 401: remember the challenge and return a header to send again (`None` if there is
+    /// nothing to try). `refused`: the request carried credentials, so get new ones.
     pub async fn on_unauthorized(
         &self,
         client: &reqwest::Client,
         host: &str,
         scopes: &[Scope],
         www_authenticate: Option<&str>,
+        refused: bool,
     ) -> Result<Option<HeaderValue>, RegistryError> {
         let Some(challenge) = www_authenticate.and_then(parse_challenge) else {
             return Ok(None);
@@ -582,7 +584,9 @@ impl Auth {
             .lock()
             .expect("challenge lock")
             .insert(host.to_owned(), challenge.clone());
-        self.header_for(client, host, scopes, &challenge, true)
+        // A request sent without credentials (the challenge was not known yet) takes a token
+        // another request fetched meanwhile; one whose token was refused asks for a new one.
+        self.header_for(client, host, scopes, &challenge, refused)
             .await
     }
 

@@ -11,23 +11,22 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use super::client::Client;
 use super::fanout::{fanout, OnBytes, Stopped, DEFAULT_QUEUE_BYTES};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
 use super::progress::Observer;
 use super::tag::write_tag;
-use crate::auth::{Auth, Credential, CredentialSource, CredentialStore};
-use crate::cloud::{Cloud, Kind, RepoSettings};
+use crate::auth::{Credential, CredentialSource, CredentialStore};
+use crate::cloud::RepoSettings;
 use crate::digest::Digest;
 use crate::error::{Cause, Error, Result, Stage, TargetError};
 use crate::manifest::{filter_index, Descriptor, Manifest, Platform};
 use crate::outcome::Outcome;
 use crate::reference::ImageRef;
 use crate::referrers::Filter;
-use crate::registry::http::HttpRepo;
-use crate::registry::ocidir::LayoutRepo;
 use crate::registry::{ManifestRef, Mount, RegistryError, Repo};
 use crate::transport::retry::{Attempts, RetryPolicy};
-use crate::transport::{Transport, TransportOptions};
+use crate::transport::TransportOptions;
 
 /// Default number of blobs in flight at once, over all registries.
 pub const DEFAULT_JOBS: usize = 8;
@@ -350,107 +349,54 @@ pub struct Completeness {
     pub missing: Vec<String>,
 }
 
-/// Copies images; keeps what it learnt (blobs present where) for the whole run.
+/// Copies images for one run: per-run options (dry run, platforms, jobs, referrers), and what
+/// the run learnt (blobs present where). Connections, credentials and per-registry gates are
+/// the [`Client`]'s, shared by every engine of the process.
 pub struct Engine {
-    transport: Transport,
-    auth: Arc<Auth>,
-    cloud: Arc<Cloud>,
-    /// ECR repositories already described or created this run.
-    repositories: tokio::sync::Mutex<HashMap<(String, String), Option<RepoSettings>>>,
+    client: Arc<Client>,
     options: CopyOptions,
     present: Mutex<HashSet<(String, Digest)>>,
     blob_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
-    host_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     source_bytes: AtomicU64,
 }
 
 impl Engine {
-    /// An engine with credentials from the environment's Docker config files.
+    /// An engine with a client of its own, credentials from the environment's Docker config files.
     pub fn new(options: CopyOptions) -> Self {
         Self::with_credentials(options, CredentialStore::from_env())
     }
 
-    /// An engine with explicit credential files.
+    /// An engine with a client of its own reading explicit credential files.
     pub fn with_credentials(options: CopyOptions, creds: CredentialStore) -> Self {
-        let cloud = Arc::new(Cloud::default());
+        let client = Arc::new(Client::new(&options, creds));
+        Self::with_client(client, options)
+    }
+
+    /// An engine for one run on a client the process already has: its tokens, connections
+    /// and registry gates are reused. The client's connection settings win over `options`'.
+    pub fn with_client(client: Arc<Client>, options: CopyOptions) -> Self {
         Engine {
-            transport: Transport::new(options.transport.clone()),
-            auth: Arc::new(
-                Auth::new(creds)
-                    .with_sources(options.auth_sources.clone())
-                    .with_overrides(options.credentials.clone())
-                    .with_cloud(cloud.clone()),
-            ),
-            cloud,
-            repositories: tokio::sync::Mutex::default(),
+            client,
             options,
             present: Mutex::default(),
             blob_locks: Mutex::default(),
-            host_limits: Mutex::default(),
             source_bytes: AtomicU64::new(0),
         }
     }
 
-    /// ECR: makes sure a repository exists and learns its tag settings (`None` elsewhere).
-    /// A missing repository is created when `registries.yaml` allows it and `write` is set; in a
-    /// dry run the settings it would get are returned. Results are kept for the run.
+    /// The client this engine's requests go through.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// ECR: makes sure a repository exists and learns its tag settings (`None` elsewhere); see
+    /// [`Client::prepare_repository`].
     pub async fn prepare_repository(
         &self,
         r: &ImageRef,
         write: bool,
     ) -> Result<Option<RepoSettings>, RegistryError> {
-        let ImageRef::Remote(rr) = r else {
-            return Ok(None);
-        };
-        let Kind::Ecr(ecr) = Kind::of(rr.registry.as_str()) else {
-            return Ok(None);
-        };
-        let key = (rr.registry.to_string(), rr.repository.to_string());
-        let mut known = self.repositories.lock().await;
-        if let Some(s) = known.get(&key) {
-            if s.is_some() || !write {
-                return Ok(s.clone());
-            }
-        }
-        let host = rr.registry.to_string();
-        let cloud_err = |e: crate::cloud::CloudError| RegistryError::Cloud {
-            host: host.clone(),
-            detail: e.to_string(),
-        };
-        let creatable = self.options.ecr_create.contains_key(&host);
-        let found = match self.cloud.ecr.describe(&ecr, rr.repository.as_str()).await {
-            Ok(f) => f,
-            // Pushing with Docker-config credentials and no AWS ones still works; ferry just
-            // cannot see the repository's settings (and cannot create it).
-            Err(e) if !creatable => {
-                tracing::warn!(registry = %host, repository = %rr.repository, "cannot read the ECR repository's settings, so its tag immutability is not checked: {e}");
-                known.insert(key, None);
-                return Ok(None);
-            }
-            Err(e) => return Err(cloud_err(e)),
-        };
-        let settings = match (found, self.options.ecr_create.get(&host)) {
-            (Some(s), _) => s,
-            (None, None) => {
-                return Err(RegistryError::RepositoryUnknown {
-                    registry: host,
-                    repository: rr.repository.to_string(),
-                })
-            }
-            (None, Some(wanted)) if !write => {
-                tracing::info!(registry = %host, repository = %rr.repository, "dry run: the repository would be created");
-                known.insert(key, None);
-                return Ok(Some(wanted.clone()));
-            }
-            (None, Some(wanted)) => self
-                .cloud
-                .ecr
-                .create(&ecr, rr.repository.as_str(), wanted)
-                .await
-                .map_err(cloud_err)?,
-        };
-        known.insert(key, Some(settings.clone()));
-        Ok(Some(settings))
+        self.client.prepare_repository(r, write).await
     }
 
     /// The repositories a registry lists in its catalog; `None` when it offers none.
@@ -458,28 +404,12 @@ impl Engine {
         &self,
         registry: &crate::reference::Registry,
     ) -> Result<Option<Vec<String>>, RegistryError> {
-        let repo = HttpRepo::new(
-            &self.transport,
-            self.auth.clone(),
-            registry.clone(),
-            crate::reference::Repository::parse("catalog").expect("a valid name"),
-            false,
-        )?;
-        repo.catalog().await
+        self.client.catalog(registry).await
     }
 
     /// Opens a store for a reference; `push` asks for write access.
     pub fn open(&self, r: &ImageRef, push: bool) -> Result<Arc<dyn Repo>, RegistryError> {
-        Ok(match r {
-            ImageRef::Remote(rr) => Arc::new(HttpRepo::new(
-                &self.transport,
-                self.auth.clone(),
-                rr.registry.clone(),
-                rr.repository.clone(),
-                push,
-            )?),
-            ImageRef::Layout(l) => Arc::new(LayoutRepo::new(l.path.clone())),
-        })
+        self.client.open(r, push)
     }
 
     /// Reads the source's root once (filtered to the chosen platforms, if any): everything after is by digest.
@@ -790,15 +720,7 @@ impl Engine {
     }
 
     fn host_limit(&self, host: &str) -> Arc<Semaphore> {
-        self.host_limits
-            .lock()
-            .expect("host limits")
-            .entry(host.to_owned())
-            .or_insert_with(|| {
-                let n = self.options.host_limits.get(host).copied();
-                Arc::new(Semaphore::new(n.unwrap_or(self.options.per_host).max(1)))
-            })
-            .clone()
+        self.client.host_limit(host)
     }
 
     /// Makes one blob present at every listed destination: HEAD, then mount, then one read fanned out to the rest.

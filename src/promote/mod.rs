@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::cloud::RepoSettings;
 use crate::copy::progress::Observer;
 use crate::copy::tag::write_tag;
-use crate::copy::{CopyOptions, Engine, Resolved};
+use crate::copy::{Client, CopyOptions, Engine, Resolved};
 use crate::digest::Digest;
 use crate::error::{Cause, Error, ErrorChain, Result, Stage, TargetError};
 use crate::gate;
@@ -33,12 +33,15 @@ pub use plan::{TagAction, TagMove, TargetPlan};
 /// Tags HEAD-checked at once per target.
 const TAG_CONCURRENCY: usize = 8;
 
-/// Policies plus the engine that talks to their registries.
+/// Policies plus the client that talks to their registries.
 pub struct Context {
     /// The loaded policies.
     pub policies: Policies,
     /// Copy options (transport, limits) derived from policies and flags.
     pub options: CopyOptions,
+    /// The process's one client, built on first use from `options`: every engine of the
+    /// command shares its tokens, connections and registry gates.
+    client: std::sync::OnceLock<Arc<Client>>,
 }
 
 /// How a promotion runs.
@@ -127,13 +130,35 @@ impl PromoteReport {
 }
 
 impl Context {
+    /// Policies and the options derived from them; the client is built when first needed.
+    pub fn new(policies: Policies, options: CopyOptions) -> Self {
+        Context {
+            policies,
+            options,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The process's client (built here, once).
+    pub fn client(&self) -> Arc<Client> {
+        self.client
+            .get_or_init(|| {
+                Arc::new(Client::new(
+                    &self.options,
+                    crate::auth::CredentialStore::from_env(),
+                ))
+            })
+            .clone()
+    }
+
+    /// An engine for one step (a check, a copy, a rollback) on the shared client.
     fn engine(&self, dry_run: bool, policy: Option<&EnvPolicy>) -> Engine {
         let mut options = self.options.clone();
         options.dry_run = dry_run;
         if let Some(p) = policy {
             options.platforms = p.platforms.clone();
         }
-        Engine::new(options)
+        Engine::with_client(self.client(), options)
     }
 
     fn open_targets(

@@ -217,7 +217,13 @@ impl HttpRepo {
                     .map(str::to_owned);
                 match self
                     .auth
-                    .on_unauthorized(&self.client, &host, scopes, www.as_deref())
+                    .on_unauthorized(
+                        &self.client,
+                        &host,
+                        scopes,
+                        www.as_deref(),
+                        auth_header.is_some(),
+                    )
                     .await?
                 {
                     Some(h) => {

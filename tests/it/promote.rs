@@ -572,3 +572,29 @@ fn status_says_unknown_for_an_unreachable_target_and_never_promoted_before_the_f
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "unknown", "{v}");
 }
+
+/// A promotion builds one client: the token a check fetched is the one the copy, the tag flip
+/// and the history record reuse, so a token registry sees each scope asked for once.
+#[test]
+fn a_promotion_asks_a_token_registry_for_each_scope_once() {
+    let w = World::new();
+    w.push("sha-1111111", 1);
+    w.ferry_ok(&["promote", "staging", ":sha-1111111"]);
+    let server = w.token.token.as_ref().expect("a token server");
+    let before = server.token_requests();
+    let scopes_before = server.scopes_seen().len();
+    w.ferry_ok(&["promote", "prod", ":sha-1111111"]);
+    let asked = server.token_requests() - before;
+    let mut scopes: Vec<String> = server.scopes_seen().split_off(scopes_before);
+    eprintln!("promote prod: {asked} token requests, scopes {scopes:?}");
+    scopes.sort();
+    let distinct = {
+        let mut d = scopes.clone();
+        d.dedup();
+        d.len()
+    };
+    assert!(
+        asked <= distinct,
+        "{asked} token requests for {distinct} scopes: {scopes:?}"
+    );
+}
