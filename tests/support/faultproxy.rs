@@ -118,11 +118,15 @@ pub struct Pacer {
 impl Pacer {
     /// Slices of at most this many bytes, so the pace is smooth at low rates.
     const SLICE: usize = 16 << 10;
+    /// How far behind the schedule the pace may fall before time lost is lost for good.
+    const CATCH_UP: Duration = Duration::from_secs(1);
 
     async fn take(&self, n: usize) {
         let at = {
             let mut next = self.next.lock().unwrap();
-            let start = (*next).max(Instant::now());
+            // A proxy thread that was not scheduled for a while catches up (up to a second's
+            // worth), so a loaded machine does not stretch the pace for good.
+            let start = (*next).max(Instant::now() - Self::CATCH_UP);
             *next = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
             *next
         };
