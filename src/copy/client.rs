@@ -16,6 +16,7 @@ use crate::auth::{Auth, CredentialStore};
 use crate::cloud::{Cloud, Kind, RepoSettings};
 use crate::reference::ImageRef;
 use crate::registry::http::HttpRepo;
+use crate::registry::memory::MemoryRegistry;
 use crate::registry::ocidir::LayoutRepo;
 use crate::registry::{RegistryError, Repo};
 use crate::transport::Transport;
@@ -34,6 +35,8 @@ pub struct Client {
     per_host: usize,
     /// ECR registries whose missing repositories ferry creates, with these settings.
     ecr_create: HashMap<String, RepoSettings>,
+    /// Registries answered from memory instead of the network (unit tests of orchestration).
+    memory: HashMap<String, Arc<MemoryRegistry>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -60,7 +63,14 @@ impl Client {
             limits: options.host_limits.clone(),
             per_host: options.per_host,
             ecr_create: options.ecr_create.clone(),
+            memory: HashMap::new(),
         }
+    }
+
+    /// Answers requests for `registry`'s host from it, in memory (for tests: no network).
+    pub fn with_memory(mut self, registry: Arc<MemoryRegistry>) -> Self {
+        self.memory.insert(registry.host().to_owned(), registry);
+        self
     }
 
     /// Token requests sent so far, over every registry.
@@ -71,6 +81,9 @@ impl Client {
     /// Opens a store for a reference; `push` asks for write access.
     pub fn open(&self, r: &ImageRef, push: bool) -> Result<Arc<dyn Repo>, RegistryError> {
         Ok(match r {
+            ImageRef::Remote(rr) if self.memory.contains_key(rr.registry.as_str()) => {
+                self.memory[rr.registry.as_str()].repo(&rr.repository)
+            }
             ImageRef::Remote(rr) => Arc::new(HttpRepo::new(
                 &self.transport,
                 self.auth.clone(),

@@ -139,6 +139,13 @@ impl Context {
         }
     }
 
+    /// Policies and options on a client built elsewhere (tests put in-memory registries in it).
+    pub fn with_client(policies: Policies, options: CopyOptions, client: Arc<Client>) -> Self {
+        let ctx = Context::new(policies, options);
+        ctx.client.set(client).expect("a new context has no client");
+        ctx
+    }
+
     /// The process's client (built here, once).
     pub fn client(&self) -> Arc<Client> {
         self.client
@@ -1089,6 +1096,9 @@ async fn flip_target(repo: &dyn Repo, t: &mut TargetReport, root: &Manifest) {
         }
     }
 }
+
+#[cfg(test)]
+mod orchestration;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod memo;
+pub mod memory;
 pub mod ocidir;
 
 use async_trait::async_trait;

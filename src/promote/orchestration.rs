@@ -1,0 +1,235 @@
+//! promote::orchestration: in-process tests of promote and rollback against in-memory registries — the order of writes, all-or-nothing tag flips, and what a failure leaves behind.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::auth::CredentialStore;
+use crate::copy::progress::Quiet;
+use crate::copy::{Client, CopyOptions};
+use crate::digest::Digest;
+use crate::policy::{Overrides, Policies};
+use crate::promote::{Context, PromoteOptions};
+use crate::registry::memory::{MemoryRegistry, Write, WriteKind};
+use crate::sample::{ImageSpec, Layout, Platform};
+use crate::transport::TransportOptions;
+
+/// Two sample images in a layout, staging on one in-memory registry, prod on two.
+struct World {
+    _dir: tempfile::TempDir,
+    a: Arc<MemoryRegistry>,
+    b: Arc<MemoryRegistry>,
+    ctx: Context,
+    v1: Digest,
+    v2: Digest,
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write a policy");
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ci = dir.path().join("ci");
+        let layout = Layout::create(&ci).expect("layout");
+        let image = |tag: &str, seed| {
+            let w = layout
+                .add_image(&ImageSpec {
+                    tag: tag.into(),
+                    seed,
+                    platforms: ["linux/amd64", "linux/arm64"]
+                        .iter()
+                        .filter_map(|p| Platform::parse(p))
+                        .collect(),
+                    ..ImageSpec::default()
+                })
+                .expect("image");
+            Digest::parse(&w.digest).expect("digest")
+        };
+        let (v1, v2) = (image("v1", 1), image("v2", 2));
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("policies dir");
+        let source = format!("ocidir://{}", ci.display());
+        write(
+            &policies,
+            "staging.yaml",
+            &format!("version: 1\nsource: {source}\ntargets:\n  - registry: a.example\n    repository: staging/api\ntags: [staging]\n"),
+        );
+        write(
+            &policies,
+            "prod.yaml",
+            &format!("version: 1\nsource: {source}\npromote_from: staging\ntargets:\n  - registry: a.example\n    repository: prod/api\n  - registry: b.example\n    repository: prod/api\ntags: [prod, \"{{source_tag}}\"]\n"),
+        );
+        let loaded = Policies::load(&policies, &Overrides::default()).expect("policies");
+        let options = CopyOptions::from_registries(&loaded, TransportOptions::default());
+        let (a, b) = (
+            MemoryRegistry::new("a.example"),
+            MemoryRegistry::new("b.example"),
+        );
+        let client = Client::new(&options, CredentialStore::from_files(Vec::new()))
+            .with_memory(a.clone())
+            .with_memory(b.clone());
+        World {
+            _dir: dir,
+            a,
+            b,
+            ctx: Context::with_client(loaded, options, Arc::new(client)),
+            v1,
+            v2,
+        }
+    }
+
+    async fn promote(&self, env: &str, image: &str) -> crate::Result<super::PromoteReport> {
+        let quiet = |_: &[String]| Quiet;
+        self.ctx
+            .promote(env, image, &PromoteOptions::default(), &quiet)
+            .await
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The writes to one repository, content ones only (no history ledger).
+fn content(writes: &[Write], repository: &str) -> Vec<Write> {
+    writes
+        .iter()
+        .filter(|w| w.repository == repository && !w.what.starts_with("ferry-history"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn content_goes_before_tags_and_tags_move_only_after_every_target_is_complete() {
+    let w = World::new();
+    rt().block_on(async {
+        w.promote("staging", ":v1").await.expect("staging");
+        w.promote("prod", ":v1").await.expect("prod");
+    });
+    for reg in [&w.a, &w.b] {
+        let writes = content(&reg.writes(), "prod/api");
+        let first_tag = writes
+            .iter()
+            .position(|x| x.kind == WriteKind::Tag)
+            .expect("tags written");
+        // After the first tag, nothing of the image is written (only tags, and the ledger).
+        let image = reg.graph("prod/api", &w.v1).expect("complete");
+        assert!(
+            writes[first_tag..]
+                .iter()
+                .all(|x| Digest::parse(&x.what).map_or(true, |d| !image.contains(&d))),
+            "image content after a tag at {}: {writes:#?}",
+            reg.host()
+        );
+        assert!(writes[..first_tag]
+            .iter()
+            .filter_map(|x| Digest::parse(&x.what).ok())
+            .collect::<std::collections::HashSet<_>>()
+            .is_superset(&image));
+        // The index is put after its children.
+        let index = writes
+            .iter()
+            .position(|x| x.what == w.v1.as_str())
+            .expect("the index put by digest");
+        assert!(writes[..index]
+            .iter()
+            .any(|x| x.kind == WriteKind::Manifest));
+        assert_eq!(reg.tag("prod/api", "prod"), Some(w.v1.clone()));
+        assert_eq!(reg.tag("prod/api", "v1"), Some(w.v1.clone()));
+        assert!(reg.complete("prod/api", &w.v1));
+    }
+}
+
+#[test]
+fn a_target_that_fails_mid_copy_moves_no_tag_anywhere() {
+    let w = World::new();
+    rt().block_on(async {
+        w.promote("staging", ":v1").await.expect("staging v1");
+        w.promote("prod", ":v1").await.expect("prod v1");
+        w.promote("staging", ":v2").await.expect("staging v2");
+    });
+    // b refuses v2's index: its content cannot complete.
+    let v2 = w.v2.clone();
+    w.b.fail(move |x| x.kind == WriteKind::Manifest && x.what == v2.as_str());
+    let before_a = w.a.writes().len();
+    let r = rt().block_on(w.promote("prod", ":v2"));
+    let failed = match r {
+        Ok(report) => report.failed(),
+        Err(e) => {
+            assert_eq!(e.exit_code(), 1, "{e}");
+            1
+        }
+    };
+    assert!(failed > 0, "a failed target is reported");
+    for reg in [&w.a, &w.b] {
+        assert_eq!(
+            reg.tag("prod/api", "prod"),
+            Some(w.v1.clone()),
+            "prod moved at {}",
+            reg.host()
+        );
+        assert_eq!(
+            reg.tag("prod/api", "v2"),
+            None,
+            "v2 tagged at {}",
+            reg.host()
+        );
+    }
+    // a got v2's content (it did not fail), but no tag write.
+    let later: Vec<Write> = w.a.writes().split_off(before_a);
+    assert!(
+        later
+            .iter()
+            .all(|x| x.kind != WriteKind::Tag || x.what.starts_with("ferry-history")),
+        "a tag written at a.example: {later:#?}"
+    );
+}
+
+#[test]
+fn a_refused_gate_writes_nothing_at_all() {
+    let w = World::new();
+    rt().block_on(async {
+        w.promote("staging", ":v1").await.expect("staging");
+        // v2 is not what staging runs: promote_from refuses it.
+        let e = w.promote("prod", ":v2").await.expect_err("refused");
+        assert_eq!(e.exit_code(), 3, "{e}");
+    });
+    assert!(
+        content(&w.a.writes(), "prod/api").is_empty() && w.b.writes().is_empty(),
+        "writes after a refusal: {:#?} {:#?}",
+        w.a.writes(),
+        w.b.writes()
+    );
+}
+
+#[test]
+fn rollback_moves_tags_only() {
+    let w = World::new();
+    rt().block_on(async {
+        for tag in [":v1", ":v2"] {
+            w.promote("staging", tag).await.expect("staging");
+            w.promote("prod", tag).await.expect("prod");
+        }
+    });
+    let before = [w.a.writes().len(), w.b.writes().len()];
+    let quiet = |_: &[String]| Quiet;
+    let r = rt()
+        .block_on(w.ctx.rollback("prod", None, 1, false, &quiet))
+        .expect("rollback");
+    assert_eq!(r.digest, w.v1);
+    for (reg, n) in [&w.a, &w.b].into_iter().zip(before) {
+        let later = reg.writes().split_off(n);
+        assert!(
+            later.iter().all(|x| x.kind == WriteKind::Tag),
+            "rollback wrote content at {}: {later:#?}",
+            reg.host()
+        );
+        assert_eq!(reg.tag("prod/api", "prod"), Some(w.v1.clone()));
+        // Protected and template tags stay where the last promotion put them.
+        assert_eq!(reg.tag("prod/api", "v2"), Some(w.v2.clone()));
+    }
+}
