@@ -946,6 +946,12 @@ impl Engine {
         progress: &dyn Observer,
         kept: &mut Option<Kept>,
     ) -> Vec<(usize, RegistryError)> {
+        // Before any host slot is taken: the replay takes its own (the source's not among them).
+        if let Some(local) = kept.clone() {
+            return self
+                .replay_blob(&local, blob, upload, dests, progress, kept)
+                .await;
+        }
         // Host slots are taken in a fixed order so transfers never deadlock.
         let mut hosts: Vec<String> = upload
             .iter()
@@ -962,11 +968,6 @@ impl Engine {
                     .await
                     .expect("semaphore never closed"),
             );
-        }
-        if let Some(local) = kept.clone() {
-            return self
-                .replay_blob(&local, blob, upload, dests, progress, kept)
-                .await;
         }
         let body = match src.blob_get(&blob.digest).await {
             Ok(b) => b,
