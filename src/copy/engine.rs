@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::client::Client;
-use super::fanout::{fanout, OnBytes, Stopped, DEFAULT_QUEUE_BYTES};
+use super::fanout::{fanout, Kept, OnBytes, Reopen, Stopped, DEFAULT_QUEUE_BYTES, KEPT_COPY};
 use super::plan::{plan_destination, Action, DestPlan, DestState, SourceImage};
 use super::progress::Observer;
 use super::tag::write_tag;
@@ -813,11 +813,15 @@ impl Engine {
             return;
         }
 
-        // One read, many writes; a transient failure sends the blob again to those it failed for
-        // (read from the source again: a stream cannot be replayed), within the retry budget.
+        // One read, many writes; a transient failure sends the blob again to those it failed for,
+        // within the retry budget: from the verified copy the first read kept on local disk, or
+        // (when none could be kept, or the read itself broke for good) from the source again.
         let mut attempts = Attempts::new(RetryPolicy::default());
+        let mut kept: Option<Kept> = None;
         loop {
-            let again = self.stream_blob(src, blob, &upload, dests, progress).await;
+            let again = self
+                .stream_blob(src, blob, &upload, dests, progress, &mut kept)
+                .await;
             if again.is_empty() {
                 return;
             }
@@ -829,8 +833,9 @@ impl Engine {
                         destinations = again.len(),
                         attempt = attempts.made(),
                         delay_ms = d.as_millis() as u64,
-                        "transfer to {} failed ({why}): sending the blob again",
-                        dests[*first].reference
+                        "transfer to {} failed ({why}): sending the blob again from {}",
+                        dests[*first].reference,
+                        if kept.is_some() { "a local copy" } else { "the source" }
                     );
                     tokio::time::sleep(d).await;
                     upload = again.into_iter().map(|(i, _)| i).collect();
@@ -850,8 +855,10 @@ impl Engine {
         }
     }
 
-    /// One source read of a blob, fanned out to `upload`. Returns the destinations that failed
-    /// transiently (to try again); permanent failures are recorded on the destination.
+    /// One read of a blob, fanned out to `upload`: from `kept` when a previous read left a
+    /// verified local copy, else from the source (resumed where it breaks, and kept in `kept`
+    /// for any retry). Returns the destinations that failed transiently (to try again);
+    /// permanent failures are recorded on the destination.
     async fn stream_blob(
         &self,
         src: &Arc<dyn Repo>,
@@ -859,7 +866,14 @@ impl Engine {
         upload: &[usize],
         dests: &[Dest],
         progress: &dyn Observer,
+        kept: &mut Option<Kept>,
     ) -> Vec<(usize, RegistryError)> {
+        // Before any host slot is taken: the replay takes its own (the source's not among them).
+        if let Some(local) = kept.clone() {
+            return self
+                .replay_blob(&local, blob, upload, dests, progress, kept)
+                .await;
+        }
         // Host slots are taken in a fixed order so transfers never deadlock.
         let mut hosts: Vec<String> = upload
             .iter()
@@ -901,26 +915,40 @@ impl Engine {
             callbacks,
             self.options.queue_bytes,
         );
+        let reopen: Reopen = {
+            let (src, digest) = (src.clone(), blob.digest.clone());
+            Arc::new(move |at| {
+                let (src, digest) = (src.clone(), digest.clone());
+                Box::pin(async move { src.blob_get_from(&digest, at).await })
+            })
+        };
+        // Should every upload fail midway, the producer asks whether to read on into its copy:
+        // yes when one of them will be sent again.
+        let (wanted, asked) = tokio::sync::oneshot::channel();
+        let producer = producer
+            .resuming(reopen, RetryPolicy::default())
+            .keeping(asked);
         let puts = upload.iter().zip(streams).map(|(&i, s)| async move {
             (
                 i,
                 dests[i].repo().blob_put(&blob.digest, blob.size, s).await,
             )
         });
-        let (read, results) = tokio::join!(producer.run(), futures::future::join_all(puts));
+        let puts = async {
+            let results = futures::future::join_all(puts).await;
+            let _ = wanted.send(
+                results
+                    .iter()
+                    .any(|(_, r)| r.as_ref().is_err_and(RegistryError::is_transient)),
+            );
+            results
+        };
+        let (read, results) = tokio::join!(producer.run(), puts);
         drop(permits);
         let mut again = Vec::new();
         // Each destination's own outcome, when the source is not to blame for it.
         let settle = |i: usize, r: Result<(), RegistryError>, again: &mut Vec<_>| match r {
-            Ok(()) => {
-                self.mark_present(&dests[i], &blob.digest);
-                dests[i].counters.uploaded.fetch_add(1, Ordering::Relaxed);
-                dests[i]
-                    .counters
-                    .bytes
-                    .fetch_add(blob.size, Ordering::Relaxed);
-                progress.blob_done(i, 0);
-            }
+            Ok(()) => self.uploaded(dests, i, blob, progress),
             Err(e) if e.is_transient() => again.push((i, e)),
             Err(e) => {
                 let e = ContentError::Upload {
@@ -933,6 +961,10 @@ impl Engine {
         match read {
             Ok(stats) => {
                 self.source_bytes.fetch_add(stats.read, Ordering::Relaxed);
+                if stats.resumed > 0 {
+                    tracing::debug!(blob = %blob.digest, resumed = stats.resumed, read = stats.read, "source download resumed after a cut");
+                }
+                *kept = stats.kept;
                 for (i, r) in results {
                     settle(i, r, &mut again);
                 }
@@ -977,6 +1009,92 @@ impl Engine {
             }
         }
         again
+    }
+
+    /// Sends a blob again from the verified copy a previous read kept, to `upload`; the source is
+    /// not asked. The copy is verified again as it is read: should it fail (ferry's own disk),
+    /// it is dropped and every unfinished destination is tried again from the source.
+    async fn replay_blob(
+        &self,
+        local: &Kept,
+        blob: &Descriptor,
+        upload: &[usize],
+        dests: &[Dest],
+        progress: &dyn Observer,
+        kept: &mut Option<Kept>,
+    ) -> Vec<(usize, RegistryError)> {
+        let mut hosts: Vec<String> = upload
+            .iter()
+            .filter_map(|&i| dests[i].repo().mount_key().map(|(h, _)| h))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let mut permits = Vec::new();
+        for h in &hosts {
+            permits.push(
+                self.host_limit(h)
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed"),
+            );
+        }
+        let callbacks: Vec<OnBytes> = upload.iter().map(|&i| progress.on_bytes(i)).collect();
+        let (producer, streams) = fanout(
+            local.stream(),
+            blob.digest.clone(),
+            blob.size,
+            callbacks,
+            self.options.queue_bytes,
+        );
+        let puts = upload.iter().zip(streams).map(|(&i, s)| async move {
+            (
+                i,
+                dests[i].repo().blob_put(&blob.digest, blob.size, s).await,
+            )
+        });
+        let (read, results) = tokio::join!(producer.run(), futures::future::join_all(puts));
+        drop(permits);
+        let mut again = Vec::new();
+        let broken = match read {
+            Ok(_) | Err(Stopped::Abandoned) => None,
+            Err(Stopped::Source(e) | Stopped::Spill(e)) => Some(e),
+        };
+        if let Some(e) = &broken {
+            tracing::warn!(blob = %blob.digest, "{KEPT_COPY} could not be read back ({e}): reading the source again");
+            *kept = None;
+        }
+        for (i, r) in results {
+            match (r, &broken) {
+                (Ok(()), _) => self.uploaded(dests, i, blob, progress),
+                (Err(_), Some(e)) => again.push((
+                    i,
+                    RegistryError::Interrupted {
+                        host: KEPT_COPY.into(),
+                        detail: e.to_string(),
+                    },
+                )),
+                (Err(e), None) if e.is_transient() => again.push((i, e)),
+                (Err(e), None) => {
+                    let e = ContentError::Upload {
+                        digest: blob.digest.clone(),
+                        source: e,
+                    };
+                    dests[i].fail(TargetError::new(Stage::Blobs, e))
+                }
+            }
+        }
+        again
+    }
+
+    /// Destination `i` now holds the uploaded blob: counted and reported.
+    fn uploaded(&self, dests: &[Dest], i: usize, blob: &Descriptor, progress: &dyn Observer) {
+        self.mark_present(&dests[i], &blob.digest);
+        dests[i].counters.uploaded.fetch_add(1, Ordering::Relaxed);
+        dests[i]
+            .counters
+            .bytes
+            .fetch_add(blob.size, Ordering::Relaxed);
+        progress.blob_done(i, 0);
     }
 
     /// Held while content with this digest is written anywhere in this run.

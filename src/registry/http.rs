@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{
-    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION,
+    RANGE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
@@ -349,6 +349,17 @@ impl HttpRepo {
                 detail,
             },
         }
+    }
+
+    /// A blob answer's body; a break midway is [`RegistryError::Interrupted`] (worth a resume).
+    fn blob_body(&self, resp: Response) -> BlobStream {
+        let host = self.host();
+        resp.bytes_stream()
+            .map_err(move |e| RegistryError::Interrupted {
+                host: host.clone(),
+                detail: format!("blob download cut short: {}", describe(&e)),
+            })
+            .boxed()
     }
 
     fn accept(extra: Option<&str>) -> HeaderMap {
@@ -707,14 +718,46 @@ impl Repo for HttpRepo {
         if resp.status() != StatusCode::OK {
             return Err(self.fail(&Method::GET, &format!("blob {d}"), resp).await);
         }
-        let host = self.host();
-        Ok(resp
-            .bytes_stream()
-            .map_err(move |e| RegistryError::Interrupted {
-                host: host.clone(),
-                detail: format!("blob download cut short: {}", describe(&e)),
-            })
-            .boxed())
+        Ok(self.blob_body(resp))
+    }
+
+    /// `Range: bytes=N-`. Only a 206 whose `Content-Range` starts at N is taken as the tail; a
+    /// 200 is the whole blob (start 0), and anything else ranged (another start, a 416) is
+    /// dropped for a plain GET of the whole blob.
+    async fn blob_get_from(&self, d: &Digest, offset: u64) -> Result<(BlobStream, u64)> {
+        if offset == 0 {
+            return Ok((self.blob_get(d).await?, 0));
+        }
+        let url = self.url(&format!("blobs/{d}"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            RANGE,
+            format!("bytes={offset}-")
+                .parse()
+                .expect("a range is a header value"),
+        );
+        let resp = self
+            .send_repo(Method::GET, url, headers, Body::None)
+            .await?;
+        match resp.status() {
+            StatusCode::OK => return Ok((self.blob_body(resp), 0)),
+            StatusCode::PARTIAL_CONTENT => {
+                let start = resp
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(range_start);
+                if start == Some(offset) {
+                    return Ok((self.blob_body(resp), offset));
+                }
+                tracing::debug!(registry = %self.registry, blob = %d, ?start, offset, "a range answer starts elsewhere: reading the whole blob");
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                tracing::debug!(registry = %self.registry, blob = %d, offset, "range refused (416): reading the whole blob");
+            }
+            _ => return Err(self.fail(&Method::GET, &format!("blob {d}"), resp).await),
+        }
+        Ok((self.blob_get(d).await?, 0))
     }
 
     async fn blob_put(&self, d: &Digest, size: u64, body: BlobStream) -> Result<()> {
@@ -827,6 +870,13 @@ impl Repo for HttpRepo {
     }
 }
 
+/// Where a `Content-Range: bytes START-END/TOTAL` answer starts.
+fn range_start(header: &str) -> Option<u64> {
+    let spec = header.trim().strip_prefix("bytes")?.trim_start();
+    let (start, _) = spec.split_once('-')?;
+    start.trim().parse().ok()
+}
+
 /// The `rel="next"` target of a `Link` header.
 fn next_link(header: &str) -> Option<String> {
     header
@@ -851,6 +901,17 @@ mod tests {
             "MANIFEST_UNKNOWN: manifest unknown"
         );
         assert_eq!(registry_error_text(b"plain\ntext"), "plain text");
+    }
+
+    #[test]
+    fn reads_where_a_range_starts() {
+        assert_eq!(
+            range_start("bytes 644245094-1073741823/1073741824"),
+            Some(644245094)
+        );
+        assert_eq!(range_start("bytes 0-9/10"), Some(0));
+        assert_eq!(range_start("bytes */10"), None);
+        assert_eq!(range_start("items 5-9/10"), None);
     }
 
     #[test]

@@ -102,6 +102,15 @@ pub trait Repo: Send + Sync {
     /// Streams a blob's bytes, unverified: the reader verifies as it goes.
     async fn blob_get(&self, d: &Digest) -> Result<BlobStream>;
 
+    /// Streams a blob's bytes from `offset` on (to resume a cut download), unverified. Returns
+    /// the stream and where it starts: `offset` where the store can seek (a registry that serves
+    /// `Range`, a file), or 0 when it sends the whole blob instead (the default). The reader
+    /// keeps hashing across the resume, so it never takes the tail on trust.
+    async fn blob_get_from(&self, d: &Digest, offset: u64) -> Result<(BlobStream, u64)> {
+        let _ = offset;
+        Ok((self.blob_get(d).await?, 0))
+    }
+
     /// Uploads a blob from a stream of exactly `size` bytes that must hash to `d`.
     async fn blob_put(&self, d: &Digest, size: u64, body: BlobStream) -> Result<()>;
 

@@ -310,9 +310,14 @@ impl Repo for LayoutRepo {
     }
 
     async fn blob_get(&self, d: &Digest) -> Result<BlobStream> {
+        Ok(self.blob_get_from(d, 0).await?.0)
+    }
+
+    async fn blob_get_from(&self, d: &Digest, offset: u64) -> Result<(BlobStream, u64)> {
+        use tokio::io::AsyncSeekExt;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let path = self.blob_path(d);
-        let file = match tokio::fs::File::open(&path).await {
+        let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::NotFound {
@@ -322,15 +327,21 @@ impl Repo for LayoutRepo {
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(io_err(&path))?;
+        }
         let shown = path.display().to_string();
-        Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
             .map(move |r| {
                 r.map_err(|source| RegistryError::Io {
                     path: shown.clone(),
                     source,
                 })
             })
-            .boxed())
+            .boxed();
+        Ok((stream, offset))
     }
 
     async fn blob_put(&self, d: &Digest, size: u64, mut body: BlobStream) -> Result<()> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use support::bed::{json, said, single_platform, stderr, Bed};
 use support::faultproxy::{Action, FaultProxy, Rule};
 use support::registry::{Mode, TestRegistry};
-use support::skopeo::tagged;
+use support::skopeo::{manifest_digest, tagged};
 
 fn rule(name: &str, method: Option<&str>, path: &str, times: usize, action: Action) -> Rule {
     Rule {
@@ -313,7 +313,29 @@ fn a_cut_blob_download_is_sent_again_alone() {
         *gets.entry(e.path.clone()).or_default() += 1;
     }
     eprintln!("blob GETs at the source: {gets:?}");
-    assert_eq!(gets[&cut], 2, "the cut blob is read again");
+    assert_eq!(gets[&cut], 2, "the cut blob is asked for again");
+    let resumed = log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path == cut)
+        .nth(1)
+        .unwrap();
+    assert!(
+        resumed
+            .headers
+            .iter()
+            .any(|(k, v)| k == "range" && v == "bytes=10000-"),
+        "resumed where it broke: {:?}",
+        resumed.headers
+    );
+    let big = std::fs::metadata(bed.layout("images").join("blobs/sha256").join(&largest))
+        .unwrap()
+        .len();
+    let sent: u64 = log
+        .iter()
+        .filter(|e| e.path == cut)
+        .map(|e| e.bytes_out)
+        .sum();
+    assert_eq!(sent, big, "the cut blob's bytes crossed once");
     assert!(
         gets.iter()
             .filter(|(p, _)| **p != cut)
@@ -387,7 +409,7 @@ fn sigint_and_sigterm_stop_within_seconds_and_no_tag_moves_after() {
 }
 
 #[test]
-fn a_one_gib_layer_cut_at_sixty_percent_is_restarted_alone() {
+fn a_one_gib_layer_cut_at_sixty_percent_is_resumed_not_read_again() {
     use ferry::sample::Layout;
     const GIB: u64 = 1 << 30;
     let bed = Bed::new(&[]);
@@ -419,23 +441,58 @@ fn a_one_gib_layer_cut_at_sixty_percent_is_restarted_alone() {
         "--output",
         "json",
     ]);
+    let took = started.elapsed();
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(json(&out)["digest"], w.digest.as_str());
+    assert_eq!(
+        manifest_digest(&format!("{}/acme/big:v1", dest.host()), None, dest.tls()),
+        w.digest,
+        "skopeo reads the copy back"
+    );
+    // Source side: what left the proxy, and how the big layer was asked for.
+    let src_log = src_proxy.log();
+    let read: u64 = src_log.iter().map(|e| e.bytes_out).sum();
+    let big_gets: Vec<_> = src_log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains(&largest))
+        .collect();
+    let ranges: Vec<String> = big_gets
+        .iter()
+        .map(|e| {
+            e.headers
+                .iter()
+                .find(|(k, _)| k == "range")
+                .map_or("whole".to_owned(), |(_, v)| v.clone())
+        })
+        .collect();
     let log = dest_proxy.log();
     let written: u64 = log.iter().map(|e| e.bytes_in).sum();
     let uploads = uploads_by_digest(log.iter().map(|e| (e.method.clone(), e.path.clone())));
     eprintln!(
-        "1 GiB layer cut at 60 %: {:.2} GiB written to the destination in {:?}; uploads per blob {uploads:?}",
+        "1 GiB layer cut at 60 %: {:.2} GiB read from the source (big layer GETs: {ranges:?}), {:.2} GiB written to the destination, in {took:?}; uploads per blob {uploads:?}",
+        read as f64 / GIB as f64,
         written as f64 / GIB as f64,
-        started.elapsed()
     );
-    assert!(written <= GIB * 17 / 10, "{written} bytes written");
+    assert!(read <= GIB * 145 / 100, "{read} bytes read from the source");
+    assert_eq!(big_gets.len(), 2, "one read, one resume: {ranges:?}");
+    // Resumed where ferry's bytes stopped: at the cut, less what the broken connection lost.
+    let at: u64 = ranges[1]
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a resume: {ranges:?}"));
+    assert!(
+        (GIB / 2..=GIB * 6 / 10).contains(&at),
+        "resumed at {at}, not near the cut"
+    );
+    // The destination never noticed: its one upload took the resumed stream.
+    assert!(written <= GIB * 11 / 10, "{written} bytes written");
     let big = uploads
         .iter()
         .find(|(d, _)| d.contains(&largest))
         .map(|(_, n)| *n)
         .unwrap_or(0);
-    assert!(big >= 1, "{uploads:?}");
+    assert_eq!(big, 1, "{uploads:?}");
     assert!(
         uploads
             .iter()
@@ -676,6 +733,15 @@ fn an_upload_cut_midway_is_sent_again_alone() {
     let cut: Vec<_> = puts.iter().filter(|(d, _)| d.contains(&largest)).collect();
     assert_eq!(cut.len(), 1, "{puts:?}");
     assert_eq!(*cut[0].1, 2, "the cut upload is sent again");
+    let src_gets = src
+        .access_log()
+        .into_iter()
+        .filter(|e| e.method == "GET" && e.path.contains(&largest))
+        .count();
+    assert_eq!(
+        src_gets, 1,
+        "sent again from the local copy, not the source"
+    );
     assert!(
         puts.iter()
             .filter(|(d, _)| !d.contains(&largest))
@@ -683,6 +749,79 @@ fn an_upload_cut_midway_is_sent_again_alone() {
         "others once: {puts:?}"
     );
     assert!(tagged(&dest, "acme/api", "v1"));
+}
+
+#[test]
+fn an_upload_throttled_after_its_body_is_sent_again_without_reading_the_source() {
+    const MIB: u64 = 1 << 20;
+    let bed = Bed::new(&[]);
+    let from = big_image(&bed, 64);
+    let largest = largest_blob(&bed.layout("big"));
+    let src = TestRegistry::start(Mode::Plain);
+    let out = bed.ferry(&["copy", &from, &format!("{}/acme/big:v1", src.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let src_proxy = FaultProxy::start(&src.host());
+    let dest = TestRegistry::start(Mode::Plain);
+    let dest_proxy = FaultProxy::start(&dest.host());
+    // The destination takes the whole 64 MiB body of the big layer's PUT, then answers 429.
+    dest_proxy.add(rule(
+        "429-after-body",
+        Some("PUT"),
+        &largest,
+        1,
+        Action::RefuseAfterBody {
+            code: 429,
+            retry_after: Some("0".into()),
+        },
+    ));
+    // One transfer per host: the retry from the local copy must not wait on a slot its own
+    // first attempt still holds.
+    let started = Instant::now();
+    let out = bed.ferry(&[
+        "copy",
+        &format!("{}/acme/big:v1", src_proxy.host()),
+        &format!("{}/acme/big:v1", dest_proxy.host()),
+        "--output",
+        "json",
+        "--per-host",
+        "1",
+    ]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let digest = json(&out)["digest"].as_str().unwrap().to_owned();
+    assert_eq!(
+        manifest_digest(&format!("{}/acme/big:v1", dest.host()), None, dest.tls()),
+        digest
+    );
+    let src_log = src_proxy.log();
+    let gets: Vec<_> = src_log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains(&largest))
+        .collect();
+    let read: u64 = src_log.iter().map(|e| e.bytes_out).sum();
+    let log = dest_proxy.log();
+    let puts: Vec<_> = log
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path.contains(&largest))
+        .collect();
+    eprintln!(
+        "429 after a 64 MiB body: {} GET(s) of the layer at the source ({:.1} MiB read), PUTs {:?}, in {took:?}",
+        gets.len(),
+        read as f64 / MIB as f64,
+        puts.iter()
+            .map(|e| (e.status, e.bytes_in, e.injected.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(puts.len(), 2, "sent again once");
+    assert_eq!(puts[0].injected.as_deref(), Some("429-after-body"));
+    assert!(
+        puts[0].bytes_in >= 64 * MIB,
+        "the whole body was sent first"
+    );
+    assert_eq!(gets.len(), 1, "the source is read once");
+    assert!(read < 65 * MIB, "{read} bytes read from the source");
+    assert!(tagged(&dest, "acme/big", "v1"));
 }
 
 /// Retries are debug detail: a request that succeeds on its third try prints nothing at the

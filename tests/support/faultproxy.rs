@@ -40,6 +40,14 @@ pub enum Action {
     CutAfter(u64),
     /// Read this many bytes of the request body, then drop the connection (a reset mid-upload).
     CutRequestAfter(u64),
+    /// Read the whole request body (counted in `bytes_in`), then answer this status instead of
+    /// forwarding: a registry that throttles an upload only after taking all of it.
+    RefuseAfterBody {
+        /// The HTTP status.
+        code: u16,
+        /// The `Retry-After` value, if any.
+        retry_after: Option<String>,
+    },
     /// Answer this status with an endless-looking body of `size` bytes, counting what was sent.
     HugeBody {
         /// The HTTP status.
@@ -81,8 +89,11 @@ pub struct Entry {
     pub injected: Option<String>,
     /// Request headers, values included (tests search them for secrets).
     pub headers: Vec<(String, String)>,
-    /// Request body bytes forwarded to the registry.
+    /// Request body bytes forwarded to the registry (or read, for a rule that answers itself).
     pub bytes_in: u64,
+    /// Response body bytes of a forwarded answer handed to the client, counted as they leave
+    /// (so an answer cut midway counts what got through).
+    pub bytes_out: u64,
 }
 
 struct Quota {
@@ -366,6 +377,7 @@ async fn handle(
         injected: None,
         headers,
         bytes_in: 0,
+        bytes_out: 0,
     };
 
     let serves_referrers = state.lock().unwrap().referrers.is_some();
@@ -517,6 +529,17 @@ async fn handle(
             entry.injected = Some(name);
             after = Some(a);
         }
+        Some((name, Action::RefuseAfterBody { code, retry_after })) => {
+            let mut body = req.into_body();
+            let mut read = 0u64;
+            while let Some(Ok(f)) = body.frame().await {
+                read += f.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            entry.bytes_in = read;
+            let r = canned(code, retry_after, name, &mut entry);
+            state.lock().unwrap().log.push(entry);
+            return Ok(r);
+        }
         Some((name, Action::Status { code, retry_after })) => {
             // Read what the client sends, so it sees the status rather than a broken pipe.
             let mut body = req.into_body();
@@ -607,7 +630,11 @@ async fn handle(
         b = b.header(k, v);
     }
     entry.status = resp.status().as_u16();
-    state.lock().unwrap().log.push(entry);
+    let at = {
+        let mut st = state.lock().unwrap();
+        st.log.push(entry);
+        st.log.len() - 1
+    };
     match after {
         Some(Action::CorruptBody) => {
             let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
@@ -615,6 +642,7 @@ async fn handle(
             if let Some(x) = bytes.get_mut(mid) {
                 *x ^= 0x20;
             }
+            state.lock().unwrap().log[at].bytes_out = bytes.len() as u64;
             return Ok(b.body(full(bytes)).unwrap());
         }
         Some(Action::CutAfter(limit)) => {
@@ -629,14 +657,28 @@ async fn handle(
                 sent += n as u64;
                 Ok(Frame::data(chunk.slice(..n)))
             });
+            let body = counted_out(body, state, at);
             return Ok(b.body(BodyExt::boxed(StreamBody::new(body))).unwrap());
         }
         _ => {}
     }
-    let body = StreamBody::new(
-        paced(resp.bytes_stream(), pace).map(|r| r.map(Frame::data).map_err(std::io::Error::other)),
-    );
+    let body =
+        paced(resp.bytes_stream(), pace).map(|r| r.map(Frame::data).map_err(std::io::Error::other));
+    let body = StreamBody::new(counted_out(body, state, at));
     Ok(b.body(BodyExt::boxed(body)).unwrap())
+}
+
+/// `body`, adding each data frame's length to the `bytes_out` of log entry `at` as it leaves.
+fn counted_out(
+    body: impl futures::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + 'static,
+    state: Arc<Mutex<State>>,
+    at: usize,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + 'static {
+    body.inspect(move |r| {
+        if let Some(d) = r.as_ref().ok().and_then(Frame::data_ref) {
+            state.lock().unwrap().log[at].bytes_out += d.len() as u64;
+        }
+    })
 }
 
 /// One page of a tag list: the registry's whole list, sorted, cut to `n` after `last`.
