@@ -195,8 +195,8 @@ pub struct MirrorArgs {
     /// Read and decide, print the plan, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Only this shard's repositories: K/N (default: a Kubernetes Indexed Job's
-    /// JOB_COMPLETION_INDEX with --shard-count).
+    /// Only this shard's tags: K/N, split by a stable hash of each selected tag (default: a
+    /// Kubernetes Indexed Job's JOB_COMPLETION_INDEX with --shard-count).
     #[arg(long)]
     pub shard: Option<String>,
     /// The number of shards when the index comes from JOB_COMPLETION_INDEX.

@@ -31,12 +31,21 @@ use progress::Observer;
 /// Images (tags or digests) worked on at once.
 pub const DEFAULT_PARALLEL: usize = 8;
 
+/// Image checks in flight per image worked on (`parallel`): with the default, 64 images are
+/// HEAD-checked at once (a source HEAD, then one HEAD per target). A run where nothing changed
+/// is only these checks, so they go many at a time; each registry's own limits
+/// (`max_concurrency`, `requests_per_second` in registries.yaml) still gate every request.
+pub const CHECKS_PER_WORKER: usize = 8;
+
+/// How long a run waits before writing its failed images once more (see [`run`]).
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a mirror run goes.
 #[derive(Clone, Debug)]
 pub struct MirrorOptions {
     /// Read and decide, write nothing.
     pub dry_run: bool,
-    /// Only this shard's repositories.
+    /// Only this shard's tags (a stable hash of `registry/repository:tag`).
     pub shard: Option<Shard>,
     /// Stop starting new images after the first failure.
     pub fail_fast: bool,
@@ -138,7 +147,7 @@ pub struct MirrorReport {
     /// The shard, if the run was sharded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
-    /// Source repositories this shard owned.
+    /// Source repositories listed (every shard lists every repository, and keeps its tags).
     pub repositories: usize,
     /// Over everything.
     pub totals: Totals,
@@ -175,6 +184,7 @@ impl MirrorReport {
 }
 
 /// One unit of work: a tag (or a digest) of a repository, to every target.
+#[derive(Clone)]
 struct Item<'a> {
     policy: &'a MirrorPolicy,
     name: String,
@@ -184,8 +194,17 @@ struct Item<'a> {
     /// The source repository's `sha256-…` tags (fallback indexes, cosign tags), from its tag
     /// list: an image already mirrored is looked at again only if something is attached.
     attachment_tags: Arc<HashSet<String>>,
+    /// The repository's targets, opened once for all its images.
+    targets: Arc<[Target]>,
 }
 
+/// One target repository of a source repository.
+struct Target {
+    reference: ImageRef,
+    repo: std::result::Result<Arc<dyn Repo>, TargetError>,
+}
+
+#[derive(Clone)]
 enum Which {
     Tag(Tag),
     Digest(Digest),
@@ -200,6 +219,15 @@ impl Item<'_> {
     }
 }
 
+/// An image after its checks: the source digest, and each target's result or its write to come.
+struct Checked<'a> {
+    item: Item<'a>,
+    digest: Digest,
+    /// Each target's result once known; `None` while its write is still to come.
+    decided: Vec<Option<TargetResult>>,
+    writes: Vec<(usize, Arc<dyn Repo>, TagStep)>,
+}
+
 /// A leaf cause: the image a tag or digest named is no longer at the source.
 #[derive(Debug, thiserror::Error)]
 #[error("{0} is gone from the source")]
@@ -212,7 +240,20 @@ fn failed_item(item: &Item, e: TargetError) -> ImageResult {
     r
 }
 
+fn is_failed(r: &ImageResult) -> bool {
+    r.error.is_some() || r.targets.iter().any(|t| t.outcome == Outcome::Failed)
+}
+
 /// Runs mirror policies.
+///
+/// Per policy: every repository's tags are listed and selected (all of them, sharded or not,
+/// so `newest: N` and semver ranges see the whole set); a shard keeps the selected tags whose
+/// stable hash falls to it ([`plan::shard_tags`]). Then every image is checked — a HEAD at the
+/// source, one per target — [`CHECKS_PER_WORKER`] × `parallel` at a time: a run where nothing
+/// changed is nothing more. Images to write are grouped by (repository, digest): the first of
+/// each group copies the content, groups `parallel` at a time; then the rest of every group,
+/// which only write tags, `parallel` at a time. Images whose write failed are checked and
+/// written once more, after [`RETRY_PAUSE`] (not with `fail_fast`).
 pub async fn run(
     policies: &[&MirrorPolicy],
     engine: &Engine,
@@ -220,33 +261,21 @@ pub async fn run(
     progress: &dyn Observer,
 ) -> Result<MirrorReport> {
     let stop = AtomicBool::new(false);
+    let parallel = opts.parallel.max(1);
     let mut images = Vec::new();
     let mut repositories = 0;
     for policy in policies {
         let discovered;
-        let listed_names: &[String] = if policy.repositories.is_empty() {
+        let names: &[String] = if policy.repositories.is_empty() {
             discovered = discover(policy, engine).await?;
             &discovered
         } else {
             &policy.repositories
         };
-        // Whole repositories per shard: their tags all go through one worker.
-        let names: Vec<&String> = listed_names
-            .iter()
-            .filter(|n| {
-                opts.shard.is_none_or(|s| {
-                    s.owns(&format!(
-                        "{}/{}",
-                        policy.source_registry,
-                        policy.source_repository(n)
-                    ))
-                })
-            })
-            .collect();
         repositories += names.len();
         let listed = stream::iter(names)
-            .map(|name| list_items(policy, name, engine))
-            .buffer_unordered(opts.parallel.max(1))
+            .map(|name| list_items(policy, name, engine, opts))
+            .buffer_unordered(parallel)
             .collect::<Vec<_>>()
             .await;
         let mut items = Vec::new();
@@ -257,65 +286,125 @@ pub async fn run(
             }
         }
         progress.add_images(items.len());
-        // One HEAD per image at the source; then images of the same digest in the same
-        // repository go one after the other (content once, then only tags), groups in parallel.
-        let headed = stream::iter(items)
-            .map(|item| async move {
-                let r = item.src.manifest_head(&item.reference()).await;
-                (item, r)
-            })
-            .buffer_unordered(opts.parallel.max(1))
-            .collect::<Vec<_>>()
-            .await;
-        let mut groups: BTreeMap<(String, Digest), Vec<Item>> = BTreeMap::new();
-        for (item, head) in headed {
-            match head {
-                Ok(Some(info)) => groups
-                    .entry((item.name.clone(), info.digest))
-                    .or_default()
-                    .push(item),
-                Ok(None) => {
-                    let gone = TargetError::new(Stage::Source, Gone(item.reference()));
-                    let r = failed_item(&item, gone);
+
+        // 1. Check every image: what is already everywhere is done here.
+        let mut refresh: BTreeMap<(String, Digest), (Item, ImageResult)> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, Digest), Vec<Checked>> = BTreeMap::new();
+        let mut checked = stream::iter(items)
+            .map(|item| check(item, opts.dry_run))
+            .buffer_unordered(parallel * CHECKS_PER_WORKER);
+        while let Some(c) = checked.next().await {
+            let c = match c {
+                Ok(c) => c,
+                Err(r) => {
                     progress.image_done(&r);
                     images.push(r);
+                    continue;
                 }
-                Err(e) => {
-                    let r = failed_item(&item, TargetError::new(Stage::Source, e));
-                    progress.image_done(&r);
-                    images.push(r);
+            };
+            if !c.writes.is_empty() {
+                groups
+                    .entry((c.item.name.clone(), c.digest.clone()))
+                    .or_default()
+                    .push(c);
+                continue;
+            }
+            let r = finish(&c.item, c.decided, &c.digest);
+            // Attachments belong to the digest: looked at once per repository and digest,
+            // reported with the first of its tags.
+            if !opts.dry_run && has_attachments(&c.item, &c.digest) {
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    refresh.entry((c.item.name.clone(), c.digest.clone()))
+                {
+                    e.insert((c.item, r));
+                    continue;
                 }
             }
+            progress.image_done(&r);
+            images.push(r);
         }
-        let done = stream::iter(groups)
-            .map(|((_, digest), items)| {
-                let stop = &stop;
-                async move {
-                    let mut out = Vec::new();
-                    for item in items {
-                        let r = if stop.load(Ordering::Relaxed) {
-                            every_target(&item, Outcome::NotAttempted)
-                        } else {
-                            mirror_item(&item, &digest, engine, opts.dry_run, progress).await
-                        };
-                        let failed = r.error.is_some()
-                            || r.targets.iter().any(|t| t.outcome == Outcome::Failed);
-                        if opts.fail_fast && failed {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        progress.image_done(&r);
-                        out.push(r);
-                    }
-                    out
-                }
+        drop(checked);
+
+        // 2. Attachments added since the image was mirrored (a signature, say).
+        let refreshed = stream::iter(refresh)
+            .map(|((_, digest), (item, mut r))| async move {
+                refresh_attached(&item, &digest, engine, &mut r).await;
+                progress.image_done(&r);
+                r
             })
-            .buffer_unordered(opts.parallel.max(1))
+            .buffer_unordered(parallel)
             .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>();
-        images.extend(done);
+            .await;
+        images.extend(refreshed);
+
+        // 3. Copies: the first image of each digest brings the content, groups in parallel;
+        //    then the others of the group, which only write tags, in parallel too.
+        let (firsts, rest): (Vec<_>, Vec<_>) = groups
+            .into_values()
+            .flat_map(|g| g.into_iter().enumerate())
+            .partition(|(i, _)| *i == 0);
+        let mut failed = Vec::new();
+        for phase in [firsts, rest] {
+            let done = stream::iter(phase)
+                .map(|(_, c)| {
+                    let stop = &stop;
+                    async move {
+                        let item = c.item.clone();
+                        let r = if stop.load(Ordering::Relaxed) {
+                            every_target(&c.item, Outcome::NotAttempted)
+                        } else {
+                            write(c, engine, progress).await
+                        };
+                        (item, r)
+                    }
+                })
+                .buffer_unordered(parallel)
+                .collect::<Vec<_>>()
+                .await;
+            for (item, r) in done {
+                if is_failed(&r) && !opts.fail_fast {
+                    failed.push((item, r));
+                    continue;
+                }
+                if opts.fail_fast && is_failed(&r) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                progress.image_done(&r);
+                images.push(r);
+            }
+        }
+
+        // 4. Failed writes, checked and written once more after a pause: shards split a
+        //    repository's tags, so two workers may write the same content to one target
+        //    repository at once, which distribution's filesystem driver can fail (500,
+        //    `MANIFEST_BLOB_UNKNOWN`) for one of them; content is addressed by digest, so
+        //    writing it again is safe, and by then the other worker is done.
+        if !failed.is_empty() {
+            tracing::info!(images = failed.len(), "writing failed images once more");
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        let again = stream::iter(failed)
+            .map(|(item, first): (Item, ImageResult)| async move {
+                let mut r = match check(item, opts.dry_run).await {
+                    Err(r) => r,
+                    Ok(c) if c.writes.is_empty() => finish(&c.item, c.decided, &c.digest),
+                    Ok(c) => write(c, engine, progress).await,
+                };
+                // What the first attempt wrote is a copy, though the second finds it there.
+                for (t, f) in r.targets.iter_mut().zip(&first.targets) {
+                    if t.outcome == Outcome::UpToDate && f.outcome == Outcome::Copied {
+                        *t = f.clone();
+                    }
+                }
+                r
+            })
+            .buffer_unordered(parallel)
+            .collect::<Vec<_>>()
+            .await;
+        for r in again {
+            progress.image_done(&r);
+            images.push(r);
+        }
     }
     images.sort_by(|a, b| {
         (&a.policy, &a.source, &a.tag, &a.digest).cmp(&(&b.policy, &b.source, &b.tag, &b.digest))
@@ -400,6 +489,7 @@ async fn list_items<'a>(
     policy: &'a MirrorPolicy,
     name: &String,
     engine: &Engine,
+    opts: &MirrorOptions,
 ) -> std::result::Result<Vec<Item<'a>>, ImageResult> {
     let source_name = format!(
         "{}/{}",
@@ -448,9 +538,22 @@ async fn list_items<'a>(
         BTreeMap::new()
     };
     let selected = policy.tags.select(&tags, &|t| created.get(t).copied());
+    let all = selected.len();
+    // Selected over the whole tag list, then split: the shards together hold the selection.
+    let selected = plan::shard_tags(&source_name, selected, opts.shard);
+    let targets: Arc<[Target]> = target_refs(policy, name)
+        .map_err(|e| failed(TargetError::new(Stage::Open, e)))?
+        .into_iter()
+        .map(|reference| Target {
+            repo: engine
+                .open(&reference, !opts.dry_run)
+                .map_err(|e| TargetError::new(Stage::Open, e)),
+            reference,
+        })
+        .collect();
     let attachment_tags: Arc<HashSet<String>> =
         Arc::new(attached.iter().map(|t| t.as_str().to_owned()).collect());
-    tracing::info!(source = %source_name, tags = tags.len(), selected = selected.len(), "listed");
+    tracing::info!(source = %source_name, tags = tags.len(), selected = all, shard = selected.len(), "listed");
     let mut items: Vec<Item> = selected
         .into_iter()
         .map(|t| Item {
@@ -460,6 +563,7 @@ async fn list_items<'a>(
             source: source.with(Some(t.clone()), None),
             what: Which::Tag(t),
             attachment_tags: attachment_tags.clone(),
+            targets: targets.clone(),
         })
         .collect();
     items.extend(
@@ -467,6 +571,10 @@ async fn list_items<'a>(
             .digests
             .iter()
             .filter(|(r, _)| r == name)
+            .filter(|(_, d)| {
+                opts.shard
+                    .is_none_or(|s| s.owns(&plan::digest_key(&source_name, d)))
+            })
             .map(|(_, d)| Item {
                 policy,
                 name: name.clone(),
@@ -474,6 +582,7 @@ async fn list_items<'a>(
                 source: source.with(None, Some(d.clone())),
                 what: Which::Digest(d.clone()),
                 attachment_tags: attachment_tags.clone(),
+                targets: targets.clone(),
             }),
     );
     Ok(items)
@@ -506,10 +615,10 @@ async fn created_time(src: &dyn Repo, tag: &Tag) -> Option<SystemTime> {
 
 /// The image with the same outcome at every target.
 fn every_target(item: &Item, outcome: Outcome) -> ImageResult {
-    let targets = target_refs(item.policy, &item.name)
-        .unwrap_or_default()
+    let targets = item
+        .targets
         .iter()
-        .map(|t| target_result(t, outcome, None))
+        .map(|t| target_result(&t.reference, outcome, None))
         .collect();
     image_result(item, targets)
 }
@@ -537,28 +646,22 @@ fn image_result(item: &Item, targets: Vec<TargetResult>) -> ImageResult {
     }
 }
 
-/// One image (whose source digest is known) to every target: HEADs first; only what differs is copied.
-async fn mirror_item(
-    item: &Item<'_>,
-    source_digest: &Digest,
-    engine: &Engine,
-    dry_run: bool,
-    progress: &dyn Observer,
-) -> ImageResult {
-    let targets = match target_refs(item.policy, &item.name) {
-        Ok(t) => t,
-        Err(e) => return failed_item(item, TargetError::new(Stage::Open, e)),
-    };
+/// Checks one image: its digest at the source (one HEAD), then where each target's tag points
+/// (one HEAD per target, at once), and decides. Nothing is read beyond these HEADs.
+async fn check(item: Item<'_>, dry_run: bool) -> std::result::Result<Checked<'_>, ImageResult> {
     let reference = item.reference();
-    let source_digest = source_digest.clone();
-
-    // Where each target's tag points now.
-    let checks = futures::future::join_all(targets.iter().map(|t| {
+    let source_digest = match item.src.manifest_head(&reference).await {
+        Ok(Some(info)) => info.digest,
+        Ok(None) => {
+            let gone = TargetError::new(Stage::Source, Gone(reference));
+            return Err(failed_item(&item, gone));
+        }
+        Err(e) => return Err(failed_item(&item, TargetError::new(Stage::Source, e))),
+    };
+    let checks = futures::future::join_all(item.targets.iter().map(|t| {
         let reference = &reference;
         async move {
-            let repo = engine
-                .open(t, !dry_run)
-                .map_err(|e| TargetError::new(Stage::Open, e))?;
+            let repo = t.repo.clone()?;
             let at = repo
                 .manifest_head(reference)
                 .await
@@ -568,10 +671,10 @@ async fn mirror_item(
         }
     }))
     .await;
-    // Each target's result once known; `None` while its write is still to come.
     let mut decided: Vec<Option<TargetResult>> = Vec::new();
     let mut writes: Vec<(usize, Arc<dyn Repo>, TagStep)> = Vec::new();
-    for (i, (target, c)) in targets.iter().zip(checks).enumerate() {
+    for (i, (target, c)) in item.targets.iter().zip(checks).enumerate() {
+        let target = &target.reference;
         match c {
             Err(e) => {
                 let mut t = target_result(target, Outcome::Failed, None);
@@ -602,23 +705,37 @@ async fn mirror_item(
             }
         }
     }
-    let finish = |decided: Vec<Option<TargetResult>>| {
-        let targets = decided
-            .into_iter()
-            .map(|t| t.expect("every target of an image is decided before it is reported"))
-            .collect();
-        let mut r = image_result(item, targets);
-        r.digest = Some(source_digest.clone());
-        r
-    };
-    if writes.is_empty() {
-        let mut result = finish(decided);
-        if !dry_run && has_attachments(item, &source_digest) {
-            refresh_attached(item, &source_digest, &targets, engine, &mut result).await;
-        }
-        return result;
-    }
+    Ok(Checked {
+        item,
+        digest: source_digest,
+        decided,
+        writes,
+    })
+}
 
+/// The image's result once every target is decided.
+fn finish(item: &Item, decided: Vec<Option<TargetResult>>, digest: &Digest) -> ImageResult {
+    let targets = decided
+        .into_iter()
+        .map(|t| t.expect("every target of an image is decided before it is reported"))
+        .collect();
+    let mut r = image_result(item, targets);
+    r.digest = Some(digest.clone());
+    r
+}
+
+/// Writes one checked image where it differs: backups first, then one copy to every target
+/// that needs it (content read once, fanned out).
+async fn write(c: Checked<'_>, engine: &Engine, progress: &dyn Observer) -> ImageResult {
+    let Checked {
+        item,
+        digest: source_digest,
+        mut decided,
+        writes,
+    } = c;
+    let item = &item;
+    let targets: Vec<ImageRef> = item.targets.iter().map(|t| t.reference.clone()).collect();
+    let finish = |decided| finish(item, decided, &source_digest);
     // Backups first: the old digest gets its backup tag before the tag moves.
     let mut copy_to = Vec::new();
     for (i, repo, step) in writes {
@@ -721,10 +838,10 @@ fn has_attachments(item: &Item<'_>, digest: &Digest) -> bool {
 async fn refresh_attached(
     item: &Item<'_>,
     digest: &Digest,
-    targets: &[ImageRef],
     engine: &Engine,
     result: &mut ImageResult,
 ) {
+    let targets: Vec<ImageRef> = item.targets.iter().map(|t| t.reference.clone()).collect();
     let at: Vec<usize> = (0..targets.len())
         .filter(|&i| result.targets[i].outcome == Outcome::UpToDate)
         .collect();

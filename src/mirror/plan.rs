@@ -1,4 +1,4 @@
-//! mirror::plan: the pure decisions of a mirror run — which shard owns a repository, and what happens to one tag at one target given the digests on both sides.
+//! mirror::plan: the pure decisions of a mirror run — which shard owns a tag, and what happens to one tag at one target given the digests on both sides.
 
 use serde::Serialize;
 
@@ -45,19 +45,45 @@ impl Shard {
         })
     }
 
-    /// True when this shard owns the repository. Whole repositories go to one shard, so two
-    /// shards never write the same tag.
-    pub fn owns(&self, repository: &str) -> bool {
-        shard_of(repository, self.count) == self.index
+    /// True when this shard owns `key`: a tag's [`tag_key`] or a digest's [`digest_key`]. Each
+    /// key has exactly one owner, so two shards never write the same tag.
+    pub fn owns(&self, key: &str) -> bool {
+        shard_of(key, self.count) == self.index
     }
 }
 
-/// The shard (1-based) of a repository: FNV-1a 64 of its name, stable across runs and machines.
-pub fn shard_of(repository: &str, count: u32) -> u32 {
-    let h = repository.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+/// The shard (1-based) of a key: FNV-1a 64 of it, stable across runs, machines and Rust
+/// versions (unlike `DefaultHasher`).
+pub fn shard_of(key: &str, count: u32) -> u32 {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
     (h % count.max(1) as u64) as u32 + 1
+}
+
+/// What a tag is sharded by: `registry/repository:tag` of the source.
+pub fn tag_key(source: &str, tag: &Tag) -> String {
+    format!("{source}:{tag}")
+}
+
+/// What an explicit digest of a policy is sharded by: `registry/repository@digest`.
+pub fn digest_key(source: &str, digest: &Digest) -> String {
+    format!("{source}@{digest}")
+}
+
+/// The share of a repository's selected tags that `shard` copies (all of them unsharded).
+///
+/// Every shard lists and selects over the whole tag list first, so filters that look at the
+/// whole set (`newest: N`, semver ranges) choose the same tags everywhere; the selection is then
+/// split tag by tag, so one big repository spreads over every shard.
+pub fn shard_tags(source: &str, selected: Vec<Tag>, shard: Option<Shard>) -> Vec<Tag> {
+    match shard {
+        None => selected,
+        Some(s) => selected
+            .into_iter()
+            .filter(|t| s.owns(&tag_key(source, t)))
+            .collect(),
+    }
 }
 
 /// What happens to one tag at one target.
@@ -152,6 +178,64 @@ mod tests {
         );
         assert_eq!(shard_of("acme/api", 4), shard_of("acme/api", 4));
         assert_eq!(shard_of("x", 1), 1);
+    }
+
+    fn tags(n: usize) -> Vec<Tag> {
+        (0..n)
+            .map(|i| Tag::parse(&format!("v1.{i}.0")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn shards_split_a_repository_by_tag_completely_disjointly_and_evenly() {
+        let src = "ghcr.io/acme/api";
+        // (tags, shards, each shard at least this share of an even split)
+        for (n, count, fair) in [(3000, 3, 0.9), (3000, 4, 0.85), (500, 2, 0.85), (7, 1, 1.0)] {
+            let all = tags(n);
+            let mut union: Vec<Tag> = Vec::new();
+            let mut sizes = Vec::new();
+            for index in 1..=count {
+                let part = shard_tags(src, all.clone(), Some(Shard { index, count }));
+                sizes.push(part.len());
+                union.extend(part);
+            }
+            union.sort();
+            let mut whole = shard_tags(src, all.clone(), None);
+            whole.sort();
+            assert_eq!(union.len(), n, "disjoint: {n} tags over {count}: {sizes:?}");
+            assert_eq!(union, whole, "complete: {n} tags over {count}");
+            let even = n as f64 / count as f64;
+            assert!(
+                sizes.iter().all(|s| *s as f64 >= fair * even),
+                "{n} tags over {count} shards: {sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tag_belongs_to_the_same_shard_on_every_run_and_names_count() {
+        let t = Tag::parse("v1.2.3").unwrap();
+        assert_eq!(tag_key("ghcr.io/acme/api", &t), "ghcr.io/acme/api:v1.2.3");
+        // FNV-1a 64 (published test vectors): fixed, whatever the machine or the Rust version.
+        for (key, fnv) in [
+            ("", 0xcbf2_9ce4_8422_2325u64),
+            ("a", 0xaf63_dc4c_8601_ec8c),
+            ("foobar", 0x8594_4171_f739_67e8),
+        ] {
+            assert_eq!(
+                shard_of(key, 1_000_003),
+                (fnv % 1_000_003) as u32 + 1,
+                "{key:?}"
+            );
+        }
+        // The same tag in another repository is another key.
+        let a = (1..=64).map(|c| shard_of(&tag_key("r/a", &t), c));
+        let b = (1..=64).map(|c| shard_of(&tag_key("r/b", &t), c));
+        assert!(a.zip(b).any(|(x, y)| x != y));
+        assert_eq!(
+            digest_key("r/a", &d(1)),
+            format!("r/a@sha256:{}", "01".repeat(32))
+        );
     }
 
     #[test]
