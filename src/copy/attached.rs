@@ -41,9 +41,22 @@ impl Engine {
         progress: &dyn Observer,
     ) -> Result<CopyReport> {
         let resolved = self.resolve(source).await?;
-        let mut report = self.copy_resolved(&resolved, dests, progress).await?;
-        self.attach(&resolved, dests, &mut report, &self.options().referrers)
-            .await?;
+        self.copy_image(&resolved, dests, progress, &self.options().referrers)
+            .await
+    }
+
+    /// The one sequence every command copies an image with (`copy`, `promote`, a rollback's
+    /// re-copy, `mirror`): its content to every destination, then what is attached to it (per
+    /// `filter`) to those that did not fail. Per-destination failures are in the report.
+    pub async fn copy_image(
+        &self,
+        resolved: &Resolved,
+        dests: &[ImageRef],
+        progress: &dyn Observer,
+        filter: &Filter,
+    ) -> Result<CopyReport> {
+        let mut report = self.copy_resolved(resolved, dests, progress).await?;
+        self.attach(resolved, dests, &mut report, filter).await?;
         Ok(report)
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::client::Client;
 use super::fanout::{fanout, Kept, OnBytes, Reopen, Stopped, DEFAULT_QUEUE_BYTES, KEPT_COPY};
@@ -719,8 +719,17 @@ impl Engine {
         Ok(levels.into_iter().rev().flatten().collect())
     }
 
-    fn host_limit(&self, host: &str) -> Arc<Semaphore> {
-        self.client.host_limit(host)
+    /// A transfer slot at each of `hosts`, taken in sorted order so transfers never deadlock.
+    async fn host_permits(&self, hosts: impl Iterator<Item = String>) -> Vec<OwnedSemaphorePermit> {
+        let mut hosts: Vec<String> = hosts.collect();
+        hosts.sort();
+        hosts.dedup();
+        let mut permits = Vec::with_capacity(hosts.len());
+        for h in &hosts {
+            let gate = self.client.host_limit(h);
+            permits.push(gate.acquire_owned().await.expect("semaphore never closed"));
+        }
+        permits
     }
 
     /// Makes one blob present at every listed destination: HEAD, then mount, then one read fanned out to the rest.
@@ -874,23 +883,11 @@ impl Engine {
                 .replay_blob(&local, blob, upload, dests, progress, kept)
                 .await;
         }
-        // Host slots are taken in a fixed order so transfers never deadlock.
-        let mut hosts: Vec<String> = upload
+        let hosts = upload
             .iter()
             .filter_map(|&i| dests[i].repo().mount_key().map(|(h, _)| h))
-            .chain(src.mount_key().map(|(h, _)| h))
-            .collect();
-        hosts.sort();
-        hosts.dedup();
-        let mut permits = Vec::new();
-        for h in &hosts {
-            permits.push(
-                self.host_limit(h)
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closed"),
-            );
-        }
+            .chain(src.mount_key().map(|(h, _)| h));
+        let permits = self.host_permits(hosts).await;
         let body = match src.blob_get(&blob.digest).await {
             Ok(b) => b,
             Err(e) if e.is_transient() => {
@@ -1023,21 +1020,10 @@ impl Engine {
         progress: &dyn Observer,
         kept: &mut Option<Kept>,
     ) -> Vec<(usize, RegistryError)> {
-        let mut hosts: Vec<String> = upload
+        let hosts = upload
             .iter()
-            .filter_map(|&i| dests[i].repo().mount_key().map(|(h, _)| h))
-            .collect();
-        hosts.sort();
-        hosts.dedup();
-        let mut permits = Vec::new();
-        for h in &hosts {
-            permits.push(
-                self.host_limit(h)
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closed"),
-            );
-        }
+            .filter_map(|&i| dests[i].repo().mount_key().map(|(h, _)| h));
+        let permits = self.host_permits(hosts).await;
         let callbacks: Vec<OnBytes> = upload.iter().map(|&i| progress.on_bytes(i)).collect();
         let (producer, streams) = fanout(
             local.stream(),

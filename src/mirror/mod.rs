@@ -784,11 +784,9 @@ async fn write(c: Checked<'_>, engine: &Engine, progress: &dyn Observer) -> Imag
             observer: progress,
             targets: dests.iter().map(ToString::to_string).collect(),
         };
-        let mut report = engine.copy_resolved(&resolved, &dests, &watch).await?;
         engine
-            .attach(&resolved, &dests, &mut report, &item.policy.referrers)
-            .await?;
-        Ok::<_, crate::Error>(report)
+            .copy_image(&resolved, &dests, &watch, &item.policy.referrers)
+            .await
     }
     .await;
     match copied {

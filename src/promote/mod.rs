@@ -297,12 +297,14 @@ impl Context {
         // 3. Content everywhere, by digest only.
         let target_refs: Vec<ImageRef> = policy.targets.iter().map(|t| t.image().clone()).collect();
         let target_names: Vec<String> = policy.targets.iter().map(ToString::to_string).collect();
-        let mut copy = engine
-            .copy_resolved(&resolved, &target_refs, &progress(&target_names))
-            .await?;
         // Signatures, attestations and SBOMs go with the content, before any tag moves.
-        engine
-            .attach(&resolved, &target_refs, &mut copy, &policy.referrers)
+        let copy = engine
+            .copy_image(
+                &resolved,
+                &target_refs,
+                &progress(&target_names),
+                &policy.referrers,
+            )
             .await?;
         let mut targets: Vec<TargetReport> = plans
             .into_iter()
@@ -687,10 +689,11 @@ impl Context {
                 .await
                 .map_err(as_cause)?;
             let c = engine
-                .copy_resolved(
+                .copy_image(
                     &resolved,
                     &[t.image().clone()],
                     &progress(std::slice::from_ref(&name)),
+                    &policy.referrers,
                 )
                 .await
                 .map_err(as_cause)?;

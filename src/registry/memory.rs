@@ -189,6 +189,14 @@ impl MemoryRepo {
     fn count(&self) {
         self.registry.lock().requests += 1;
     }
+
+    /// A request for a blob's bytes, when this repository has it.
+    fn blob(&self, d: &Digest) -> Option<Bytes> {
+        self.count();
+        let state = self.registry.lock();
+        let here = state.repos.get(self.repository.as_str())?;
+        here.blobs.contains(d).then(|| state.blob_bytes[d].clone())
+    }
 }
 
 #[async_trait]
@@ -285,26 +293,13 @@ impl Repo for MemoryRepo {
     }
 
     async fn blob_head(&self, d: &Digest) -> Result<Option<u64>> {
-        self.count();
-        let state = self.registry.lock();
-        let present = state
-            .repos
-            .get(self.repository.as_str())
-            .is_some_and(|r| r.blobs.contains(d));
-        Ok(present.then(|| state.blob_bytes[d].len() as u64))
+        Ok(self.blob(d).map(|b| b.len() as u64))
     }
 
     async fn blob_get(&self, d: &Digest) -> Result<BlobStream> {
-        self.count();
-        let state = self.registry.lock();
-        let present = state
-            .repos
-            .get(self.repository.as_str())
-            .is_some_and(|r| r.blobs.contains(d));
-        if !present {
-            return Err(self.not_found(format!("blob {d}")));
-        }
-        let bytes = state.blob_bytes[d].clone();
+        let bytes = self
+            .blob(d)
+            .ok_or_else(|| self.not_found(format!("blob {d}")))?;
         Ok(futures::stream::iter([Ok(bytes)]).boxed())
     }
 
