@@ -8,6 +8,9 @@ pub mod plan;
 pub mod progress;
 pub mod select;
 
+#[cfg(test)]
+mod orchestration;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
