@@ -356,6 +356,10 @@ pub struct Engine {
     client: Arc<Client>,
     options: CopyOptions,
     present: Mutex<HashSet<(String, Digest)>>,
+    /// Per blob: the repositories (registry host, repository) this run knows hold it, so a
+    /// destination on the same registry mounts it from one of them instead of receiving it
+    /// again, whichever image brought it there.
+    holders: Mutex<HashMap<Digest, Vec<(String, crate::reference::Repository)>>>,
     blob_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     source_bytes: AtomicU64,
 }
@@ -379,6 +383,7 @@ impl Engine {
             client,
             options,
             present: Mutex::default(),
+            holders: Mutex::default(),
             blob_locks: Mutex::default(),
             source_bytes: AtomicU64::new(0),
         }
@@ -774,7 +779,7 @@ impl Engine {
             }
         }
 
-        // Mount from a repository of the same registry known to hold it (the source, or another destination).
+        // Mount from a repository of the same registry known to hold it (the source, or one this run wrote or found it in).
         let mut upload = Vec::new();
         for i in missing {
             let repo = dests[i].repo();
@@ -783,23 +788,9 @@ impl Engine {
                     .mount_key()
                     .filter(|(h, r)| *h == host && *r != own)
                     .map(|(_, r)| r);
-                from_src.or_else(|| {
-                    dests
-                        .iter()
-                        .filter(|o| !o.failed())
-                        .filter_map(|o| o.repo.as_ref())
-                        .filter(|o| {
-                            self.present
-                                .lock()
-                                .expect("present")
-                                .contains(&(o.name(), blob.digest.clone()))
-                        })
-                        .find_map(|o| {
-                            o.mount_key()
-                                .filter(|(h, r)| *h == host && *r != own)
-                                .map(|(_, r)| r)
-                        })
-                })
+                // Else any repository of that registry this run put or found it in: another
+                // destination of this image, or another image's (mirror, a release).
+                from_src.or_else(|| self.known_holder(&host, &own, &blob.digest))
             });
             if let Some(from) = candidate {
                 match repo.blob_mount(&blob.digest, &from).await {
@@ -1100,6 +1091,29 @@ impl Engine {
             .lock()
             .expect("present")
             .insert((d.repo().name(), digest.clone()));
+        if let Some(key) = d.repo().mount_key() {
+            let mut holders = self.holders.lock().expect("holders");
+            let known = holders.entry(digest.clone()).or_default();
+            if !known.contains(&key) {
+                known.push(key);
+            }
+        }
+    }
+
+    /// A repository on `host`, other than `own`, that this run knows holds `digest`.
+    fn known_holder(
+        &self,
+        host: &str,
+        own: &crate::reference::Repository,
+        digest: &Digest,
+    ) -> Option<crate::reference::Repository> {
+        self.holders
+            .lock()
+            .expect("holders")
+            .get(digest)?
+            .iter()
+            .find(|(h, r)| h == host && r != own)
+            .map(|(_, r)| r.clone())
     }
 
     /// Puts the manifests a destination lacks (children first), then the tag, then reads the tag back.

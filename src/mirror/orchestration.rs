@@ -17,6 +17,7 @@ use super::select::Request;
 
 struct World {
     _dir: tempfile::TempDir,
+    src: Arc<MemoryRegistry>,
     a: Arc<MemoryRegistry>,
     b: Arc<MemoryRegistry>,
     policies: Policies,
@@ -34,15 +35,21 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 impl World {
-    /// Three tags of `acme/api` at src.example (two share base layers), mirrored to a and b.
+    /// Three tags of `acme/api` at src.example, mirrored to a and b.
     fn new() -> World {
+        Self::with_repositories(&["api"])
+    }
+
+    /// Three tags in each of `repositories` under src.example/acme, every image on the same
+    /// base layer, mirrored to a and b.
+    fn with_repositories(repositories: &[&str]) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = Layout::create(&dir.path().join("ci")).expect("layout");
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).expect("policies dir");
         std::fs::write(
             policies.join("nightly.yaml"),
-            "version: 1\nkind: mirror\nname: nightly\nsource: src.example/acme\nrepositories: [api]\ntargets:\n  - registry: a.example\n    prefix: mirror/\n  - registry: b.example\n    prefix: mirror/\n",
+            format!("version: 1\nkind: mirror\nname: nightly\nsource: src.example/acme\nrepositories: [{}]\ntargets:\n  - registry: a.example\n    prefix: mirror/\n  - registry: b.example\n    prefix: mirror/\n", repositories.join(", ")),
         )
         .expect("policy");
         let loaded = Policies::load(&policies, &Overrides::default()).expect("policies");
@@ -54,38 +61,49 @@ impl World {
         );
         let client = Arc::new(
             Client::new(&options, CredentialStore::from_files(Vec::new()))
-                .with_memory(src)
+                .with_memory(src.clone())
                 .with_memory(a.clone())
                 .with_memory(b.clone()),
         );
         let seed = Engine::with_client(client.clone(), options.clone());
         let mut images = Vec::new();
-        for (i, tag) in ["v1.0.0", "v1.1.0", "latest"].into_iter().enumerate() {
-            let w = layout
-                .add_image(&ImageSpec {
-                    tag: tag.into(),
-                    seed: i as u64 + 1,
-                    platforms: ["linux/amd64", "linux/arm64"]
-                        .iter()
-                        .filter_map(|p| Platform::parse(p))
-                        .collect(),
-                    ..ImageSpec::default()
-                })
-                .expect("image");
-            let from = ImageRef::parse(&format!(
-                "ocidir://{}:{tag}",
-                dir.path().join("ci").display()
-            ))
-            .expect("ref");
-            let to = ImageRef::parse(&format!("src.example/acme/api:{tag}")).expect("ref");
-            let r = rt()
-                .block_on(seed.copy(&from, &[to], &CopyQuiet))
-                .expect("seed the source");
-            assert_eq!(r.failed(), 0);
-            images.push((tag.to_owned(), Digest::parse(&w.digest).expect("digest")));
+        for (r, repository) in repositories.iter().enumerate() {
+            for (i, tag) in ["v1.0.0", "v1.1.0", "latest"].into_iter().enumerate() {
+                let tagged = format!("{repository}-{tag}");
+                let w = layout
+                    .add_image(&ImageSpec {
+                        tag: tagged.clone(),
+                        seed: (r * 10 + i) as u64 + 1,
+                        platforms: ["linux/amd64", "linux/arm64"]
+                            .iter()
+                            .filter_map(|p| Platform::parse(p))
+                            .collect(),
+                        base_layers: vec![crate::sample::LayerSpec {
+                            seed: 99,
+                            size: 64 << 10,
+                        }],
+                        ..ImageSpec::default()
+                    })
+                    .expect("image");
+                let from = ImageRef::parse(&format!(
+                    "ocidir://{}:{tagged}",
+                    dir.path().join("ci").display()
+                ))
+                .expect("ref");
+                let to =
+                    ImageRef::parse(&format!("src.example/acme/{repository}:{tag}")).expect("ref");
+                let r = rt()
+                    .block_on(seed.copy(&from, &[to], &CopyQuiet))
+                    .expect("seed the source");
+                assert_eq!(r.failed(), 0);
+                if *repository == "api" {
+                    images.push((tag.to_owned(), Digest::parse(&w.digest).expect("digest")));
+                }
+            }
         }
         World {
             _dir: dir,
+            src,
             a,
             b,
             policies: loaded,
@@ -195,4 +213,46 @@ fn a_failing_target_leaves_the_other_whole_and_its_own_tags_unwritten() {
         );
     }
     assert!(w.b.writes().iter().all(|x| x.kind != WriteKind::Tag));
+}
+
+#[test]
+fn a_blob_two_repositories_share_is_read_once_and_mounted_at_each_registry() {
+    let w = World::with_repositories(&["api", "worker"]);
+    let reads_before = w.src.reads();
+    let r = w.mirror();
+    assert_eq!(r.totals.failed, 0, "{:?}", r.totals);
+    assert_eq!(r.totals.copied, 12, "{:?}", r.totals);
+    let reads: Vec<(Digest, usize)> = w
+        .src
+        .reads()
+        .into_iter()
+        .map(|(d, n)| (d.clone(), n - reads_before.get(&d).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(
+        reads.iter().all(|(_, n)| *n == 1),
+        "a blob read from the source more than once: {reads:?}"
+    );
+    for reg in [&w.a, &w.b] {
+        let writes = reg.writes();
+        let uploads: Vec<&String> = writes
+            .iter()
+            .filter(|x| x.kind == WriteKind::Blob)
+            .map(|x| &x.what)
+            .collect();
+        let mut unique = uploads.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            uploads.len(),
+            unique.len(),
+            "a blob uploaded twice to {}",
+            reg.host()
+        );
+        assert!(
+            writes.iter().any(|x| x.kind == WriteKind::Mount),
+            "nothing mounted at {}: the shared base layer was uploaded to both repositories",
+            reg.host()
+        );
+    }
 }

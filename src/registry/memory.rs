@@ -59,6 +59,8 @@ struct State {
     blob_bytes: HashMap<Digest, Bytes>,
     repos: HashMap<String, Repository_>,
     writes: Vec<Write>,
+    /// Blob GETs, per digest.
+    reads: HashMap<Digest, usize>,
     requests: u64,
 }
 
@@ -100,6 +102,11 @@ impl MemoryRegistry {
     /// Every write so far, in order.
     pub fn writes(&self) -> Vec<Write> {
         self.lock().writes.clone()
+    }
+
+    /// How many times each blob's bytes were read (GET), over all repositories.
+    pub fn reads(&self) -> HashMap<Digest, usize> {
+        self.lock().reads.clone()
     }
 
     /// Where a tag points in a repository.
@@ -300,6 +307,7 @@ impl Repo for MemoryRepo {
         let bytes = self
             .blob(d)
             .ok_or_else(|| self.not_found(format!("blob {d}")))?;
+        *self.registry.lock().reads.entry(d.clone()).or_default() += 1;
         Ok(futures::stream::iter([Ok(bytes)]).boxed())
     }
 
