@@ -1,0 +1,232 @@
+//! Shared-layers benchmark: 8 repositories whose images share base layers, mirrored to three registries through a slow source link (10 ms, 40 MB/s), by `ferry mirror` and by `skopeo sync` in the same run; prints wall time against the link floor, source bytes and bytes uploaded per target against the unique bytes, and requests.
+//!
+//! Run: `cargo bench --bench shared` (the table also goes to target/bench-shared.txt).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry::copy::{CopyOptions, Engine};
+use ferry::reference::ImageRef;
+use ferry::report::Progress;
+use ferry::sample::{ImageSpec, LayerSpec, Layout, Platform};
+use support::faultproxy::{Action, FaultProxy, Rule};
+use support::registry::{Mode, TestRegistry};
+
+const REPOS: usize = 8;
+const MIB: u64 = 1 << 20;
+/// The source link: 40 MB/s (decimal, as the issue measured) and 10 ms per request.
+const LINK_BYTES_PER_SEC: u64 = 40_000_000;
+const LINK_LATENCY: Duration = Duration::from_millis(10);
+
+/// The source: REPOS repositories, one multi-arch image each, all on the same two base layers.
+/// Returns the unique blob bytes.
+fn seed(src: &TestRegistry, dir: &std::path::Path) -> u64 {
+    let layout = Layout::create(&dir.join("images")).unwrap();
+    for i in 0..REPOS as u64 {
+        layout
+            .add_image(&ImageSpec {
+                tag: format!("svc{i}"),
+                seed: 100 + i,
+                platforms: ["linux/amd64", "linux/arm64"]
+                    .iter()
+                    .filter_map(|p| Platform::parse(p))
+                    .collect(),
+                base_layers: vec![
+                    LayerSpec {
+                        seed: 0xba5e,
+                        size: 24 * MIB,
+                    },
+                    LayerSpec {
+                        seed: 0xba5f,
+                        size: 8 * MIB,
+                    },
+                ],
+                own_layers: vec![LayerSpec {
+                    seed: 1000 + i,
+                    size: 3 * MIB,
+                }],
+                ..ImageSpec::default()
+            })
+            .unwrap();
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let engine = Engine::new(CopyOptions::default());
+    rt.block_on(async {
+        for i in 0..REPOS {
+            let from =
+                ImageRef::parse(&format!("ocidir://{}:svc{i}", dir.join("images").display()))
+                    .unwrap();
+            let to = ImageRef::parse(&format!("{}/acme/svc{i}:v1", src.host())).unwrap();
+            let r = engine
+                .copy(&from, &[to], &Progress::hidden(1))
+                .await
+                .unwrap();
+            assert_eq!(r.failed(), 0);
+        }
+    });
+    std::fs::read_dir(dir.join("images/blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// What one tool did: wall time, bytes the source sent, bytes each target took in, requests.
+struct Run {
+    wall: Duration,
+    source_bytes: u64,
+    target_bytes: Vec<u64>,
+    requests: usize,
+}
+
+fn measure(source: &FaultProxy, targets: &[FaultProxy], go: impl FnOnce()) -> Run {
+    let (s0, t0): (usize, Vec<usize>) = (
+        source.log().len(),
+        targets.iter().map(|t| t.log().len()).collect(),
+    );
+    let started = Instant::now();
+    go();
+    let wall = started.elapsed();
+    let slog: Vec<_> = source.log().split_off(s0);
+    let tlogs: Vec<Vec<_>> = targets
+        .iter()
+        .zip(t0)
+        .map(|(t, n)| t.log().split_off(n))
+        .collect();
+    Run {
+        wall,
+        source_bytes: slog.iter().map(|e| e.bytes_out).sum(),
+        target_bytes: tlogs
+            .iter()
+            .map(|l| l.iter().map(|e| e.bytes_in).sum())
+            .collect(),
+        requests: slog.len() + tlogs.iter().map(Vec::len).sum::<usize>(),
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestRegistry::start(Mode::Plain);
+    let unique = seed(&src, dir.path());
+    // The slow link: every source request waits 10 ms; blob bodies share 40 MB/s.
+    let link = FaultProxy::start_paced(&src.host(), LINK_BYTES_PER_SEC);
+    link.add(Rule {
+        name: "latency".into(),
+        method: None,
+        path_contains: "/v2/".into(),
+        with_header: None,
+        times: usize::MAX,
+        action: Action::Delay(LINK_LATENCY),
+    });
+    let floor = unique as f64 / LINK_BYTES_PER_SEC as f64;
+    let names: Vec<String> = (0..REPOS).map(|i| format!("svc{i}")).collect();
+
+    let mut results = Vec::new();
+    for tool in ["ferry", "skopeo"] {
+        let regs: Vec<TestRegistry> = (0..3).map(|_| TestRegistry::start(Mode::Plain)).collect();
+        let fronts: Vec<FaultProxy> = regs.iter().map(|r| FaultProxy::start(&r.host())).collect();
+        let run = if tool == "ferry" {
+            let policies = dir.path().join("policies");
+            std::fs::create_dir_all(&policies).unwrap();
+            let mut policy = format!(
+                "version: 1\nkind: mirror\nname: shared\nsource: {}/acme\nrepositories: [{}]\ntargets:\n",
+                link.host(),
+                names.join(", ")
+            );
+            for t in &fronts {
+                policy += &format!("  - registry: {}\n    prefix: mirror/\n", t.host());
+            }
+            std::fs::write(policies.join("shared.yaml"), policy).unwrap();
+            measure(&link, &fronts, || {
+                let out = Command::new(support::ferry_bin())
+                    .arg("--policies")
+                    .arg(&policies)
+                    .args(["mirror", "--output", "json"])
+                    .env("DOCKER_CONFIG", policies.join("no-docker-config"))
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "ferry mirror failed");
+            })
+        } else {
+            let mut sync = format!("{}:\n  tls-verify: false\n  images:\n", link.host());
+            for n in &names {
+                sync += &format!("    acme/{n}: [v1]\n");
+            }
+            let sync_file = dir.path().join("sync.yaml");
+            std::fs::write(&sync_file, sync).unwrap();
+            measure(&link, &fronts, || {
+                // One `skopeo sync` per target, at once, as one would run them.
+                let children: Vec<_> = fronts
+                    .iter()
+                    .map(|t| {
+                        Command::new("skopeo")
+                            .args(["sync", "--all", "--preserve-digests", "--src", "yaml"])
+                            .args(["--dest", "docker", "--dest-tls-verify=false"])
+                            .arg(&sync_file)
+                            .arg(format!("{}/mirror", t.host()))
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::piped())
+                            .spawn()
+                            .unwrap()
+                    })
+                    .collect();
+                for c in children {
+                    let out = c.wait_with_output().unwrap();
+                    assert!(
+                        out.status.success(),
+                        "skopeo sync failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            })
+        };
+        results.push((tool, run));
+    }
+
+    let mut table = String::new();
+    writeln!(
+        table,
+        "{REPOS} repositories sharing base layers, 2 platforms each, {:.1} MB unique; 3 targets; source link 10 ms + 40 MB/s (floor {floor:.2} s)\n",
+        unique as f64 / 1e6
+    )
+    .unwrap();
+    writeln!(
+        table,
+        "| tool | wall | × floor | source read × unique | uploaded per target × unique | requests |"
+    )
+    .unwrap();
+    writeln!(table, "|---|---:|---:|---:|---:|---:|").unwrap();
+    for (tool, r) in &results {
+        let per_target: Vec<String> = r
+            .target_bytes
+            .iter()
+            .map(|b| format!("{:.2}", *b as f64 / unique as f64))
+            .collect();
+        writeln!(
+            table,
+            "| {tool} | {:.2} s | {:.2} | {:.2} | {} | {} |",
+            r.wall.as_secs_f64(),
+            r.wall.as_secs_f64() / floor,
+            r.source_bytes as f64 / unique as f64,
+            per_target.join(" / "),
+            r.requests
+        )
+        .unwrap();
+    }
+    let (f, s) = (&results[0].1, &results[1].1);
+    writeln!(
+        table,
+        "\nferry/skopeo: wall {:.2}, source bytes {:.2}, requests {:.2}",
+        f.wall.as_secs_f64() / s.wall.as_secs_f64(),
+        f.source_bytes as f64 / s.source_bytes as f64,
+        f.requests as f64 / s.requests as f64
+    )
+    .unwrap();
+    print!("{table}");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-shared.txt");
+    std::fs::write(out, &table).unwrap();
+}
