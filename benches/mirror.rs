@@ -99,38 +99,8 @@ fn ferry_mirror(policies: &std::path::Path) -> Duration {
 /// Three `skopeo sync` at once, one per target, as one would run them.
 fn skopeo_sync(config: &std::path::Path, targets: &[&TestRegistry]) -> Duration {
     let started = Instant::now();
-    let children: Vec<_> = targets
-        .iter()
-        .map(|t| {
-            Command::new("skopeo")
-                .args([
-                    "sync",
-                    "--all",
-                    "--preserve-digests",
-                    "--src",
-                    "yaml",
-                    "--dest",
-                    "docker",
-                    "--dest-tls-verify=false",
-                    "--retry-times",
-                    "3",
-                ])
-                .arg(config)
-                .arg(format!("{}/mirror", t.host()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo sync failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let hosts: Vec<String> = targets.iter().map(|t| t.host()).collect();
+    support::skopeo::sync_to_all(config, &hosts);
     started.elapsed()
 }
 

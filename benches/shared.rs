@@ -159,29 +159,8 @@ fn main() {
             let sync_file = dir.path().join("sync.yaml");
             std::fs::write(&sync_file, sync).unwrap();
             measure(&link, &fronts, || {
-                // One `skopeo sync` per target, at once, as one would run them.
-                let children: Vec<_> = fronts
-                    .iter()
-                    .map(|t| {
-                        Command::new("skopeo")
-                            .args(["sync", "--all", "--preserve-digests", "--src", "yaml"])
-                            .args(["--dest", "docker", "--dest-tls-verify=false"])
-                            .arg(&sync_file)
-                            .arg(format!("{}/mirror", t.host()))
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::piped())
-                            .spawn()
-                            .unwrap()
-                    })
-                    .collect();
-                for c in children {
-                    let out = c.wait_with_output().unwrap();
-                    assert!(
-                        out.status.success(),
-                        "skopeo sync failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
+                let hosts: Vec<String> = fronts.iter().map(FaultProxy::host).collect();
+                support::skopeo::sync_to_all(&sync_file, &hosts);
             })
         };
         results.push((tool, run));

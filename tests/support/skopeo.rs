@@ -182,3 +182,32 @@ pub fn list_tags(repository: &str, creds: Option<(&str, &str)>, tls: TlsOpt) -> 
     tags.sort();
     tags
 }
+
+/// `skopeo sync --all --preserve-digests` of a YAML source `config` to `HOST/mirror` at every
+/// one of `hosts`, all at once (one process per target, as one would run them); panics if one
+/// fails.
+pub fn sync_to_all(config: &std::path::Path, hosts: &[String]) {
+    let children: Vec<_> = hosts
+        .iter()
+        .map(|host| {
+            Command::new("skopeo")
+                .args(["sync", "--all", "--preserve-digests", "--src", "yaml"])
+                .args(["--dest", "docker", "--dest-tls-verify=false"])
+                .args(["--retry-times", "3"])
+                .arg(config)
+                .arg(format!("{host}/mirror"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("skopeo starts")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("skopeo ends");
+        assert!(
+            out.status.success(),
+            "skopeo sync failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
