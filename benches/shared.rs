@@ -96,6 +96,41 @@ fn measure(source: &FaultProxy, targets: &[FaultProxy], go: impl FnOnce()) -> Ru
         .zip(t0)
         .map(|(t, n)| t.log().split_off(n))
         .collect();
+    if std::env::var_os("FERRY_BENCH_REQUESTS").is_some() {
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        let class = |side: &str, e: &support::faultproxy::Entry| {
+            let p = e.path.split('?').next().unwrap_or("");
+            let what = if p.contains("/blobs/uploads") {
+                "blobs/uploads"
+            } else if p.contains("/blobs/") {
+                "blobs"
+            } else if p.contains("/manifests/sha256-") {
+                "manifests/<fallback tag>"
+            } else if p.contains("/manifests/sha256:") {
+                "manifests/<digest>"
+            } else if p.contains("/manifests/") {
+                "manifests/<tag>"
+            } else if p.contains("/tags/list") {
+                "tags/list"
+            } else if p.contains("/referrers/") {
+                "referrers"
+            } else {
+                "other"
+            };
+            format!("{side} {} {what} {}", e.method, e.status)
+        };
+        for e in &slog {
+            *kinds.entry(class("source", e)).or_default() += 1;
+        }
+        for l in &tlogs {
+            for e in l {
+                *kinds.entry(class("target", e)).or_default() += 1;
+            }
+        }
+        for (k, n) in kinds {
+            eprintln!("{n:6}  {k}");
+        }
+    }
     Run {
         wall,
         source_bytes: slog.iter().map(|e| e.bytes_out).sum(),

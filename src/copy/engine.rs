@@ -756,6 +756,15 @@ impl Engine {
             if self.present.lock().expect("present").contains(&key) {
                 return (i, Ok(true));
             }
+            // Another repository of its registry holds it: the mount answers whether or not
+            // it is here already, so the HEAD would only cost a request.
+            let mountable = dests[i]
+                .repo()
+                .mount_key()
+                .is_some_and(|(host, own)| self.known_holder(&host, &own, &blob.digest).is_some());
+            if mountable {
+                return (i, Ok(false));
+            }
             (
                 i,
                 dests[i]

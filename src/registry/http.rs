@@ -840,6 +840,9 @@ impl Repo for HttpRepo {
     }
 
     async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>> {
+        if !self.gate.may_have_referrers_api() {
+            return Ok(None);
+        }
         let url = self.url(&format!("referrers/{d}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, manifest::OCI_INDEX.parse().expect("static header"));
@@ -854,10 +857,14 @@ impl Repo for HttpRepo {
                     Some(manifest::OCI_INDEX),
                 )?))
             }
-            // 404 is the spec's "no API"; some registries answer unknown routes otherwise.
+            // 404 is the spec's "no API" (a registry with the API never answers 404 there);
+            // some registries answer unknown routes otherwise. Either way, for the whole run.
             StatusCode::NOT_FOUND
             | StatusCode::METHOD_NOT_ALLOWED
-            | StatusCode::NOT_IMPLEMENTED => Ok(None),
+            | StatusCode::NOT_IMPLEMENTED => {
+                self.gate.no_referrers_api();
+                Ok(None)
+            }
             _ => Err(self.fail(&Method::GET, "referrers", resp).await),
         }
     }

@@ -84,6 +84,9 @@ pub struct HostGate {
     settings: HostSettings,
     inflight: Option<Arc<Semaphore>>,
     state: Mutex<GateState>,
+    /// The registry answered a referrers request 404 (or 405, 501): it has no referrers API,
+    /// which the spec lets a registry say only that way, so nobody asks it again this run.
+    no_referrers_api: std::sync::atomic::AtomicBool,
 }
 
 /// Held while a request is in flight.
@@ -100,7 +103,21 @@ impl HostGate {
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
             settings,
             state: Mutex::default(),
+            no_referrers_api: Default::default(),
         }
+    }
+
+    /// False once the registry has shown it has no referrers API.
+    pub fn may_have_referrers_api(&self) -> bool {
+        !self
+            .no_referrers_api
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The registry has no referrers API: the fallback tags are the way from now on.
+    pub fn no_referrers_api(&self) {
+        self.no_referrers_api
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How this registry's requests are retried.
