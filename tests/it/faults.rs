@@ -319,11 +319,16 @@ fn a_cut_blob_download_is_sent_again_alone() {
         .filter(|e| e.method == "GET" && e.path == cut)
         .nth(1)
         .unwrap();
+    // Where the client's bytes stopped: at the cut, or a little before it when the last of
+    // them were still in flight as the connection dropped (seen on a loaded machine: 7,794).
+    let start: u64 = resumed
+        .headers
+        .iter()
+        .find(|(k, _)| k == "range")
+        .and_then(|(_, v)| v.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("not resumed with a Range: {:?}", resumed.headers));
     assert!(
-        resumed
-            .headers
-            .iter()
-            .any(|(k, v)| k == "range" && v == "bytes=10000-"),
+        (1..=10_000).contains(&start),
         "resumed where it broke: {:?}",
         resumed.headers
     );
@@ -335,7 +340,11 @@ fn a_cut_blob_download_is_sent_again_alone() {
         .filter(|e| e.path == cut)
         .map(|e| e.bytes_out)
         .sum();
-    assert_eq!(sent, big, "the cut blob's bytes crossed once");
+    // Once, but for what the cut lost in flight (sent before the cut, resent after it).
+    assert!(
+        sent >= big && sent <= big + (10_000 - start),
+        "the cut blob's bytes crossed once: {sent} of {big}"
+    );
     assert!(
         gets.iter()
             .filter(|(p, _)| **p != cut)
