@@ -181,7 +181,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 .as_deref()
                 .map(copy::request::platform_arg)
                 .transpose()?;
-            let engine = reader(&dir, &a.connect, &a.creds, None)?;
+            let engine = reader(&dir, &a.common.connect, &a.common.creds, None)?;
             let (r, repo) = open_image(&engine, &a.image)?;
             if a.raw {
                 let (m, _) = inspect::fetch(&*repo, &r, platform.as_ref())
@@ -194,7 +194,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let found = inspect::inspect(&*repo, &r, platform.as_ref())
                 .await
                 .map_err(inspect_error(&r))?;
-            report::finish(&found, a.output)
+            report::finish(&found, a.common.output)
         }
         Command::Digest(a) => {
             let engine = reader(&dir, &a.connect, &a.creds, None)?;
@@ -212,7 +212,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             if a.page_size == 0 {
                 return Err(Error::Usage("--page-size must be at least 1".into()));
             }
-            let engine = reader(&dir, &a.connect, &a.creds, Some(a.page_size))?;
+            let engine = reader(&dir, &a.common.connect, &a.common.creds, Some(a.page_size))?;
             let r = ImageRef::parse(&a.repository)?;
             if r.tag().is_some() || r.digest().is_some() {
                 return Err(Error::Usage(format!(
@@ -229,7 +229,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 source: Box::new(e),
             })?;
             tracing::debug!(requests = repo.stats().requests, "tags listed");
-            report::finish(&list, a.output)
+            report::finish(&list, a.common.output)
         }
         Command::Login(a) => login(&dir, &a).await,
         Command::Logout(a) => {

@@ -95,8 +95,8 @@ impl Command {
             Command::Mirror(a) => a.common.output,
             Command::Policy(PolicyCommand::Check { output, .. }) => *output,
             Command::Demo(a) => a.output,
-            Command::Inspect(a) => a.output,
-            Command::Tags(a) => a.output,
+            Command::Inspect(a) => a.common.output,
+            Command::Tags(a) => a.common.output,
             Command::Digest(_) | Command::Login(_) | Command::Logout(_) => Format::Text,
             Command::VerifyBundle(_)
             | Command::Policy(PolicyCommand::Schema { .. })
@@ -365,15 +365,9 @@ pub struct InspectArgs {
     /// Of a multi-platform image, this platform's manifest (OS/ARCH[/VARIANT]).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Format,
-    /// Connection settings.
+    /// Output, connection and one-off login flags.
     #[command(flatten)]
-    pub connect: ConnectArgs,
-    /// One-off logins.
-    #[command(flatten)]
-    pub creds: CredsArgs,
+    pub common: Common,
 }
 
 /// `ferry digest`.
@@ -394,18 +388,13 @@ pub struct DigestArgs {
 pub struct TagsArgs {
     /// The repository: HOST/REPO or ocidir://PATH.
     pub repository: String,
-    /// Output format (JSON: skopeo list-tags' `{"Repository": …, "Tags": […]}`).
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Format,
     /// Tags asked for per request; the registry's `Link` header leads to the next page.
     #[arg(long, value_name = "N", default_value_t = crate::registry::http::TAGS_PAGE_SIZE)]
     pub page_size: usize,
-    /// Connection settings.
+    /// Output (JSON: skopeo list-tags' `{"Repository": …, "Tags": […]}`), connection and
+    /// one-off login flags.
     #[command(flatten)]
-    pub connect: ConnectArgs,
-    /// One-off logins.
-    #[command(flatten)]
-    pub creds: CredsArgs,
+    pub common: Common,
 }
 
 /// `ferry login`.

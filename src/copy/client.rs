@@ -73,11 +73,6 @@ impl Client {
         self
     }
 
-    /// Token requests sent so far, over every registry.
-    pub fn token_requests(&self) -> u64 {
-        self.auth.token_requests()
-    }
-
     /// Opens a store for a reference; `push` asks for write access.
     pub fn open(&self, r: &ImageRef, push: bool) -> Result<Arc<dyn Repo>, RegistryError> {
         Ok(match r {

@@ -389,11 +389,6 @@ impl Engine {
         }
     }
 
-    /// The client this engine's requests go through.
-    pub fn client(&self) -> &Arc<Client> {
-        &self.client
-    }
-
     /// ECR: makes sure a repository exists and learns its tag settings (`None` elsewhere); see
     /// [`Client::prepare_repository`].
     pub async fn prepare_repository(
