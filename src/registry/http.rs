@@ -840,6 +840,7 @@ impl Repo for HttpRepo {
     }
 
     async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>> {
+        let _probe = self.gate.referrers_probe().await;
         if !self.gate.may_have_referrers_api() {
             return Ok(None);
         }
@@ -851,6 +852,7 @@ impl Repo for HttpRepo {
             .await?;
         match resp.status() {
             StatusCode::OK => {
+                self.gate.has_referrers_api();
                 let body = read_capped(resp, self.max_manifest).await;
                 Ok(Some(Manifest::parse(
                     Bytes::from(body),

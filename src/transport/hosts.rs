@@ -87,6 +87,11 @@ pub struct HostGate {
     /// The registry answered a referrers request 404 (or 405, 501): it has no referrers API,
     /// which the spec lets a registry say only that way, so nobody asks it again this run.
     no_referrers_api: std::sync::atomic::AtomicBool,
+    /// Set once the registry answered a referrers request 200: it has the API.
+    has_referrers_api: std::sync::atomic::AtomicBool,
+    /// Held by the one request that finds out whether the registry has the API, so concurrent
+    /// ones wait for its answer instead of probing too.
+    referrers_probe: tokio::sync::Mutex<()>,
 }
 
 /// Held while a request is in flight.
@@ -104,6 +109,8 @@ impl HostGate {
             settings,
             state: Mutex::default(),
             no_referrers_api: Default::default(),
+            has_referrers_api: Default::default(),
+            referrers_probe: Default::default(),
         }
     }
 
@@ -118,6 +125,27 @@ impl HostGate {
     pub fn no_referrers_api(&self) {
         self.no_referrers_api
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The registry has the referrers API: requests no longer wait for a probe.
+    pub fn has_referrers_api(&self) {
+        self.has_referrers_api
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// While nobody knows whether the registry has the API: a guard that makes this request
+    /// the only probe (`None` once it is known).
+    pub async fn referrers_probe(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let known = |g: &Self| {
+            g.has_referrers_api
+                .load(std::sync::atomic::Ordering::Relaxed)
+                || !g.may_have_referrers_api()
+        };
+        if known(self) {
+            return None;
+        }
+        let guard = self.referrers_probe.lock().await;
+        (!known(self)).then_some(guard)
     }
 
     /// How this registry's requests are retried.
