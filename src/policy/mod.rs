@@ -247,8 +247,28 @@ pub(crate) struct RawTarget {
     registry: Option<String>,
     /// The repository in that registry (`acme/api`); with `registry`.
     repository: Option<String>,
-    /// An OCI image layout directory instead of a registry, relative to this file.
+    /// An OCI image layout directory instead of a registry, relative to this file. With `images:`, each image gets the directory `LAYOUT/<its repository>`.
     layout: Option<PathBuf>,
+    /// With `images:`: prepended to each image's repository (`acme/` puts `api` at `acme/api`); ends with `/`.
+    #[schemars(regex(pattern = r"^([a-z0-9._-]+/)*$"))]
+    prefix: Option<String>,
+    /// With `images:`: image names whose repository here is not `prefix + repository` (`{worker: jobs/worker}`).
+    #[serde(default)]
+    mapping: BTreeMap<String, String>,
+}
+
+/// One image of a release (`images:` entry), as written.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Image")]
+pub(crate) struct RawImage {
+    /// The image's name in the release (`api`): what `ferry promote ENV api:TAG` names.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
+    name: String,
+    /// The repository it is promoted from, without tag or digest (`ghcr.io/acme/api`, `ocidir://PATH`).
+    source: String,
+    /// Its repository at every target, after the target's `prefix` (default: its name).
+    repository: Option<String>,
 }
 
 /// A ferry environment policy (`policies/<environment>.yaml`): what is promoted there, from where, with which tags.
@@ -256,6 +276,7 @@ pub(crate) struct RawTarget {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Environment")]
 #[schemars(transform = transform::require_targets)]
+#[schemars(transform = transform::source_or_images)]
 pub(crate) struct RawEnv {
     /// The policy format version: 1.
     #[schemars(required, extend("const" = VERSION))]
@@ -267,9 +288,12 @@ pub(crate) struct RawEnv {
     /// The environment's name; it must match the file name (`prod` in `prod.yaml`), which is the default.
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     environment: Option<String>,
-    /// The repository images are promoted from, without tag or digest (`ghcr.io/acme/api`, `ocidir://PATH`).
-    #[schemars(required)]
+    /// The repository images are promoted from, without tag or digest (`ghcr.io/acme/api`, `ocidir://PATH`); or `images:`.
     source: Option<String>,
+    /// The images of a release, promoted together (instead of `source`): each with its name,
+    /// source repository and target repository; targets then take `prefix` and `mapping`.
+    #[serde(default)]
+    images: Vec<RawImage>,
     /// Gate: the digest must be what this environment runs at all its targets right now.
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     promote_from: Option<String>,
@@ -312,6 +336,18 @@ struct RawRequire {
     trusted_root: Option<String>,
 }
 
+/// One image of an environment: its name, where it comes from, where it goes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImagePolicy {
+    /// Its name in the release (`api`); for a one-image environment, the source repository's last segment.
+    pub name: String,
+    /// The repository it is promoted from (no tag).
+    #[serde(serialize_with = "ser_repo")]
+    pub source: ImageRef,
+    /// Where it goes.
+    pub targets: Vec<Target>,
+}
+
 /// One environment's validated policy.
 #[derive(Clone, Debug, Serialize)]
 pub struct EnvPolicy {
@@ -319,7 +355,12 @@ pub struct EnvPolicy {
     pub file: PathBuf,
     /// The environment.
     pub environment: Environment,
-    /// The repository images are promoted from (no tag).
+    /// True when the policy lists `images:`: a release, promoted and recorded as a whole.
+    pub release: bool,
+    /// Every image (one, for the `source:` form), in policy order.
+    pub images: Vec<ImagePolicy>,
+    /// The repository images are promoted from (no tag): for a release, the image of this view
+    /// (see [`EnvPolicy::views`]; the policy itself holds the first image's).
     #[serde(serialize_with = "ser_repo")]
     pub source: ImageRef,
     /// The environment whose tag an image must carry before it may come here.
@@ -358,6 +399,30 @@ impl EnvPolicy {
     /// True when the tag may never move once set.
     pub fn is_protected(&self, tag: &Tag) -> bool {
         self.protect.iter().any(|p| p.matches(tag.as_str()))
+    }
+
+    /// One policy per image, each with that image's `source` and `targets` (and `images` holding
+    /// it alone): what the one-image steps (gates, tag plans, rollback preparation) work on.
+    pub fn views(&self) -> Vec<EnvPolicy> {
+        self.images
+            .iter()
+            .map(|i| EnvPolicy {
+                images: vec![i.clone()],
+                source: i.source.clone(),
+                targets: i.targets.clone(),
+                ..self.clone()
+            })
+            .collect()
+    }
+
+    /// The image named `name`.
+    pub fn image(&self, name: &str) -> Option<&ImagePolicy> {
+        self.images.iter().find(|i| i.name == name)
+    }
+
+    /// Every target of every image.
+    pub fn all_targets(&self) -> impl Iterator<Item = &Target> {
+        self.images.iter().flat_map(|i| &i.targets)
     }
 
     /// The literal tags that move back on a rollback: fixed names that are not protected.
@@ -894,13 +959,7 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
             env
         }
     };
-    let source_text = raw.source.ok_or_else(|| {
-        PolicyError::new(file, "source", "missing: the repository images come from")
-    })?;
-    let mut source = parse_repo(file, "source", &source_text)?;
-    if let ImageRef::Layout(l) = &mut source {
-        l.path = relative_to(file, &l.path);
-    }
+    let release = !raw.images.is_empty();
     let promote_from = raw
         .promote_from
         .map(|p| Environment::parse(&p).map_err(|m| PolicyError::new(file, "promote_from", m)))
@@ -912,50 +971,7 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
             "an environment cannot promote from itself",
         ));
     }
-    if raw.targets.is_empty() {
-        return Err(PolicyError::new(
-            file,
-            "targets",
-            "missing: at least one target",
-        ));
-    }
-    let mut targets: Vec<Target> = Vec::new();
-    for (i, t) in raw.targets.into_iter().enumerate() {
-        let key = |k: &str| format!("targets[{i}]{k}");
-        let image = match (t.registry, t.repository, t.layout) {
-            (Some(reg), Some(repo), None) => parse_repo(file, &key(""), &format!("{reg}/{repo}"))?,
-            (None, None, Some(path)) => {
-                let path = relative_to(file, &path);
-                parse_repo(
-                    file,
-                    &key(".layout"),
-                    &format!("ocidir://{}", path.display()),
-                )?
-            }
-            (Some(_), None, None) => {
-                return Err(PolicyError::new(file, key(".repository"), "missing"))
-            }
-            (None, Some(_), None) => {
-                return Err(PolicyError::new(file, key(".registry"), "missing"))
-            }
-            _ => {
-                return Err(PolicyError::new(
-                    file,
-                    key(""),
-                    "expected either registry + repository, or layout",
-                ))
-            }
-        };
-        let target = Target(image);
-        if targets.contains(&target) {
-            return Err(PolicyError::new(
-                file,
-                key(""),
-                format!("{target} is listed twice"),
-            ));
-        }
-        targets.push(target);
-    }
+    let images = load_images(file, raw.source, raw.images, raw.targets)?;
     let mut tags = Vec::new();
     let raw_tags = if raw.tags.is_empty() {
         vec![environment.to_string()]
@@ -1000,9 +1016,11 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
     let policy = EnvPolicy {
         file: file.to_owned(),
         environment,
-        source,
+        release,
+        source: images[0].source.clone(),
+        targets: images[0].targets.clone(),
+        images,
         promote_from,
-        targets,
         tags,
         protect,
         platforms,
@@ -1027,6 +1045,180 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
         ));
     }
     Ok(policy)
+}
+
+/// `source:` and `targets:` (one image), or `images:` and targets with a prefix or a mapping (a
+/// release): every image with its source and its repository at every target.
+fn load_images(
+    file: &Path,
+    source: Option<String>,
+    raw_images: Vec<RawImage>,
+    raw_targets: Vec<RawTarget>,
+) -> Result<Vec<ImagePolicy>, PolicyError> {
+    let release = !raw_images.is_empty();
+    let mut images: Vec<(String, ImageRef, String)> = Vec::new();
+    match (source, release) {
+        (Some(_), true) => {
+            return Err(PolicyError::new(
+                file,
+                "source",
+                "give either source (one image) or images (a release), not both",
+            ))
+        }
+        (None, false) => {
+            return Err(PolicyError::new(
+                file,
+                "source",
+                "missing: the repository images come from (or `images:`, for a release)",
+            ))
+        }
+        (Some(text), false) => {
+            let mut source = parse_repo(file, "source", &text)?;
+            if let ImageRef::Layout(l) = &mut source {
+                l.path = relative_to(file, &l.path);
+            }
+            let name = source
+                .repository_name()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            images.push((name, source, String::new()));
+        }
+        (None, true) => {
+            for (i, img) in raw_images.into_iter().enumerate() {
+                let key = |k: &str| format!("images[{i}].{k}");
+                if Environment::parse(&img.name).is_err() {
+                    return Err(PolicyError::new(
+                        file,
+                        key("name"),
+                        format!(
+                            "{:?} is not an image name (lowercase letters, digits, '.', '_', '-')",
+                            img.name
+                        ),
+                    ));
+                }
+                if images.iter().any(|(n, _, _)| n == &img.name) {
+                    return Err(PolicyError::new(
+                        file,
+                        key("name"),
+                        format!("{} is listed twice", img.name),
+                    ));
+                }
+                let mut source = parse_repo(file, &key("source"), &img.source)?;
+                if let ImageRef::Layout(l) = &mut source {
+                    l.path = relative_to(file, &l.path);
+                }
+                let repository = img.repository.unwrap_or_else(|| img.name.clone());
+                images.push((img.name, source, repository));
+            }
+        }
+    }
+    if raw_targets.is_empty() {
+        return Err(PolicyError::new(
+            file,
+            "targets",
+            "missing: at least one target",
+        ));
+    }
+    let mut out: Vec<ImagePolicy> = images
+        .iter()
+        .map(|(name, source, _)| ImagePolicy {
+            name: name.clone(),
+            source: source.clone(),
+            targets: Vec::new(),
+        })
+        .collect();
+    for (i, t) in raw_targets.into_iter().enumerate() {
+        let key = |k: &str| format!("targets[{i}]{k}");
+        if release && t.repository.is_some() {
+            return Err(PolicyError::new(
+                file,
+                key(".repository"),
+                "with images:, a target takes a prefix (and a mapping), and each image its own repository",
+            ));
+        }
+        if !release && (t.prefix.is_some() || !t.mapping.is_empty()) {
+            return Err(PolicyError::new(
+                file,
+                key(""),
+                "prefix and mapping go with images:; a one-image target names its repository",
+            ));
+        }
+        if let Some(p) = &t.prefix {
+            if !p.is_empty() && !p.ends_with('/') {
+                return Err(PolicyError::new(
+                    file,
+                    key(".prefix"),
+                    format!("{p:?} must end with '/'"),
+                ));
+            }
+        }
+        for name in t.mapping.keys() {
+            if !images.iter().any(|(n, _, _)| n == name) {
+                return Err(PolicyError::new(
+                    file,
+                    format!("targets[{i}].mapping.{name}"),
+                    format!(
+                        "no image is named {name} (images: {})",
+                        images
+                            .iter()
+                            .map(|(n, _, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        for (k, (name, _, repository)) in images.iter().enumerate() {
+            let repo = match (&t.repository, t.mapping.get(name)) {
+                (Some(r), _) => r.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => format!("{}{repository}", t.prefix.as_deref().unwrap_or("")),
+            };
+            let image = match (&t.registry, release || t.repository.is_some(), &t.layout) {
+                (Some(reg), true, None) => parse_repo(file, &key(""), &format!("{reg}/{repo}"))?,
+                (None, false, Some(path)) | (None, true, Some(path)) if t.repository.is_none() => {
+                    let mut path = relative_to(file, path);
+                    if release {
+                        path = path.join(&repo);
+                    }
+                    parse_repo(
+                        file,
+                        &key(".layout"),
+                        &format!("ocidir://{}", path.display()),
+                    )?
+                }
+                (Some(_), false, None) => {
+                    return Err(PolicyError::new(file, key(".repository"), "missing"))
+                }
+                (None, _, None) if t.repository.is_some() => {
+                    return Err(PolicyError::new(file, key(".registry"), "missing"))
+                }
+                _ => {
+                    return Err(PolicyError::new(
+                        file,
+                        key(""),
+                        if release {
+                            "expected either registry (with prefix or mapping), or layout"
+                        } else {
+                            "expected either registry + repository, or layout"
+                        },
+                    ))
+                }
+            };
+            let target = Target(image);
+            if out.iter().flat_map(|o| &o.targets).any(|o| o == &target) {
+                return Err(PolicyError::new(
+                    file,
+                    key(""),
+                    format!("{target} is listed twice"),
+                ));
+            }
+            out[k].targets.push(target);
+        }
+    }
+    Ok(out)
 }
 
 /// `require:`: attestation and signature rules, their keys read, and the trusted root loaded.
@@ -1418,5 +1610,103 @@ mod tests {
             p.env("dev").unwrap().moving_tags(),
             vec![Tag::parse("dev").unwrap()]
         );
+    }
+
+    const RELEASE: &str = "version: 1\nimages:\n  - name: api\n    source: ghcr.io/acme/api\n  - name: worker\n    source: ghcr.io/acme/worker\n    repository: jobs/worker\ntargets:\n  - registry: 127.0.0.1:5000\n    prefix: acme/\n  - registry: docker.io\n    mapping: {api: acme/api-server}\n  - layout: out\n";
+
+    #[test]
+    fn a_release_lists_images_and_targets_place_each_by_prefix_or_mapping() {
+        let d = dir_with(&[("prod.yaml", RELEASE)]);
+        let p = Policies::load(d.path(), &Overrides::default()).unwrap();
+        let prod = p.env("prod").unwrap();
+        assert!(prod.release);
+        let placed: Vec<(String, Vec<String>)> = prod
+            .images
+            .iter()
+            .map(|i| {
+                (
+                    format!("{} {}", i.name, i.source.repository_name()),
+                    i.targets.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        let out = d.path().join("out");
+        assert_eq!(
+            placed,
+            [
+                (
+                    "api ghcr.io/acme/api".to_owned(),
+                    vec![
+                        "127.0.0.1:5000/acme/api".to_owned(),
+                        "docker.io/acme/api-server".to_owned(),
+                        format!("ocidir://{}", out.join("api").display()),
+                    ]
+                ),
+                (
+                    "worker ghcr.io/acme/worker".to_owned(),
+                    vec![
+                        "127.0.0.1:5000/acme/jobs/worker".to_owned(),
+                        "docker.io/jobs/worker".to_owned(),
+                        format!("ocidir://{}", out.join("jobs/worker").display()),
+                    ]
+                ),
+            ]
+        );
+        let views = prod.views();
+        assert_eq!(views.len(), 2);
+        assert_eq!(views[1].source.repository_name(), "ghcr.io/acme/worker");
+        assert_eq!(views[1].targets.len(), 3);
+        // The one-image form is a release of one image, named after its repository.
+        let d = dir_with(&[("staging.yaml", STAGING)]);
+        let p = Policies::load(d.path(), &Overrides::default()).unwrap();
+        let staging = p.env("staging").unwrap();
+        assert!(!staging.release);
+        assert_eq!(staging.images.len(), 1);
+        assert_eq!(staging.images[0].name, "api");
+    }
+
+    #[test]
+    fn release_policies_refuse_mixed_forms_unknown_names_and_collisions() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "version: 1\nsource: a.io/x\nimages:\n  - {name: x, source: a.io/x}\ntargets:\n  - {registry: b.io, prefix: p/}\n",
+                "prod.yaml: source: give either source (one image) or images (a release), not both",
+            ),
+            (
+                "version: 1\nimages:\n  - {name: x, source: a.io/x}\ntargets:\n  - {registry: b.io, repository: x}\n",
+                "prod.yaml: targets[0].repository: with images:",
+            ),
+            (
+                "version: 1\nsource: a.io/x\ntargets:\n  - {registry: b.io, prefix: p/}\n",
+                "prod.yaml: targets[0]: prefix and mapping go with images:",
+            ),
+            (
+                "version: 1\nimages:\n  - {name: x, source: a.io/x}\ntargets:\n  - {registry: b.io, mapping: {y: z}}\n",
+                "prod.yaml: targets[0].mapping.y: no image is named y (images: x)",
+            ),
+            (
+                "version: 1\nimages:\n  - {name: x, source: a.io/x}\n  - {name: y, source: a.io/y, repository: x}\ntargets:\n  - {registry: b.io}\n",
+                "prod.yaml: targets[0]: b.io/x is listed twice",
+            ),
+            (
+                "version: 1\nimages:\n  - {name: x, source: a.io/x}\n  - {name: x, source: a.io/y}\ntargets:\n  - {registry: b.io}\n",
+                "prod.yaml: images[1].name: x is listed twice",
+            ),
+            (
+                "version: 1\nimages:\n  - {name: x, source: a.io/x}\ntargets:\n  - {registry: b.io, prefix: p}\n",
+                "prod.yaml: targets[0].prefix: \"p\" must end with '/'",
+            ),
+            (
+                "version: 1\ntargets:\n  - {registry: b.io, repository: x}\n",
+                "prod.yaml: source: missing: the repository images come from (or `images:`, for a release)",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(&[("prod.yaml", text)]);
+            let got = got
+                .rsplit_once("/prod.yaml")
+                .map_or(got.clone(), |(_, rest)| format!("prod.yaml{rest}"));
+            assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
+        }
     }
 }

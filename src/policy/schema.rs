@@ -173,9 +173,13 @@ mod tests {
         let env = schema(SchemaKind::Environment);
         assert_eq!(env["additionalProperties"], json!(false));
         let required = env["required"].as_array().unwrap();
-        for key in ["version", "source", "targets"] {
+        for key in ["version", "targets"] {
             assert!(required.contains(&json!(key)), "{key} not required");
         }
+        assert_eq!(
+            env["oneOf"],
+            json!([{ "required": ["source"] }, { "required": ["images"] }])
+        );
         assert_eq!(env["properties"]["version"]["const"], json!(1));
         let mirror = schema(SchemaKind::Mirror);
         assert_eq!(mirror["properties"]["kind"]["const"], json!("mirror"));

@@ -22,3 +22,11 @@ pub(crate) fn require_targets(schema: &mut schemars::Schema) {
 pub(crate) fn no_default(schema: &mut schemars::Schema) {
     schema.remove("default");
 }
+
+/// An environment names `source` (one image) or `images` (a release), exactly one of them.
+pub(crate) fn source_or_images(schema: &mut schemars::Schema) {
+    schema.ensure_object().insert(
+        "oneOf".into(),
+        serde_json::json!([{ "required": ["source"] }, { "required": ["images"] }]),
+    );
+}
