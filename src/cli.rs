@@ -19,8 +19,8 @@ use crate::generate;
 use crate::inspect::{self, InspectError};
 use crate::mirror;
 use crate::policy::Policies;
-use crate::promote::{Context, PromoteOptions};
-use crate::reference::ImageRef;
+use crate::promote::{Context, Pick, PromoteOptions};
+use crate::reference::{ImageRef, Tag};
 use crate::report;
 use crate::sigstore;
 use crate::transport::TransportOptions;
@@ -95,8 +95,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 dry_run: a.dry_run,
                 force_reason: a.reason.filter(|_| a.force),
             };
+            let pick = match (a.tag, a.from) {
+                (Some(t), _) => Pick::Tag(
+                    Tag::parse(&t)
+                        .map_err(|e| Error::Usage(format!("--tag {t}: {}", e.reason())))?,
+                ),
+                (None, Some(f)) => Pick::From(f),
+                (None, None) => Pick::Images(a.images),
+            };
             let progress = report::target_progress();
-            let r = ctx.promote(&a.env, &a.image, &opts, &progress).await;
+            let r = ctx.promote_release(&a.env, &pick, &opts, &progress).await;
             drop(progress);
             report::finish(&r?, a.common.output)
         }

@@ -79,6 +79,26 @@ pub struct Record {
     /// Why a gate was overridden with `--force`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced: Option<String>,
+    /// A release: every image's digest by name (`digest` is then [`release_digest`] of them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, Digest>,
+}
+
+/// A release's identity: the digest of its images' names and digests (as compact JSON), so the
+/// same images at the same digests are the same release whenever they are promoted.
+pub fn release_digest(images: &BTreeMap<String, Digest>) -> Digest {
+    Digest::of(&serde_json::to_vec(images).expect("a map of strings serialises"))
+}
+
+impl Record {
+    /// The digest `image` is at in this record: its entry in a release, else the record's own.
+    pub fn digest_of(&self, image: &str) -> Option<&Digest> {
+        if self.images.is_empty() {
+            Some(&self.digest)
+        } else {
+            self.images.get(image)
+        }
+    }
 }
 
 impl Record {
@@ -102,6 +122,7 @@ impl Record {
             actor: actor(),
             ci_run: ci_run(),
             forced: None,
+            images: BTreeMap::new(),
         }
     }
 }

@@ -212,6 +212,15 @@ pub fn write_promote(
         },
         r.digest
     )?;
+    for i in &r.images {
+        writeln!(
+            out,
+            "  image {:<16} {}  {}",
+            i.name,
+            i.digest.short(),
+            i.source
+        )?;
+    }
     if let Some(g) = &r.forced_gate {
         writeln!(out, "  forced past gate: {g}")?;
     }
@@ -360,6 +369,9 @@ pub fn write_history(
                 .map(|c| format!("  {c}"))
                 .unwrap_or_default()
         )?;
+        for (name, d) in &r.images {
+            writeln!(out, "    {name:<16} {}", d.short())?;
+        }
     }
     Ok(())
 }
@@ -387,12 +399,23 @@ pub fn write_policies(
     }
     for e in p.environments.values() {
         writeln!(out, "environment {} ({})", e.environment, e.file.display())?;
-        writeln!(out, "  source: {}", e.source.repository_name())?;
+        if e.release {
+            for i in &e.images {
+                writeln!(out, "  image {}: {}", i.name, i.source.repository_name())?;
+                for t in &i.targets {
+                    writeln!(out, "    target: {t}")?;
+                }
+            }
+        } else {
+            writeln!(out, "  source: {}", e.source.repository_name())?;
+        }
         if let Some(f) = &e.promote_from {
             writeln!(out, "  promote_from: {f}")?;
         }
-        for t in &e.targets {
-            writeln!(out, "  target: {t}")?;
+        if !e.release {
+            for t in &e.targets {
+                writeln!(out, "  target: {t}")?;
+            }
         }
         let list = |v: Vec<String>| {
             if v.is_empty() {

@@ -140,7 +140,15 @@ pub struct PromoteArgs {
     /// The environment (a file `<env>.yaml` in the policy directory).
     pub env: String,
     /// The image: a reference in the policy's source repository, or just `:TAG` or `@DIGEST`.
-    pub image: String,
+    /// For a release (`images:` in the policy), every image as `NAME:TAG` or `NAME@DIGEST`.
+    #[arg(value_name = "IMAGE", required_unless_present_any = ["tag", "from"])]
+    pub images: Vec<String>,
+    /// Promote every image of the release at this tag of its source.
+    #[arg(long, value_name = "TAG", conflicts_with_all = ["images", "from"])]
+    pub tag: Option<String>,
+    /// Promote what this environment runs now, image by image (by digest).
+    #[arg(long, value_name = "ENV", conflicts_with_all = ["images"])]
+    pub from: Option<String>,
     /// Read, check the gates and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,

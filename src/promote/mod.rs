@@ -105,8 +105,11 @@ pub struct PromoteReport {
     pub environment: String,
     /// The source reference (promote) or where the digest was found (rollback).
     pub source: String,
-    /// The digest.
+    /// The digest (for a release: the release's, a digest of every image's).
     pub digest: Digest,
+    /// A release: each image and its digest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ReleaseImage>,
     /// A dry run.
     pub dry_run: bool,
     /// Set when `--force` overrode a gate: the gate's words.
@@ -186,7 +189,13 @@ impl Context {
     /// described (no credentials, not created yet) is a warning.
     pub async fn check_registries(&self) -> Result<()> {
         let engine = self.engine(true, None);
-        for policy in self.policies.environments.values() {
+        for policy in self
+            .policies
+            .environments
+            .values()
+            .flat_map(EnvPolicy::views)
+        {
+            let policy = &policy;
             match check_mutability(&engine, policy).await {
                 Ok(_) => {}
                 Err(e @ Error::Policy(_)) => return Err(e),
@@ -221,7 +230,7 @@ impl Context {
         Ok(r.or_latest())
     }
 
-    /// `ferry promote ENV IMAGE`.
+    /// `ferry promote ENV IMAGE`: one image (for a release, `NAME:TAG`; see [`Context::promote_release`]).
     pub async fn promote<P: Observer>(
         &self,
         env: &str,
@@ -229,140 +238,377 @@ impl Context {
         opts: &PromoteOptions,
         progress: &dyn Fn(&[String]) -> P,
     ) -> Result<PromoteReport> {
-        let policy = self.policies.env(env)?;
-        let source = self.image_ref(policy, image)?;
-        let engine = self.engine(opts.dry_run, Some(policy));
-        // ECR repositories: a policy that moves a tag the repository never lets move stops here.
-        let settings = check_mutability(&engine, policy).await?;
-        let source_err = |e: RegistryError| Error::Source {
-            reference: source.to_string(),
-            source: Box::new(e),
-        };
+        self.promote_release(env, &Pick::Images(vec![image.to_owned()]), opts, progress)
+            .await
+    }
 
-        // 1. Pin: one read of the root; with platforms, the digest is the filtered index's. The
-        //    gates and the copy share one discovery: what the gates read, the copy reads from memory.
+    /// Which image (view) an argument names in a release: `NAME:TAG`, `NAME@DIGEST`, or a full
+    /// reference in one image's source repository.
+    fn release_ref(&self, policy: &EnvPolicy, arg: &str) -> Result<(usize, ImageRef)> {
+        let names = || {
+            policy
+                .images
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !policy.release {
+            return Ok((0, self.image_ref(policy, arg)?));
+        }
+        let found = if arg.contains('/') {
+            let r = ImageRef::parse(arg)?;
+            policy
+                .images
+                .iter()
+                .position(|i| i.source.repository_name() == r.repository_name())
+                .map(|k| (k, r))
+        } else {
+            let cut = arg.find([':', '@']).unwrap_or(arg.len());
+            let (name, rest) = arg.split_at(cut);
+            match policy.images.iter().position(|i| i.name == name) {
+                Some(k) => Some((
+                    k,
+                    ImageRef::parse(&format!(
+                        "{}{rest}",
+                        policy.images[k].source.repository_name()
+                    ))?,
+                )),
+                None => None,
+            }
+        };
+        let (k, r) = found.ok_or_else(|| {
+            Error::Usage(format!(
+                "{arg} is none of {}'s images ({}; see {}): give NAME:TAG or a reference in an image's source",
+                policy.environment,
+                names(),
+                policy.file.display()
+            ))
+        })?;
+        Ok((k, r.or_latest()))
+    }
+
+    /// What each image of the environment is promoted from, in policy order.
+    async fn pick(&self, policy: &EnvPolicy, pick: &Pick) -> Result<Vec<ImageRef>> {
+        let names: Vec<&str> = policy.images.iter().map(|i| i.name.as_str()).collect();
+        match pick {
+            Pick::Images(args) => {
+                if !policy.release && args.len() != 1 {
+                    return Err(Error::Usage(format!(
+                        "{} promotes one image ({}): give one IMAGE",
+                        policy.environment,
+                        policy.source.repository_name()
+                    )));
+                }
+                let mut chosen: Vec<Option<ImageRef>> = vec![None; policy.images.len()];
+                for arg in args {
+                    let (k, r) = self.release_ref(policy, arg)?;
+                    if chosen[k].is_some() {
+                        return Err(Error::Usage(format!(
+                            "{arg}: image {} is named twice",
+                            names[k]
+                        )));
+                    }
+                    chosen[k] = Some(r);
+                }
+                let missing: Vec<&str> = chosen
+                    .iter()
+                    .zip(&names)
+                    .filter(|(c, _)| c.is_none())
+                    .map(|(_, n)| *n)
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "{} is a release of {}, promoted together: name every image (missing: {}), or give --tag TAG or --from ENV",
+                        policy.environment,
+                        names.join(", "),
+                        missing.join(", ")
+                    )));
+                }
+                Ok(chosen.into_iter().flatten().collect())
+            }
+            Pick::Tag(tag) => policy
+                .images
+                .iter()
+                .map(|i| {
+                    Ok(ImageRef::parse(&format!(
+                        "{}:{tag}",
+                        i.source.repository_name()
+                    ))?)
+                })
+                .collect(),
+            Pick::From(up) => {
+                let upstream = self.policies.env(up)?;
+                let mut out = Vec::new();
+                for image in &policy.images {
+                    let up_image = upstream_image(policy, upstream, &image.name)?;
+                    let states = self.upstream_states(upstream, up_image).await?;
+                    let digest = match states.first() {
+                        Some((_, Some(d))) if states.iter().all(|(_, o)| o.as_ref() == Some(d)) => {
+                            d.clone()
+                        }
+                        _ => {
+                            return Err(Error::Gate(format!(
+                                "--from {up}: {} does not run one digest of {} everywhere: {}",
+                                up,
+                                image.name,
+                                states
+                                    .iter()
+                                    .map(|(t, d)| match d {
+                                        Some(d) => format!("{t} has {}", d.short()),
+                                        None => format!("{t} has no {up} tag"),
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )))
+                        }
+                    };
+                    out.push(image.source.pinned(&digest));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Where `upstream`'s environment tag points at each target of one of its images.
+    async fn upstream_states(
+        &self,
+        upstream: &EnvPolicy,
+        image: &crate::policy::ImagePolicy,
+    ) -> Result<Vec<(String, Option<Digest>)>> {
+        let engine = self.engine(true, None);
+        let up_tag = upstream.env_tag();
+        futures::future::join_all(image.targets.iter().map(|t| {
+            let engine = &engine;
+            let up_tag = &up_tag;
+            async move {
+                let repo = engine
+                    .open(t.image(), false)
+                    .map_err(|e| target_err(t, e))?;
+                let d = repo
+                    .manifest_head(&ManifestRef::Tag(up_tag.clone()))
+                    .await
+                    .map_err(|e| target_err(t, e))?;
+                Ok::<_, Error>((t.to_string(), d.map(|i| i.digest)))
+            }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| Error::GateUnreadable {
+            environment: upstream.environment.to_string(),
+            source: Box::new(e),
+        })
+    }
+
+    /// One image of a promotion, up to the point where content is copied: pinned, its gates
+    /// held, its targets opened and its tags planned. Reads only.
+    async fn prepare_image(
+        &self,
+        policy: &EnvPolicy,
+        view: EnvPolicy,
+        source: ImageRef,
+        engine: &Engine,
+        opts: &PromoteOptions,
+    ) -> Result<Prepared> {
+        // ECR repositories: a policy that moves a tag the repository never lets move stops here.
+        let settings = check_mutability(engine, &view).await?;
+        // Pin: one read of the root; with platforms, the digest is the filtered index's. The
+        // gates and the copy share one discovery: what the gates read, the copy reads from memory.
         let mut resolved = engine.resolve(&source).await?;
-        if !policy.require.is_empty() {
+        if !view.require.is_empty() {
             resolved.src = Arc::new(Memo::new(resolved.src.clone()));
         }
-        let root = resolved.root.clone();
-        let digest = root.digest.clone();
-        let pinned = resolved.source_digest().clone();
+        let digest = resolved.root.digest.clone();
         tracing::info!(%source, %digest, "pinned");
-
-        // 2. Gates, all read before any write.
-        let mut forced_gate = None;
-        if let Some(up) = &policy.promote_from {
+        // Gates, all read before any write.
+        let mut forced = None;
+        if let Some(up) = &view.promote_from {
             let upstream = self.policies.env(up.as_str())?;
-            let up_engine = self.engine(true, None);
-            let up_tag = upstream.env_tag();
-            let states = futures::future::join_all(upstream.targets.iter().map(|t| {
-                let up_engine = &up_engine;
-                let up_tag = &up_tag;
-                async move {
-                    let repo = up_engine
-                        .open(t.image(), false)
-                        .map_err(|e| target_err(t, e))?;
-                    let d = repo
-                        .manifest_head(&ManifestRef::Tag(up_tag.clone()))
-                        .await
-                        .map_err(|e| target_err(t, e))?;
-                    Ok::<_, Error>((t.to_string(), d.map(|i| i.digest)))
-                }
-            }))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>>>()
-            .map_err(|e| Error::GateUnreadable {
-                environment: up.to_string(),
-                source: Box::new(e),
-            })?;
+            let up_image = upstream_image(policy, upstream, &view.images[0].name)?;
+            let states = self.upstream_states(upstream, up_image).await?;
+            let env = view.environment.as_str();
             if let Err(refusal) = plan::check_upstream(env, up.as_str(), &digest, &states) {
+                let refusal = if policy.release {
+                    format!("{}: {refusal}", view.images[0].name)
+                } else {
+                    refusal
+                };
                 match &opts.force_reason {
                     Some(_) => {
                         tracing::warn!("gate overridden with --force: {refusal}");
-                        forced_gate = Some(refusal);
+                        forced = Some(refusal);
                     }
                     None => return Err(Error::Gate(refusal)),
                 }
             }
         }
-        self.check_evidence(policy, &resolved).await?;
-        let repos = self.open_targets(&engine, policy, !opts.dry_run)?;
-        let source_tag = source.tag().filter(|_| source.digest().is_none());
+        self.check_evidence(&view, &resolved).await?;
+        let repos = self.open_targets(engine, &view, !opts.dry_run)?;
+        let source_tag = source.tag().filter(|_| source.digest().is_none()).cloned();
         let plans = self
-            .plan_tags(policy, &repos, &settings, &digest, source_tag)
+            .plan_tags(&view, &repos, &settings, &digest, source_tag.as_ref())
             .await?;
+        Ok(Prepared {
+            pinned: resolved.source_digest().clone(),
+            view,
+            source,
+            source_tag,
+            resolved,
+            repos,
+            plans,
+            forced,
+        })
+    }
 
-        // 3. Content everywhere, by digest only.
-        let target_refs: Vec<ImageRef> = policy.targets.iter().map(|t| t.image().clone()).collect();
-        let target_names: Vec<String> = policy.targets.iter().map(ToString::to_string).collect();
-        // Signatures, attestations and SBOMs go with the content, before any tag moves.
-        let copy = engine
-            .copy_image(
-                &resolved,
-                &target_refs,
-                &progress(&target_names),
-                &policy.referrers,
-            )
-            .await?;
-        let mut targets: Vec<TargetReport> = plans
+    /// `ferry promote ENV …`: every image of the pick pinned and gated before anything is
+    /// written; then every image's content at every target (one engine: a blob shared by images
+    /// is read once and sent once per registry); then, only when all of it is complete, every
+    /// tag of every image at every target, read back; then one history record.
+    pub async fn promote_release<P: Observer>(
+        &self,
+        env: &str,
+        pick: &Pick,
+        opts: &PromoteOptions,
+        progress: &dyn Fn(&[String]) -> P,
+    ) -> Result<PromoteReport> {
+        let policy = self.policies.env(env)?;
+        let sources = self.pick(policy, pick).await?;
+        let engine = self.engine(opts.dry_run, Some(policy));
+
+        // 1–2. Pin and gate every image, reads only; the first refusal stops everything.
+        let prepared = futures::future::join_all(
+            policy
+                .views()
+                .into_iter()
+                .zip(sources)
+                .map(|(view, source)| self.prepare_image(policy, view, source, &engine, opts)),
+        )
+        .await;
+        let prepared = first_refusal(prepared)?;
+        let forced: Vec<String> = prepared.iter().filter_map(|p| p.forced.clone()).collect();
+
+        // 3. Content everywhere, by digest only, every image at once on one engine. Signatures,
+        //    attestations and SBOMs go with the content, before any tag moves.
+        let names: Vec<String> = prepared
+            .iter()
+            .flat_map(|p| p.view.targets.iter().map(ToString::to_string))
+            .collect();
+        let observer = progress(&names);
+        let mut base = 0;
+        let copies = prepared.iter().map(|p| {
+            let offset = Offset {
+                inner: &observer,
+                base,
+            };
+            base += p.view.targets.len();
+            let refs: Vec<ImageRef> = p.view.targets.iter().map(|t| t.image().clone()).collect();
+            let engine = &engine;
+            async move {
+                engine
+                    .copy_image(&p.resolved, &refs, &offset, &p.view.referrers)
+                    .await
+            }
+        });
+        let copies = futures::future::join_all(copies)
+            .await
             .into_iter()
-            .zip(&copy.destinations)
-            .map(|(p, c)| TargetReport {
-                target: p.target.clone(),
-                previous: p.previous.clone(),
-                content: c.status,
-                tags: p
-                    .tags
-                    .iter()
-                    .map(|m| TagOutcome {
-                        planned: m.clone(),
-                        outcome: None,
-                        error: None,
-                    })
-                    .collect(),
-                held: p.held.clone(),
-                attached: c.attached.clone(),
-                error: c.error.clone().map(|e| TargetError::new(Stage::Content, e)),
+            .collect::<Result<Vec<_>>>()?;
+        drop(observer);
+        let mut targets: Vec<TargetReport> = Vec::new();
+        for (p, copy) in prepared.iter().zip(&copies) {
+            targets.extend(p.plans.iter().zip(&copy.destinations).map(|(plan, c)| {
+                TargetReport {
+                    target: plan.target.clone(),
+                    previous: plan.previous.clone(),
+                    content: c.status,
+                    tags: plan
+                        .tags
+                        .iter()
+                        .map(|m| TagOutcome {
+                            planned: m.clone(),
+                            outcome: None,
+                            error: None,
+                        })
+                        .collect(),
+                    held: plan.held.clone(),
+                    attached: c.attached.clone(),
+                    error: c.error.clone().map(|e| TargetError::new(Stage::Content, e)),
+                }
+            }));
+        }
+        let images: Vec<ReleaseImage> = prepared
+            .iter()
+            .map(|p| ReleaseImage {
+                name: p.view.images[0].name.clone(),
+                source: p.source.to_string(),
+                digest: p.resolved.root.digest.clone(),
             })
             .collect();
+        let (source, digest) = if policy.release {
+            let map = images
+                .iter()
+                .map(|i| (i.name.clone(), i.digest.clone()))
+                .collect();
+            (
+                format!("release of {} images", images.len()),
+                history::release_digest(&map),
+            )
+        } else {
+            (prepared[0].source.to_string(), images[0].digest.clone())
+        };
         let mut report = PromoteReport {
             kind: Kind::Promote,
             environment: env.to_owned(),
-            source: source.to_string(),
+            source,
             digest: digest.clone(),
+            images: if policy.release { images } else { Vec::new() },
             dry_run: opts.dry_run,
-            forced_gate,
+            forced_gate: (!forced.is_empty()).then(|| forced.join("; ")),
             targets: Vec::new(),
             record: None,
             history_errors: Vec::new(),
         };
         if opts.dry_run || targets.iter().any(|t| t.error.is_some()) {
-            // All or nothing: no tag moves unless every target holds the content.
+            // All or nothing: no tag of any image moves unless every target holds every image.
             report.targets = targets;
             return Ok(report);
         }
 
-        // 4. Drift: the source tag must still name what was pinned.
-        if let Some(t) = source_tag {
-            let now = resolved
+        // 4. Drift: each source tag must still name what was pinned.
+        for p in &prepared {
+            let Some(t) = &p.source_tag else { continue };
+            let now = p
+                .resolved
                 .src
                 .manifest_head(&ManifestRef::Tag(t.clone()))
                 .await
-                .map_err(source_err)?;
+                .map_err(|e| Error::Source {
+                    reference: p.source.to_string(),
+                    source: Box::new(e),
+                })?;
             let now = now.map(|i| i.digest);
-            if now.as_ref() != Some(&pinned) {
+            if now.as_ref() != Some(&p.pinned) {
                 return Err(Error::SourceDrifted {
                     tag: t.clone(),
-                    pinned,
+                    pinned: p.pinned.clone(),
                     now,
                 });
             }
         }
 
-        // 5. Flip tags everywhere, read each back.
-        flip_all(&repos, &mut targets, &root).await;
+        // 5. Flip every tag of every image everywhere, each read back.
+        let repos: Vec<Arc<dyn Repo>> = prepared.iter().flat_map(|p| p.repos.clone()).collect();
+        let roots: Vec<&Manifest> = prepared
+            .iter()
+            .flat_map(|p| p.repos.iter().map(|_| &p.resolved.root))
+            .collect();
+        let flips = targets
+            .iter_mut()
+            .zip(&repos)
+            .zip(&roots)
+            .map(|((t, r), root)| flip_target(&**r, t, root));
+        futures::future::join_all(flips).await;
         let moved = targets
             .iter()
             .any(|t| t.tags.iter().any(|o| o.planned.action != TagAction::Keep));
@@ -371,9 +617,24 @@ impl Context {
             return Ok(report);
         }
 
-        // 6. Record.
+        // 6. Record: one entry for the whole release, at every target of every image.
         let mut record = Record::new(Kind::Promote, &policy.environment, &digest);
-        record.source = Some(format!("{source}@{pinned}"));
+        if policy.release {
+            record.images = report
+                .images
+                .iter()
+                .map(|i| (i.name.clone(), i.digest.clone()))
+                .collect();
+            record.source = Some(
+                prepared
+                    .iter()
+                    .map(|p| format!("{}@{}", p.source, p.pinned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        } else {
+            record.source = Some(format!("{}@{}", prepared[0].source, prepared[0].pinned));
+        }
         record.forced = report.forced_gate.as_ref().and(opts.force_reason.clone());
         self.record(&repos, &policy.environment, &mut report, record)
             .await;
@@ -417,7 +678,8 @@ impl Context {
     /// (`promote_from` is not checked: it is about where the image is, not what it carries).
     pub async fn verify(&self, env: &str, image: &str) -> Result<VerifyReport> {
         let policy = self.policies.env(env)?;
-        let source = self.image_ref(policy, image)?;
+        let (k, source) = self.release_ref(policy, image)?;
+        let policy = &policy.views()[k];
         let engine = self.engine(true, Some(policy));
         let resolved = engine.resolve(&source).await?;
         let verdict = self.check_evidence(policy, &resolved).await?;
@@ -526,7 +788,9 @@ impl Context {
         report.record = Some(record);
     }
 
-    /// `ferry rollback ENV`.
+    /// `ferry rollback ENV`: every image of the environment back to where an earlier promotion
+    /// left it. A release moves as a whole: no tag moves unless every image is complete at
+    /// every target.
     pub async fn rollback<P: Observer>(
         &self,
         env: &str,
@@ -537,51 +801,109 @@ impl Context {
     ) -> Result<PromoteReport> {
         let policy = self.policies.env(env)?;
         let engine = self.engine(dry_run, None);
-        let settings = check_mutability(&engine, policy).await?;
-        let repos = self.open_targets(&engine, policy, !dry_run)?;
-        let digest = match to {
+        let views = policy.views();
+        let mut settings = Vec::new();
+        let mut repos = Vec::new();
+        for v in &views {
+            settings.push(check_mutability(&engine, v).await?);
+            repos.push(self.open_targets(&engine, v, !dry_run)?);
+        }
+        let all_repos: Vec<Arc<dyn Repo>> = repos.iter().flatten().cloned().collect();
+        // The digest of each image to go back to, and the record's (the release's) digest.
+        let (digest, digests): (Digest, Vec<Digest>) = match to {
             None => {
-                let records = read_history(&repos, policy).await?;
-                plan::rollback_digest(&records, steps).map_err(Error::Usage)?
+                let records = read_history(&all_repos, policy).await?;
+                let d = plan::rollback_digest(&records, steps).map_err(Error::Usage)?;
+                let each = release_digests(policy, &records, &d)?;
+                (d, each)
             }
             Some(s) if s.starts_with("sha256:") => {
-                Digest::parse(s).map_err(|source| Error::Flag {
+                let d = Digest::parse(s).map_err(|source| Error::Flag {
                     flag: "--to",
                     value: s.to_owned(),
                     source,
-                })?
+                })?;
+                if policy.release {
+                    let records = read_history(&all_repos, policy).await?;
+                    let each = release_digests(policy, &records, &d)?;
+                    (d, each)
+                } else {
+                    (d.clone(), vec![d])
+                }
             }
             Some(tag) => {
                 let tag = Tag::parse(tag)
                     .map_err(|e| Error::Usage(format!("--to {tag}: {}", e.reason())))?;
-                self.resolve_tag_at_targets(&repos, &tag).await?
+                let mut each = Vec::new();
+                for r in &repos {
+                    each.push(self.resolve_tag_at_targets(r, &tag).await?);
+                }
+                let d = if policy.release {
+                    history::release_digest(
+                        &views
+                            .iter()
+                            .map(|v| v.images[0].name.clone())
+                            .zip(each.iter().cloned())
+                            .collect(),
+                    )
+                } else {
+                    each[0].clone()
+                };
+                (d, each)
             }
         };
 
         // Where each target is now, and whether it holds the whole image: all targets at once.
-        let moving = policy.moving_tags();
-        let prepared =
-            futures::future::join_all(policy.targets.iter().zip(&repos).zip(&settings).map(
-                |((t, repo), settings)| {
+        let names: Vec<String> = policy.all_targets().map(ToString::to_string).collect();
+        let observer = progress(&names);
+        let mut base = 0;
+        let mut jobs = Vec::new();
+        for (((v, r), s), d) in views.iter().zip(&repos).zip(&settings).zip(&digests) {
+            let moving = v.moving_tags();
+            for ((t, repo), settings) in v.targets.iter().zip(r).zip(s) {
+                let offset = Offset {
+                    inner: &observer,
+                    base,
+                };
+                base += 1;
+                let moving = moving.clone();
+                let engine = &engine;
+                jobs.push(async move {
                     self.prepare_rollback(
-                        &engine,
-                        policy,
+                        engine,
+                        v,
                         t,
                         &**repo,
-                        &digest,
+                        d,
                         &moving,
                         settings.as_ref(),
                         dry_run,
-                        progress,
+                        &offset,
                     )
-                },
-            ))
-            .await;
+                    .await
+                });
+            }
+        }
+        let prepared = futures::future::join_all(jobs).await;
+        drop(observer);
         let (mut targets, roots): (Vec<TargetReport>, Vec<Option<Manifest>>) = prepared
             .into_iter()
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .unzip();
+        let images: Vec<ReleaseImage> = if policy.release {
+            views
+                .iter()
+                .zip(&digests)
+                .map(|(v, d)| ReleaseImage {
+                    name: v.images[0].name.clone(),
+                    source: v.source.pinned(d).to_string(),
+                    digest: d.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut report = PromoteReport {
             kind: Kind::Rollback,
             environment: env.to_owned(),
@@ -590,26 +912,37 @@ impl Context {
                 None => format!("{steps} back in {env}'s history"),
             },
             digest: digest.clone(),
+            images,
             dry_run,
             forced_gate: None,
             targets: Vec::new(),
             record: None,
             history_errors: Vec::new(),
         };
-        if dry_run {
+        let incomplete = targets
+            .iter()
+            .zip(&roots)
+            .any(|(t, r)| t.error.is_some() || r.is_none());
+        if dry_run || (policy.release && incomplete) {
+            // A release moves back whole or not at all.
             report.targets = targets;
             return Ok(report);
         }
         let flips = targets
             .iter_mut()
-            .zip(&repos)
+            .zip(&all_repos)
             .zip(&roots)
             .filter_map(|((t, r), m)| m.as_ref().map(|m| flip_target(&**r, t, m)));
         futures::future::join_all(flips).await;
         report.targets = targets;
-        let record = Record::new(Kind::Rollback, &policy.environment, &digest);
+        let mut record = Record::new(Kind::Rollback, &policy.environment, &digest);
+        record.images = report
+            .images
+            .iter()
+            .map(|i| (i.name.clone(), i.digest.clone()))
+            .collect();
         if report.targets.iter().any(|t| t.error.is_none()) {
-            self.record(&repos, &policy.environment, &mut report, record)
+            self.record(&all_repos, &policy.environment, &mut report, record)
                 .await;
         }
         Ok(report)
@@ -628,7 +961,7 @@ impl Context {
         moving: &[Tag],
         settings: Option<&RepoSettings>,
         dry_run: bool,
-        progress: &dyn Fn(&[String]) -> P,
+        progress: &P,
     ) -> Result<(TargetReport, Option<Manifest>)> {
         let name = t.to_string();
         let mut report = TargetReport {
@@ -689,12 +1022,7 @@ impl Context {
                 .await
                 .map_err(as_cause)?;
             let c = engine
-                .copy_image(
-                    &resolved,
-                    &[t.image().clone()],
-                    &progress(std::slice::from_ref(&name)),
-                    &policy.referrers,
-                )
+                .copy_image(&resolved, &[t.image().clone()], progress, &policy.referrers)
                 .await
                 .map_err(as_cause)?;
             match c.destinations[0].error.clone() {
@@ -779,13 +1107,83 @@ impl Context {
         }
     }
 
-    /// `ferry status ENV`.
+    /// `ferry status ENV`: every image's targets, each image judged on its own against history.
     pub async fn status(&self, env: &str) -> Result<StatusReport> {
         let policy = self.policies.env(env)?;
         let engine = self.engine(true, None);
-        let repos = self.open_targets(&engine, policy, false)?;
+        let views = policy.views();
+        let mut repos = Vec::new();
+        for v in &views {
+            repos.push(self.open_targets(&engine, v, false)?);
+        }
+        let all_repos: Vec<Arc<dyn Repo>> = repos.iter().flatten().cloned().collect();
+        let (records, errors) = history::read_all(&all_repos, &policy.environment).await;
+        let parts = futures::future::join_all(views.iter().zip(&repos).map(|(v, r)| {
+            let name = &v.images[0].name;
+            // Each image's history: its own digest in every record that has it.
+            let mine: Vec<Record> = records
+                .iter()
+                .filter_map(|rec| {
+                    let d = rec.digest_of(name)?;
+                    Some(Record {
+                        digest: d.clone(),
+                        ..rec.clone()
+                    })
+                })
+                .collect();
+            async move { self.status_image(v, r, mine).await }
+        }))
+        .await;
+        let mut report = StatusReport {
+            environment: env.to_owned(),
+            tag: policy.env_tag().to_string(),
+            state: State::InSync,
+            agree: true,
+            drift: Vec::new(),
+            targets: Vec::new(),
+            history_errors: errors.iter().map(ToString::to_string).collect(),
+        };
+        let rank = |s: State| match s {
+            State::InSync => 0,
+            State::NeverPromoted => 1,
+            State::Unknown => 2,
+            State::Drift => 3,
+        };
+        for (i, (v, part)) in views.iter().zip(parts).enumerate() {
+            report.agree &= part.agree;
+            if i == 0 || rank(part.state) > rank(report.state) {
+                report.state = part.state;
+            }
+            let name = &v.images[0].name;
+            if part.state == State::NeverPromoted && !records.is_empty() {
+                report
+                    .drift
+                    .push(format!("{name}: in no release recorded yet"));
+            }
+            report.drift.extend(part.drift.into_iter().map(|d| {
+                if policy.release {
+                    format!("{name}: {d}")
+                } else {
+                    d
+                }
+            }));
+            report.targets.extend(part.targets);
+        }
+        if !report.drift.is_empty() {
+            report.state = State::Drift;
+        }
+        Ok(report)
+    }
+
+    /// One image's status at its targets, against its own history.
+    async fn status_image(
+        &self,
+        policy: &EnvPolicy,
+        repos: &[Arc<dyn Repo>],
+        records: Vec<Record>,
+    ) -> StatusReport {
         let tag = policy.env_tag();
-        let (records, errors) = history::read_all(&repos, &policy.environment).await;
+        let env = policy.environment.as_str();
         let tag_ref = ManifestRef::Tag(tag.clone());
         let heads =
             futures::future::join_all(repos.iter().map(|r| r.manifest_head(&tag_ref))).await;
@@ -825,7 +1223,7 @@ impl Context {
             })
             .collect();
         let mut targets = targets;
-        self.tags_beside(&repos, &records, &tag, &mut targets).await;
+        self.tags_beside(repos, &records, &tag, &mut targets).await;
         let mut drift = Vec::new();
         // Drift is what the readable targets say; an unreadable one is unknown, not drift.
         let readable: Vec<&Option<Digest>> = targets
@@ -866,23 +1264,160 @@ impl Context {
         } else {
             State::InSync
         };
-        Ok(StatusReport {
+        StatusReport {
             environment: env.to_owned(),
             tag: tag.to_string(),
             state,
             agree,
             drift,
             targets,
-            history_errors: errors.iter().map(ToString::to_string).collect(),
-        })
+            history_errors: Vec::new(),
+        }
     }
 
-    /// `ferry history ENV`.
+    /// `ferry history ENV`: the merged ledgers of every target of every image.
     pub async fn history(&self, env: &str) -> Result<Vec<Record>> {
         let policy = self.policies.env(env)?;
         let engine = self.engine(true, None);
-        let repos = self.open_targets(&engine, policy, false)?;
+        let mut repos = Vec::new();
+        for v in policy.views() {
+            repos.extend(self.open_targets(&engine, &v, false)?);
+        }
         read_history(&repos, policy).await
+    }
+}
+
+/// The digest of each image (views in policy order) in the history record of `digest`: for a
+/// one-image environment, `digest` itself.
+fn release_digests(policy: &EnvPolicy, records: &[Record], digest: &Digest) -> Result<Vec<Digest>> {
+    if !policy.release {
+        return Ok(vec![digest.clone()]);
+    }
+    let record = records
+        .iter()
+        .rev()
+        .find(|r| &r.digest == digest)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--to {digest}: no release of {} in history has that digest (see `ferry history {}`)",
+                policy.environment, policy.environment
+            ))
+        })?;
+    policy
+        .images
+        .iter()
+        .map(|i| {
+            record.images.get(&i.name).cloned().ok_or_else(|| {
+                Error::Usage(format!(
+                    "release {} in history has no image {} (it holds {})",
+                    digest.short(),
+                    i.name,
+                    record.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// What a promotion promotes.
+#[derive(Clone, Debug)]
+pub enum Pick {
+    /// References: `NAME:TAG`, `NAME@DIGEST` or a full reference per image of a release; for a
+    /// one-image environment, one reference or just `:TAG` / `@DIGEST`.
+    Images(Vec<String>),
+    /// Every image at this tag of its source repository (`--tag`).
+    Tag(Tag),
+    /// Every image at the digest this environment runs now (`--from`).
+    From(String),
+}
+
+/// One image of a release in a promotion report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReleaseImage {
+    /// Its name in the release.
+    pub name: String,
+    /// Where it was promoted from (or found, for a rollback).
+    pub source: String,
+    /// The digest it is tagged at.
+    pub digest: Digest,
+}
+
+/// One image pinned, gated and planned, before anything is written.
+struct Prepared {
+    view: EnvPolicy,
+    source: ImageRef,
+    source_tag: Option<Tag>,
+    pinned: Digest,
+    resolved: Resolved,
+    repos: Vec<Arc<dyn Repo>>,
+    plans: Vec<TargetPlan>,
+    forced: Option<String>,
+}
+
+/// Every image prepared, or the error to stop with: a refusal (exit 3) before anything else, so
+/// a gate that refused one image is what the user reads even when another image failed too.
+fn first_refusal(prepared: Vec<Result<Prepared>>) -> Result<Vec<Prepared>> {
+    let mut out = Vec::new();
+    let mut first_err = None;
+    for p in prepared {
+        match p {
+            Ok(p) => out.push(p),
+            Err(e @ Error::Gate(_)) => return Err(e),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The image of `upstream` that `name` of `policy` comes from: the image of that name, or the
+/// one image of a one-image upstream.
+fn upstream_image<'a>(
+    policy: &EnvPolicy,
+    upstream: &'a EnvPolicy,
+    name: &str,
+) -> Result<&'a crate::policy::ImagePolicy> {
+    if let Some(i) = upstream.image(name) {
+        return Ok(i);
+    }
+    if !upstream.release && !policy.release {
+        return Ok(&upstream.images[0]);
+    }
+    Err(Error::Usage(format!(
+        "{} promotes from {}, which has no image named {name} (its images: {})",
+        policy.environment,
+        upstream.environment,
+        upstream
+            .images
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// Passes one image's destinations to an observer of every image's, numbered from `base`.
+struct Offset<'a, P: Observer> {
+    inner: &'a P,
+    base: usize,
+}
+
+impl<P: Observer> Observer for Offset<'_, P> {
+    fn plan(&self, dest: usize, bytes: u64, blobs: u64) {
+        self.inner.plan(self.base + dest, bytes, blobs)
+    }
+    fn on_bytes(&self, dest: usize) -> crate::copy::fanout::OnBytes {
+        self.inner.on_bytes(self.base + dest)
+    }
+    fn blob_done(&self, dest: usize, unstreamed_bytes: u64) {
+        self.inner.blob_done(self.base + dest, unstreamed_bytes)
+    }
+    fn finish(&self, dest: usize, outcome: Outcome) {
+        self.inner.finish(self.base + dest, outcome)
     }
 }
 
@@ -1068,14 +1603,6 @@ async fn head_tags(
         .await
         .into_iter()
         .collect()
-}
-
-async fn flip_all(repos: &[Arc<dyn Repo>], targets: &mut [TargetReport], root: &Manifest) {
-    let flips = targets
-        .iter_mut()
-        .zip(repos)
-        .map(|(t, r)| flip_target(&**r, t, root));
-    futures::future::join_all(flips).await;
 }
 
 /// Writes a target's tags one by one, each read back; stops at the first failure.

@@ -233,3 +233,198 @@ fn rollback_moves_tags_only() {
         assert_eq!(reg.tag("prod/api", "v2"), Some(w.v2.clone()));
     }
 }
+
+/// Three images (api, worker, web), each with v1 and v2 in its own layout; staging and prod are
+/// releases of all three, staging on a, prod on a and b.
+struct Release {
+    _dir: tempfile::TempDir,
+    a: Arc<MemoryRegistry>,
+    b: Arc<MemoryRegistry>,
+    ctx: Context,
+    /// Per image, in policy order: (name, v1, v2).
+    images: Vec<(&'static str, Digest, Digest)>,
+}
+
+impl Release {
+    fn new() -> Release {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut images = Vec::new();
+        let mut list = String::new();
+        for (k, name) in ["api", "worker", "web"].into_iter().enumerate() {
+            let path = dir.path().join(format!("ci-{name}"));
+            let layout = Layout::create(&path).expect("layout");
+            let image = |tag: &str, seed| {
+                let w = layout
+                    .add_image(&ImageSpec {
+                        tag: tag.into(),
+                        seed,
+                        ..ImageSpec::default()
+                    })
+                    .expect("image");
+                Digest::parse(&w.digest).expect("digest")
+            };
+            let k = k as u64 * 10;
+            images.push((name, image("v1", k + 1), image("v2", k + 2)));
+            list += &format!(
+                "  - name: {name}\n    source: ocidir://{}\n",
+                path.display()
+            );
+        }
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("policies dir");
+        write(
+            &policies,
+            "staging.yaml",
+            &format!("version: 1\nimages:\n{list}targets:\n  - registry: a.example\n    prefix: staging/\ntags: [staging]\n"),
+        );
+        write(
+            &policies,
+            "prod.yaml",
+            &format!("version: 1\nimages:\n{list}promote_from: staging\ntargets:\n  - registry: a.example\n    prefix: prod/\n  - registry: b.example\n    prefix: prod/\ntags: [prod, \"{{source_tag}}\"]\n"),
+        );
+        let loaded = Policies::load(&policies, &Overrides::default()).expect("policies");
+        let options = CopyOptions::from_registries(&loaded, TransportOptions::default());
+        let (a, b) = (
+            MemoryRegistry::new("a.example"),
+            MemoryRegistry::new("b.example"),
+        );
+        let client = Client::new(&options, CredentialStore::from_files(Vec::new()))
+            .with_memory(a.clone())
+            .with_memory(b.clone());
+        Release {
+            _dir: dir,
+            a,
+            b,
+            ctx: Context::with_client(loaded, options, Arc::new(client)),
+            images,
+        }
+    }
+
+    async fn promote(&self, env: &str, pick: super::Pick) -> crate::Result<super::PromoteReport> {
+        let quiet = |_: &[String]| Quiet;
+        self.ctx
+            .promote_release(env, &pick, &PromoteOptions::default(), &quiet)
+            .await
+    }
+
+    fn tag(tag: &str) -> super::Pick {
+        super::Pick::Tag(crate::reference::Tag::parse(tag).expect("tag"))
+    }
+
+    /// Where `tag` points for each image at `reg`'s `prefix`.
+    fn tags(reg: &MemoryRegistry, prefix: &str, tag: &str) -> Vec<Option<Digest>> {
+        ["api", "worker", "web"]
+            .iter()
+            .map(|n| reg.tag(&format!("{prefix}{n}"), tag))
+            .collect()
+    }
+
+    fn v(&self, which: usize) -> Vec<Option<Digest>> {
+        self.images
+            .iter()
+            .map(|(_, v1, v2)| Some(if which == 1 { v1 } else { v2 }.clone()))
+            .collect()
+    }
+}
+
+#[test]
+fn a_release_moves_every_image_or_none() {
+    let w = Release::new();
+    rt().block_on(async {
+        w.promote("staging", Release::tag("v1"))
+            .await
+            .expect("staging v1");
+        let r = w
+            .promote("prod", super::Pick::From("staging".into()))
+            .await
+            .expect("prod --from staging");
+        assert_eq!(r.images.len(), 3);
+        assert_eq!(r.failed(), 0);
+        w.promote("staging", Release::tag("v2"))
+            .await
+            .expect("staging v2");
+    });
+    for reg in [&w.a, &w.b] {
+        assert_eq!(Release::tags(reg, "prod/", "prod"), w.v(1));
+    }
+    // b refuses worker's v2 manifest: that image cannot complete there, so nothing moves.
+    let worker_v2 = w.images[1].2.clone();
+    w.b.fail(move |x| x.kind == WriteKind::Manifest && x.what == worker_v2.as_str());
+    let r = rt().block_on(w.promote(
+        "prod",
+        super::Pick::Images(vec!["api:v2".into(), "worker:v2".into(), "web:v2".into()]),
+    ));
+    assert!(
+        r.map_or(true, |r| r.failed() > 0),
+        "a failed target is reported"
+    );
+    for reg in [&w.a, &w.b] {
+        assert_eq!(
+            Release::tags(reg, "prod/", "prod"),
+            w.v(1),
+            "{}",
+            reg.host()
+        );
+        assert_eq!(
+            Release::tags(reg, "prod/", "v2"),
+            vec![None, None, None],
+            "{}",
+            reg.host()
+        );
+    }
+    // Without the fault, the same release goes through; history has it as one record.
+    w.b.heal();
+    let r = rt()
+        .block_on(w.promote("prod", Release::tag("v2")))
+        .expect("prod v2");
+    assert_eq!(r.failed(), 0);
+    for reg in [&w.a, &w.b] {
+        assert_eq!(Release::tags(reg, "prod/", "prod"), w.v(2));
+    }
+    let history = rt().block_on(w.ctx.history("prod")).expect("history");
+    assert_eq!(history.len(), 2, "{history:#?}");
+    let names: Vec<&String> = history[1].images.keys().collect();
+    assert_eq!(names, ["api", "web", "worker"]);
+    assert_eq!(history[1].images["worker"], w.images[1].2);
+
+    // Rollback moves the whole release back, and status sees every image in sync.
+    let quiet = |_: &[String]| Quiet;
+    let r = rt()
+        .block_on(w.ctx.rollback("prod", None, 1, false, &quiet))
+        .expect("rollback");
+    assert_eq!(r.failed(), 0);
+    for reg in [&w.a, &w.b] {
+        assert_eq!(Release::tags(reg, "prod/", "prod"), w.v(1));
+    }
+    let status = rt().block_on(w.ctx.status("prod")).expect("status");
+    assert_eq!(status.state, super::State::InSync, "{:?}", status.drift);
+    assert_eq!(status.targets.len(), 6);
+}
+
+#[test]
+fn a_gate_refusing_one_image_of_a_release_writes_nothing_for_any() {
+    let w = Release::new();
+    rt().block_on(async {
+        w.promote("staging", Release::tag("v1"))
+            .await
+            .expect("staging v1");
+    });
+    let before = w.a.writes().len();
+    // worker v2 is not what staging runs.
+    let e = rt()
+        .block_on(w.promote(
+            "prod",
+            super::Pick::Images(vec!["api:v1".into(), "worker:v2".into(), "web:v1".into()]),
+        ))
+        .expect_err("refused");
+    assert_eq!(e.exit_code(), 3, "{e}");
+    assert!(e.to_string().contains("worker"), "{e}");
+    assert_eq!(w.a.writes().len(), before, "{:#?}", w.a.writes());
+    assert!(w.b.writes().is_empty(), "{:#?}", w.b.writes());
+    // Naming only some images of a release is a usage error, before any read.
+    let e = rt()
+        .block_on(w.promote("prod", super::Pick::Images(vec!["api:v1".into()])))
+        .expect_err("partial");
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().contains("missing: worker, web"), "{e}");
+}

@@ -99,6 +99,11 @@ impl MemoryRegistry {
         self.lock_fail().push(Box::new(rule));
     }
 
+    /// Drops every fail rule: the registry accepts writes again.
+    pub fn heal(&self) {
+        self.lock_fail().clear();
+    }
+
     /// Every write so far, in order.
     pub fn writes(&self) -> Vec<Write> {
         self.lock().writes.clone()
