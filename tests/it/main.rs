@@ -60,6 +60,7 @@ mod mirror;
 mod progress;
 mod promote;
 mod referrers;
+mod release;
 mod schema;
 mod terminal;
 mod verbs;
