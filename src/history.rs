@@ -232,12 +232,16 @@ pub fn encode(records: &[Record]) -> Manifest {
     Manifest::parse(bytes, Some(OCI_MANIFEST)).expect("ferry writes valid manifests")
 }
 
-/// Appends a record to one target's ledger, then reads it back; retries when a concurrent writer overwrote it.
-pub async fn append(
-    repo: &dyn Repo,
-    env: &Environment,
-    record: &Record,
-) -> Result<(), HistoryError> {
+/// What an append needs before it can write, read ahead (while content is still being copied):
+/// the ledger's blob is in place and the records as they were.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    records: Vec<Record>,
+}
+
+/// Readies one target's ledger for an append: its 2-byte blob stored (content, never a tag),
+/// and the records read. An append from it re-reads when its read-back finds a racing writer.
+pub async fn stage(repo: &dyn Repo, env: &Environment) -> Result<Staged, HistoryError> {
     let place = repo.name();
     let store = |source| HistoryError::Store {
         place: place.clone(),
@@ -250,9 +254,40 @@ pub async fn append(
             .await
             .map_err(store)?;
     }
+    Ok(Staged {
+        records: read(repo, env).await?,
+    })
+}
+
+/// Appends a record to one target's ledger, then reads it back; retries when a concurrent writer overwrote it.
+pub async fn append(
+    repo: &dyn Repo,
+    env: &Environment,
+    record: &Record,
+) -> Result<(), HistoryError> {
+    let staged = stage(repo, env).await?;
+    append_staged(repo, env, record, staged).await
+}
+
+/// [`append`] from a [`stage`] made earlier.
+pub async fn append_staged(
+    repo: &dyn Repo,
+    env: &Environment,
+    record: &Record,
+    staged: Staged,
+) -> Result<(), HistoryError> {
+    let place = repo.name();
+    let store = |source| HistoryError::Store {
+        place: place.clone(),
+        source,
+    };
     let tag = ManifestRef::Tag(ledger_tag(env));
+    let mut first = Some(staged.records);
     for attempt in 0..APPEND_ATTEMPTS {
-        let mut records = read(repo, env).await?;
+        let mut records = match first.take() {
+            Some(r) => r,
+            None => read(repo, env).await?,
+        };
         if records.iter().any(|r| r.id == record.id) {
             return Ok(());
         }

@@ -235,9 +235,27 @@ async fn get_tag(repo: &dyn Repo, tag: &Tag) -> Result<Option<Manifest>, Registr
 
 /// The referrers of `subject`: from the API, else from the fallback tag.
 pub async fn list(repo: &dyn Repo, subject: &Digest) -> Result<Vec<Value>, RegistryError> {
+    list_in(repo, subject, None).await
+}
+
+/// A tag that may exist: `tags`, when the repository's attachment tags are known, says;
+/// otherwise it has to be asked for.
+fn may_exist(tags: Option<&HashSet<String>>, tag: &Tag) -> bool {
+    tags.is_none_or(|t| t.contains(tag.as_str()))
+}
+
+/// [`list`], where `tags` (when known) are the repository's attachment tags: a fallback tag
+/// not among them is not asked for.
+async fn list_in(
+    repo: &dyn Repo,
+    subject: &Digest,
+    tags: Option<&HashSet<String>>,
+) -> Result<Vec<Value>, RegistryError> {
+    let fallback = fallback_tag(subject);
     let index = match repo.referrers(subject).await? {
         Some(i) => Some(i),
-        None => get_tag(repo, &fallback_tag(subject)).await?,
+        None if may_exist(tags, &fallback) => get_tag(repo, &fallback).await?,
+        None => None,
     };
     Ok(index
         .map(|i| index_entries(&i).into_iter().map(|(_, e)| e).collect())
@@ -251,6 +269,18 @@ pub async fn discover(
     subjects: &[Digest],
     filter: &Filter,
 ) -> Result<Vec<Attached>, RegistryError> {
+    discover_in(src, subjects, filter, None).await
+}
+
+/// [`discover`], where `tags` (when known: a listing of the repository this run already made)
+/// are the repository's attachment tags, so the cosign and fallback tags it lacks are not
+/// asked for one by one.
+pub async fn discover_in(
+    src: &dyn Repo,
+    subjects: &[Digest],
+    filter: &Filter,
+    tags: Option<&HashSet<String>>,
+) -> Result<Vec<Attached>, RegistryError> {
     let mut out: Vec<Attached> = Vec::new();
     if !filter.enabled {
         return Ok(out);
@@ -261,7 +291,7 @@ pub async fn discover(
         let found = futures::future::try_join_all(
             level
                 .iter()
-                .map(|subject| discover_one(src, subject, filter, depth)),
+                .map(|subject| discover_one(src, subject, filter, depth, tags)),
         )
         .await?;
         let mut next = Vec::new();
@@ -285,18 +315,20 @@ async fn discover_one(
     subject: &Digest,
     filter: &Filter,
     depth: u32,
+    tags: Option<&HashSet<String>>,
 ) -> Result<Vec<Attached>, RegistryError> {
     // The referrers list and cosign's three tags are independent: ask for them at once.
     let cosign = futures::future::try_join_all(
         COSIGN_TAGS
             .iter()
             .filter(|(_, t)| filter.allows(Some(t)))
-            .map(|(suffix, artifact_type)| async move {
-                let tag = cosign_tag(subject, suffix);
+            .map(|(suffix, artifact_type)| (cosign_tag(subject, suffix), artifact_type))
+            .filter(|(tag, _)| may_exist(tags, tag))
+            .map(|(tag, artifact_type)| async move {
                 Ok::<_, RegistryError>(get_tag(src, &tag).await?.map(|m| (tag, *artifact_type, m)))
             }),
     );
-    let (entries, cosign) = futures::future::try_join(list(src, subject), cosign).await?;
+    let (entries, cosign) = futures::future::try_join(list_in(src, subject, tags), cosign).await?;
     let mut out = Vec::new();
     for entry in entries {
         let Some(digest) = entry["digest"].as_str().and_then(|d| Digest::parse(d).ok()) else {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use super::engine::DestAttached;
-use super::engine::{CopyReport, Engine, ImmutableTag, Resolved};
+use super::engine::{CopyReport, DestReport, Engine, ImmutableTag, Resolved};
 use super::progress::{Observer, Quiet};
 use super::tag::{write_tag, TagError};
 use crate::digest::Digest;
@@ -56,6 +56,66 @@ impl Engine {
         filter: &Filter,
     ) -> Result<CopyReport> {
         let mut report = self.copy_resolved(resolved, dests, progress).await?;
+        self.attach(resolved, dests, &mut report, filter).await?;
+        Ok(report)
+    }
+
+    /// [`Engine::copy_image`], where destinations marked in `known` already hold the image: a
+    /// tag there names its digest, and ferry (like any conforming registry, which refuses a
+    /// manifest whose content is missing) tags only complete content. Their content is not
+    /// checked again, so a no-op rerun asks them nothing for it; attachments are still
+    /// brought up to date everywhere.
+    pub async fn copy_image_known(
+        &self,
+        resolved: &Resolved,
+        dests: &[ImageRef],
+        known: &[bool],
+        progress: &dyn Observer,
+        filter: &Filter,
+    ) -> Result<CopyReport> {
+        let unknown: Vec<usize> = (0..dests.len()).filter(|&i| !known[i]).collect();
+        let mut report = if unknown.is_empty() {
+            CopyReport {
+                source: resolved.reference.to_string(),
+                digest: resolved.root.digest.clone(),
+                filtered_from: resolved.filtered_from.clone(),
+                dry_run: self.options().dry_run,
+                source_bytes_read: 0,
+                destinations: Vec::new(),
+            }
+        } else {
+            let some: Vec<ImageRef> = unknown.iter().map(|&i| dests[i].clone()).collect();
+            let sub = Subset {
+                inner: progress,
+                index: &unknown,
+            };
+            self.copy_resolved(resolved, &some, &sub).await?
+        };
+        let mut copied = std::mem::take(&mut report.destinations).into_iter();
+        for (i, d) in dests.iter().enumerate() {
+            if known[i] {
+                progress.finish(i, Outcome::UpToDate);
+                report.destinations.push(DestReport {
+                    reference: d.to_string(),
+                    digest: resolved.root.digest.clone(),
+                    status: Outcome::UpToDate,
+                    tag_from: None,
+                    untagged: d.tag().is_none(),
+                    blobs_uploaded: 0,
+                    blobs_mounted: 0,
+                    blobs_skipped: 0,
+                    bytes_uploaded: 0,
+                    requests: 0,
+                    error: None,
+                    plan: None,
+                    attached: None,
+                });
+            } else {
+                report
+                    .destinations
+                    .push(copied.next().expect("one report per copied destination"));
+            }
+        }
         self.attach(resolved, dests, &mut report, filter).await?;
         Ok(report)
     }
@@ -116,7 +176,8 @@ pub async fn copy_attached(
         source: Box::new(e),
     };
     let subjects = referrers::subjects(&resolved.root, resolved.filtered_from.is_some());
-    let found = referrers::discover(&*resolved.src, &subjects, filter)
+    let tags = engine.attachment_tags(&*resolved.src).await;
+    let found = referrers::discover_in(&*resolved.src, &subjects, filter, tags.as_deref())
         .await
         .map_err(source_err)?;
     report.found = found.len();
@@ -358,4 +419,25 @@ async fn publish(
         indexes += 1;
     }
     Ok((tags, indexes))
+}
+
+/// Passes a copy to some of the destinations on to an observer of all of them.
+struct Subset<'a> {
+    inner: &'a dyn Observer,
+    index: &'a [usize],
+}
+
+impl Observer for Subset<'_> {
+    fn plan(&self, dest: usize, bytes: u64, blobs: u64) {
+        self.inner.plan(self.index[dest], bytes, blobs)
+    }
+    fn on_bytes(&self, dest: usize) -> super::fanout::OnBytes {
+        self.inner.on_bytes(self.index[dest])
+    }
+    fn blob_done(&self, dest: usize, unstreamed_bytes: u64) {
+        self.inner.blob_done(self.index[dest], unstreamed_bytes)
+    }
+    fn finish(&self, dest: usize, outcome: Outcome) {
+        self.inner.finish(self.index[dest], outcome)
+    }
 }

@@ -362,7 +362,22 @@ pub struct Engine {
     holders: Mutex<HashMap<Digest, Vec<(String, crate::reference::Repository)>>>,
     blob_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     source_bytes: AtomicU64,
+    /// Per source repository: its attachment tags (`sha256-…`, `….sig`), listed once per run,
+    /// so that finding what is attached to each image asks only for tags that exist.
+    attachment_tags: Mutex<HashMap<String, AttachmentTags>>,
 }
+
+/// The tags among `tags` that attachments live under.
+fn attachment_set(tags: &[crate::reference::Tag]) -> HashSet<String> {
+    tags.iter()
+        .map(|t| t.as_str())
+        .filter(|t| crate::referrers::is_attachment_tag(t))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A repository's attachment tags, once listed (`None`: it could not be listed).
+type AttachmentTags = Arc<tokio::sync::OnceCell<Option<Arc<HashSet<String>>>>>;
 
 impl Engine {
     /// An engine with a client of its own, credentials from the environment's Docker config files.
@@ -386,7 +401,44 @@ impl Engine {
             holders: Mutex::default(),
             blob_locks: Mutex::default(),
             source_bytes: AtomicU64::new(0),
+            attachment_tags: Mutex::default(),
         }
+    }
+
+    /// The attachment tags of `repo`, from one tag listing per repository per run (or from
+    /// [`Engine::know_tags`]); `None` when it cannot be listed, and each tag is then asked for.
+    pub async fn attachment_tags(&self, repo: &dyn Repo) -> Option<Arc<HashSet<String>>> {
+        let cell = self
+            .attachment_tags
+            .lock()
+            .expect("attachment tags")
+            .entry(repo.name())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            match repo.tags_list().await {
+                Ok(tags) => Some(Arc::new(attachment_set(&tags))),
+                Err(e) => {
+                    tracing::debug!(repository = %repo.name(), "tags not listed ({e}); attachment tags are asked for one by one");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// Tells the engine the tags of a repository (by [`Repo::name`]) a caller has just listed
+    /// (mirror lists its sources anyway), so finding attachments there lists nothing again.
+    pub fn know_tags(&self, repo_name: &str, tags: &[crate::reference::Tag]) {
+        let cell = self
+            .attachment_tags
+            .lock()
+            .expect("attachment tags")
+            .entry(repo_name.to_owned())
+            .or_default()
+            .clone();
+        let _ = cell.set(Some(Arc::new(attachment_set(tags))));
     }
 
     /// ECR: makes sure a repository exists and learns its tag settings (`None` elsewhere); see
@@ -760,14 +812,13 @@ impl Engine {
             if mountable {
                 return (i, Ok(false));
             }
-            (
-                i,
-                dests[i]
-                    .repo()
-                    .blob_head(&blob.digest)
-                    .await
-                    .map(|s| s.is_some()),
-            )
+            let repo = dests[i].repo();
+            if let (true, Some((_, own))) = (repo.probes_by_mount(), repo.mount_key()) {
+                // One request instead of a HEAD and then an upload's POST (see probes_by_mount).
+                let probe = repo.blob_mount(&blob.digest, &own).await;
+                return (i, probe.map(|m| m == Mount::Mounted));
+            }
+            (i, repo.blob_head(&blob.digest).await.map(|s| s.is_some()))
         }))
         .await;
         let mut missing = Vec::new();

@@ -516,6 +516,8 @@ async fn list_items<'a>(
         .tags_list()
         .await
         .map_err(|e| failed(TargetError::new(Stage::ListTags, e)))?;
+    // Finding each image's attachments then asks only for attachment tags that exist.
+    engine.know_tags(&src.name(), &tags);
     // Signatures, attestations and fallback indexes travel with their images, not as images.
     let (attached, tags): (Vec<Tag>, Vec<Tag>) = tags
         .into_iter()

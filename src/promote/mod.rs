@@ -473,6 +473,8 @@ impl Context {
         progress: &dyn Fn(&[String]) -> P,
     ) -> Result<PromoteReport> {
         let policy = self.policies.env(env)?;
+        let started = std::time::Instant::now();
+        let ms = || started.elapsed().as_millis() as u64;
         let sources = self.pick(policy, pick).await?;
         let engine = self.engine(opts.dry_run, Some(policy));
 
@@ -486,6 +488,11 @@ impl Context {
         )
         .await;
         let prepared = first_refusal(prepared)?;
+        tracing::debug!(
+            at_ms = ms(),
+            images = prepared.len(),
+            "pinned, gated and planned"
+        );
         let forced: Vec<String> = prepared.iter().filter_map(|p| p.forced.clone()).collect();
 
         // 3. Content everywhere, by digest only, every image at once on one engine. Signatures,
@@ -503,18 +510,45 @@ impl Context {
             };
             base += p.view.targets.len();
             let refs: Vec<ImageRef> = p.view.targets.iter().map(|t| t.image().clone()).collect();
+            // Where every tag already names the digest, the content is known to be complete.
+            let known: Vec<bool> = p
+                .plans
+                .iter()
+                .map(|t| t.writes().next().is_none())
+                .collect();
             let engine = &engine;
             async move {
                 engine
-                    .copy_image(&p.resolved, &refs, &offset, &p.view.referrers)
+                    .copy_image_known(&p.resolved, &refs, &known, &offset, &p.view.referrers)
                     .await
             }
         });
-        let copies = futures::future::join_all(copies)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
+        // Each target's ledger is readied meanwhile (its blob stored, its records read), so
+        // that recording after the flip is one PUT and its read-back.
+        // Only where a tag will move: a no-op rerun asks the ledgers nothing.
+        let ledgers: Vec<(Arc<dyn Repo>, bool)> = prepared
+            .iter()
+            .flat_map(|p| {
+                p.repos
+                    .iter()
+                    .zip(&p.plans)
+                    .map(|(r, plan)| (r.clone(), plan.writes().next().is_some()))
+            })
+            .collect();
+        let stage = futures::future::join_all(ledgers.iter().map(|(r, moves)| {
+            let env = &policy.environment;
+            async move {
+                if opts.dry_run || !moves {
+                    return None;
+                }
+                history::stage(&**r, env).await.ok()
+            }
+        }));
+        let (copies, staged) =
+            futures::future::join(futures::future::join_all(copies), stage).await;
+        let copies = copies.into_iter().collect::<Result<Vec<_>>>()?;
         drop(observer);
+        tracing::debug!(at_ms = ms(), "content copied");
         let mut targets: Vec<TargetReport> = Vec::new();
         for (p, copy) in prepared.iter().zip(&copies) {
             targets.extend(p.plans.iter().zip(&copy.destinations).map(|(plan, c)| {
@@ -575,9 +609,15 @@ impl Context {
             return Ok(report);
         }
 
-        // 4. Drift: each source tag must still name what was pinned.
-        for p in &prepared {
-            let Some(t) = &p.source_tag else { continue };
+        // 4. Drift: each source tag must still name what was pinned (all images at once).
+        let drifts = prepared.iter().map(|p| async move {
+            let Some(t) = &p.source_tag else {
+                return Ok(());
+            };
+            if p.plans.iter().all(|t| t.writes().next().is_none()) {
+                // No tag of this image moves: what the source tag names now changes nothing.
+                return Ok(());
+            }
             let now = p
                 .resolved
                 .src
@@ -595,7 +635,13 @@ impl Context {
                     now,
                 });
             }
-        }
+            Ok(())
+        });
+        futures::future::join_all(drifts)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
+        tracing::debug!(at_ms = ms(), "source tags checked for drift");
 
         // 5. Flip every tag of every image everywhere, each read back.
         let repos: Vec<Arc<dyn Repo>> = prepared.iter().flat_map(|p| p.repos.clone()).collect();
@@ -609,6 +655,7 @@ impl Context {
             .zip(&roots)
             .map(|((t, r), root)| flip_target(&**r, t, root));
         futures::future::join_all(flips).await;
+        tracing::debug!(at_ms = ms(), "tags moved and read back");
         let moved = targets
             .iter()
             .any(|t| t.tags.iter().any(|o| o.planned.action != TagAction::Keep));
@@ -636,8 +683,9 @@ impl Context {
             record.source = Some(format!("{}@{}", prepared[0].source, prepared[0].pinned));
         }
         record.forced = report.forced_gate.as_ref().and(opts.force_reason.clone());
-        self.record(&repos, &policy.environment, &mut report, record)
+        self.record_staged(&repos, &policy.environment, &mut report, record, staged)
             .await;
+        tracing::debug!(at_ms = ms(), "recorded");
         Ok(report)
     }
 
@@ -756,7 +804,20 @@ impl Context {
         repos: &[Arc<dyn Repo>],
         env: &Environment,
         report: &mut PromoteReport,
+        record: Record,
+    ) {
+        let none = vec![None; repos.len()];
+        self.record_staged(repos, env, report, record, none).await
+    }
+
+    /// [`Context::record`], with each target's ledger read ahead where `staged` has it.
+    async fn record_staged(
+        &self,
+        repos: &[Arc<dyn Repo>],
+        env: &Environment,
+        report: &mut PromoteReport,
         mut record: Record,
+        staged: Vec<Option<history::Staged>>,
     ) {
         record.previous = report
             .targets
@@ -773,10 +834,17 @@ impl Context {
             .targets
             .iter_mut()
             .zip(repos)
-            .filter(|(t, _)| t.error.is_none())
-            .map(|(t, r)| {
+            .zip(staged)
+            .filter(|((t, _), _)| t.error.is_none())
+            .map(|((t, r), staged)| {
                 let record = &record;
-                async move { (t, history::append(&**r, env, record).await) }
+                async move {
+                    let done = match staged {
+                        Some(s) => history::append_staged(&**r, env, record, s).await,
+                        None => history::append(&**r, env, record).await,
+                    };
+                    (t, done)
+                }
             });
         for (t, r) in futures::future::join_all(appends).await {
             if let Err(e) = r {

@@ -580,6 +580,15 @@ impl Repo for HttpRepo {
         Some((self.registry.to_string(), self.repository.clone()))
     }
 
+    fn probes_by_mount(&self) -> bool {
+        // Distribution (Docker Hub, GHCR, and the registries ferry cannot name) mounts; ECR
+        // mounts only where an account setting allows it, and Artifact Registry does not say.
+        matches!(
+            crate::cloud::Kind::of(self.registry.as_str()),
+            crate::cloud::Kind::DockerHub | crate::cloud::Kind::Ghcr | crate::cloud::Kind::Other
+        )
+    }
+
     async fn manifest_head(&self, r: &ManifestRef) -> Result<Option<ManifestInfo>> {
         let Some(resp) = self
             .manifest_request(Method::HEAD, r, Self::accept(None), true)
@@ -791,7 +800,12 @@ impl Repo for HttpRepo {
         url.query_pairs_mut()
             .append_pair("mount", d.as_str())
             .append_pair("from", from.as_str());
-        let scopes = [self.scopes[0].clone(), Scope::pull(from.as_str())];
+        // From this very repository (a probe): its own token covers the pull.
+        let scopes: Vec<Scope> = if from == &self.repository {
+            vec![self.scopes[0].clone()]
+        } else {
+            vec![self.scopes[0].clone(), Scope::pull(from.as_str())]
+        };
         let resp = match self
             .send(Method::POST, url, &scopes, HeaderMap::new(), Body::None)
             .await

@@ -80,6 +80,15 @@ pub trait Repo: Send + Sync {
     /// Which registry, if any, and repository this is, for cross-repository mounts.
     fn mount_key(&self) -> Option<(String, Repository)>;
 
+    /// Whether a mount from this very repository answers "is the blob here?" in the same
+    /// request that opens the upload when it is not (201: present; 202: an upload session the
+    /// next [`Repo::blob_put`] uses), so a blob this run knows nothing about costs no HEAD. Only
+    /// where the registry is known to implement mounts: where it does not, a 202 would hide a
+    /// blob that is present and it would be sent again.
+    fn probes_by_mount(&self) -> bool {
+        false
+    }
+
     /// Looks a manifest up without fetching it; `None` if absent.
     async fn manifest_head(&self, r: &ManifestRef) -> Result<Option<ManifestInfo>>;
 

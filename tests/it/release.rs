@@ -257,3 +257,74 @@ fn a_four_image_release_to_three_targets_moves_as_one() {
         "{text}"
     );
 }
+
+/// A no-op rerun of a 10-image release to 3 targets: at most one request per image per target
+/// (the environment tag's HEAD), counted in the targets' access logs; the source answers one
+/// read per image to pin it.
+#[test]
+fn a_no_op_rerun_of_a_ten_image_release_costs_one_request_per_image_per_target() {
+    const N: usize = 10;
+    let src = TestRegistry::start(Mode::Plain);
+    let targets: Vec<TestRegistry> = (0..3).map(|_| TestRegistry::start(Mode::Plain)).collect();
+    let bed = Bed::new(&[]);
+    let dir = bed.layout("images");
+    let layout = Layout::create(&dir).unwrap();
+    let mut list = String::new();
+    for k in 0..N as u64 {
+        let spec = single_platform(
+            &format!("s{k}"),
+            k,
+            &[(7, 64 << 10)],
+            &[(100 + k, 16 << 10)],
+        );
+        layout.add_image(&spec).unwrap();
+        bed.ferry_ok(&[
+            "copy",
+            &format!("ocidir://{}:s{k}", dir.display()),
+            &format!("{}/acme/s{k}:v1", src.host()),
+        ]);
+        list += &format!("  - name: s{k}\n    source: {}/acme/s{k}\n", src.host());
+    }
+    let mut policy = format!("version: 1\nimages:\n{list}targets:\n");
+    for t in &targets {
+        policy += &format!("  - registry: {}\n    prefix: prod/\n", t.host());
+    }
+    let policies = bed.policies(&[("prod.yaml", policy)]);
+    let args = |extra: &[&str]| {
+        let mut v = vec!["--policies".to_owned(), policies.display().to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = || {
+        let a = args(&["promote", "prod", "--tag", "v1"]);
+        bed.ferry_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    run();
+    let marks: Vec<usize> = targets.iter().map(|t| t.access_log().len()).collect();
+    let src_mark = src.access_log().len();
+    run();
+    let per_target: Vec<Vec<String>> = targets
+        .iter()
+        .zip(&marks)
+        .map(|(t, &m)| {
+            t.access_log()[m..]
+                .iter()
+                .map(|e| format!("{} {} {}", e.method, e.path, e.status))
+                .collect()
+        })
+        .collect();
+    let source = src.access_log().len() - src_mark;
+    if std::env::var_os("FERRY_SHOW_REQUESTS").is_some() {
+        for e in &src.access_log()[src_mark..] {
+            eprintln!("source: {} {} {}", e.method, e.path, e.status);
+        }
+    }
+    let total: usize = per_target.iter().map(Vec::len).sum();
+    eprintln!(
+        "no-op rerun of {N} images to 3 targets: {total} target requests ({:.2} per image per target), {source} source requests",
+        total as f64 / (N * 3) as f64
+    );
+    for t in &per_target {
+        assert!(t.len() <= N, "more than one request per image: {t:#?}");
+    }
+}

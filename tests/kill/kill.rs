@@ -116,6 +116,54 @@ fn watcher(
     })
 }
 
+/// `complete`, asked again while the registry cannot say (a link file being rewritten).
+async fn complete_retrying(
+    base: &str,
+    repo: &str,
+    reference: &str,
+) -> Result<Option<String>, String> {
+    let client = reqwest::Client::new();
+    let mut tries = 0;
+    loop {
+        match complete(&client, base, repo, reference).await {
+            Err(e) if e.starts_with(UNREADABLE) && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other,
+        }
+    }
+}
+
+/// After a release promotion was killed: when any image's `release` tag names this round's
+/// digest, every image of the round is complete at the destination (by digest). Returns 1 when
+/// some tag had moved, else 0.
+fn release_check(base: &str, release: &[(&str, String)], round: usize) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut moved = false;
+        for (name, digest) in release {
+            let repo = format!("release/{name}");
+            let now = complete_retrying(base, &repo, "release").await;
+            moved |= matches!(now, Ok(Some(d)) if &d == digest);
+        }
+        if moved {
+            for (name, digest) in release {
+                let repo = format!("release/{name}");
+                let at = complete_retrying(base, &repo, digest).await;
+                assert!(
+                    matches!(&at, Ok(Some(d)) if d == digest),
+                    "round {round}: a release tag moved while {repo}@{digest} is not complete: {at:?}"
+                );
+            }
+        }
+        usize::from(moved)
+    })
+}
+
 /// A small xorshift generator: the seed is printed, so a failing sequence can be replayed.
 struct Rng(u64);
 impl Rng {
@@ -159,6 +207,14 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
             ),
         ),
         (
+            "release.yaml",
+            format!(
+                "version: 1\nimages:\n  - {{name: api, source: {0}/acme/api}}\n  - {{name: worker, source: {0}/acme/worker}}\n  - {{name: web, source: {0}/acme/web}}\ntargets:\n  - registry: {1}\n    prefix: release/\ntags: [release]\n",
+                src.host(),
+                dest.host()
+            ),
+        ),
+        (
             "nightly.yaml",
             format!(
                 "version: 1\nkind: mirror\nname: nightly\nsource: {}/acme\nrepositories: [api]\ntags:\n  include: ['^moving$']\ntargets:\n  - registry: {}\n    prefix: mirrored/\nexisting: overwrite\n",
@@ -171,6 +227,9 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
         ("copied/api", "latest"),
         ("promoted/api", "staging"),
         ("mirrored/api", "moving"),
+        ("release/api", "release"),
+        ("release/worker", "release"),
+        ("release/web", "release"),
     ]
     .iter()
     .map(|(r, t)| (r.to_string(), t.to_string()))
@@ -181,7 +240,9 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
     let killed: Mutex<Vec<(String, u128, bool)>> = Mutex::new(Vec::new());
     let started = Instant::now();
     // How long an undisturbed run of each kind takes (its first round), to aim kills inside it.
-    let mut calibrated: [Option<Duration>; 3] = [None; 3];
+    let mut calibrated: [Option<Duration>; 4] = [None; 4];
+    // Release rounds killed after some image's tag moved: each must find every image complete.
+    let mut moved_by_killed_releases = 0;
 
     let mut round = 0;
     while killed.lock().unwrap().iter().filter(|k| k.2).count() < wanted {
@@ -203,7 +264,30 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
             let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:{tag}", src.host())]);
             assert!(out.status.success(), "{}", stderr(&out));
         }
-        let kind = round % 3;
+        let kind = round % 4;
+        // A release round: worker and web get images of their own at `rN` too.
+        let mut release = vec![("api", w.digest.clone())];
+        if kind == 3 {
+            for (k, name) in ["worker", "web"].into_iter().enumerate() {
+                let tag = format!("{name}-r{round}");
+                let other = layout
+                    .add_image(&ImageSpec {
+                        tag: tag.clone(),
+                        seed: 5000 + round as u64 * 2 + k as u64,
+                        own_layers: vec![LayerSpec {
+                            seed: 0,
+                            size: 1 << 20,
+                        }],
+                        ..ImageSpec::default()
+                    })
+                    .unwrap();
+                let from = format!("ocidir://{}:{tag}", bed.layout("images").display());
+                let to = format!("{}/acme/{name}:r{round}", src.host());
+                let out = bed.ferry(&["copy", &from, &to]);
+                assert!(out.status.success(), "{}", stderr(&out));
+                release.push((name, other.digest.clone()));
+            }
+        }
         let args: Vec<String> = match kind {
             0 => vec![
                 "copy".into(),
@@ -211,7 +295,13 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
                 format!("{}/copied/api:latest", dest.host()),
             ],
             1 => vec!["promote".into(), "staging".into(), format!(":r{round}")],
-            _ => vec!["mirror".into()],
+            2 => vec!["mirror".into()],
+            _ => vec![
+                "promote".into(),
+                "release".into(),
+                "--tag".into(),
+                format!("r{round}"),
+            ],
         };
         let (repo, tag) = &watched[kind];
         let mut child = bed
@@ -245,10 +335,18 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
                 child.kill().unwrap();
             }
             let _ = child.wait();
+            let name = if kind == 3 {
+                "release"
+            } else {
+                args[0].as_str()
+            };
             killed
                 .lock()
                 .unwrap()
-                .push((args[0].clone(), delay.as_millis(), hit));
+                .push((name.to_owned(), delay.as_millis(), hit));
+            if kind == 3 && hit {
+                moved_by_killed_releases += release_check(&dest.url(), &release, round);
+            }
         }
 
         // Rerun: it completes, and the tag ends at this round's image, complete.
@@ -267,21 +365,19 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
             .enable_all()
             .build()
             .unwrap();
-        let now = rt.block_on(async {
-            let client = reqwest::Client::new();
-            let mut tries = 0;
-            loop {
-                match complete(&client, &dest.url(), repo, tag).await {
-                    Err(e) if e.starts_with(UNREADABLE) && tries < 20 => {
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    other => break other,
-                }
-            }
-        });
-        let now = now.unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(now.as_deref(), Some(w.digest.as_str()), "round {round}");
+        let checks: Vec<(String, String, String)> = if kind == 3 {
+            release
+                .iter()
+                .map(|(n, d)| (format!("release/{n}"), "release".to_owned(), d.clone()))
+                .collect()
+        } else {
+            vec![(repo.clone(), tag.clone(), w.digest.clone())]
+        };
+        for (repo, tag, want) in checks {
+            let now = rt.block_on(complete_retrying(&dest.url(), &repo, &tag));
+            let now = now.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(now.as_deref(), Some(want.as_str()), "round {round}: {repo}");
+        }
         round += 1;
     }
     let rounds = round;
@@ -289,7 +385,8 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
     let (violations, polls) = watch.join().unwrap();
     let killed = killed.into_inner().unwrap();
     let hits = killed.iter().filter(|k| k.2).count();
-    for kind in ["copy", "promote", "mirror"] {
+    eprintln!("release rounds killed after some tag moved: {moved_by_killed_releases}, each with every image complete");
+    for kind in ["copy", "promote", "mirror", "release"] {
         let (n, h) = killed
             .iter()
             .filter(|k| k.0 == kind)
