@@ -443,13 +443,24 @@ pub async fn gather(
     root: &Manifest,
     subject: &Subject,
 ) -> Result<Evidence, RegistryError> {
+    gather_in(src, root, subject, None).await
+}
+
+/// [`gather`], where `tags` (when known) are the source repository's attachment tags, so only
+/// the cosign and fallback tags that exist are asked for.
+pub async fn gather_in(
+    src: &dyn Repo,
+    root: &Manifest,
+    subject: &Subject,
+    tags: Option<&std::collections::HashSet<String>>,
+) -> Result<Evidence, RegistryError> {
     let mut all = vec![subject.digest.clone()];
     all.extend(subject.platforms.iter().cloned());
     let filter = Filter {
         depth: 1,
         ..Filter::default()
     };
-    let mut manifests: Vec<Manifest> = referrers::discover(src, &all, &filter)
+    let mut manifests: Vec<Manifest> = referrers::discover_in(src, &all, &filter, tags)
         .await?
         .into_iter()
         .map(|a| a.manifest)

@@ -805,14 +805,16 @@ impl Engine {
             }
             // Another repository of its registry holds it: the mount answers whether or not
             // it is here already, so the HEAD would only cost a request.
-            let mountable = dests[i]
-                .repo()
-                .mount_key()
-                .is_some_and(|(host, own)| self.known_holder(&host, &own, &blob.digest).is_some());
+            // (From the source's own repository only where a refused mount proves absence.)
+            let repo = dests[i].repo();
+            let mountable = repo.mount_key().is_some_and(|(host, own)| {
+                (repo.probes_by_mount()
+                    && src.mount_key().is_some_and(|(h, r)| h == host && r != own))
+                    || self.known_holder(&host, &own, &blob.digest).is_some()
+            });
             if mountable {
                 return (i, Ok(false));
             }
-            let repo = dests[i].repo();
             if let (true, Some((_, own))) = (repo.probes_by_mount(), repo.mount_key()) {
                 // One request instead of a HEAD and then an upload's POST (see probes_by_mount).
                 let probe = repo.blob_mount(&blob.digest, &own).await;

@@ -443,7 +443,7 @@ impl Context {
                 }
             }
         }
-        self.check_evidence(&view, &resolved).await?;
+        self.check_evidence(engine, &view, &resolved).await?;
         let repos = self.open_targets(engine, &view, !opts.dry_run)?;
         let source_tag = source.tag().filter(|_| source.digest().is_none()).cloned();
         let plans = self
@@ -692,6 +692,7 @@ impl Context {
     /// The environment's `require:` gates on a resolved image: reads only; refuses with exit 3.
     async fn check_evidence(
         &self,
+        engine: &Engine,
         policy: &EnvPolicy,
         resolved: &Resolved,
     ) -> Result<gate::Verdict> {
@@ -699,7 +700,8 @@ impl Context {
             return Ok(gate::Verdict::default());
         }
         let subject = gate::Subject::of(resolved.source_digest(), &resolved.root);
-        let evidence = gate::gather(&*resolved.src, &resolved.root, &subject)
+        let tags = engine.attachment_tags(&*resolved.src).await;
+        let evidence = gate::gather_in(&*resolved.src, &resolved.root, &subject, tags.as_deref())
             .await
             .map_err(|e| Error::Source {
                 reference: resolved.reference.to_string(),
@@ -730,7 +732,7 @@ impl Context {
         let policy = &policy.views()[k];
         let engine = self.engine(true, Some(policy));
         let resolved = engine.resolve(&source).await?;
-        let verdict = self.check_evidence(policy, &resolved).await?;
+        let verdict = self.check_evidence(&engine, policy, &resolved).await?;
         Ok(VerifyReport {
             environment: env.to_owned(),
             source: source.to_string(),
