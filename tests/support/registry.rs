@@ -62,6 +62,8 @@ pub struct TestRegistry {
     pub token: Option<TokenServer>,
     /// Credentials other than the defaults (Basic: the htpasswd user; token: what clients should send).
     creds: Option<(String, String)>,
+    /// The in-memory blob descriptor cache of Debian's shipped `/etc/docker/registry/config.yml`.
+    cached: bool,
 }
 
 impl TestRegistry {
@@ -82,6 +84,14 @@ impl TestRegistry {
             )
         });
         Self::launch(mode, dir, token, None)
+    }
+
+    /// A plain registry with the blob descriptor cache Debian's packaged configuration turns on
+    /// (`storage.cache.blobdescriptor: inmemory`): for measurements of many small requests,
+    /// where the test default (no cache, so deletions show at once) would measure the disk.
+    pub fn start_cached() -> TestRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        Self::launch_with(Mode::Plain, dir, None, None, true)
     }
 
     /// A Basic-auth registry whose htpasswd holds this user and password.
@@ -108,6 +118,16 @@ impl TestRegistry {
         token: Option<TokenServer>,
         creds: Option<(String, String)>,
     ) -> TestRegistry {
+        Self::launch_with(mode, dir, token, creds, false)
+    }
+
+    fn launch_with(
+        mode: Mode,
+        dir: tempfile::TempDir,
+        token: Option<TokenServer>,
+        creds: Option<(String, String)>,
+        cached: bool,
+    ) -> TestRegistry {
         let tls = (mode == Mode::Tls).then(|| tls::generate(dir.path()));
         if matches!(mode, Mode::Basic | Mode::Tls) {
             let (user, password) = creds
@@ -124,6 +144,7 @@ impl TestRegistry {
             tls,
             token,
             creds,
+            cached,
         };
         for attempt in 0..5 {
             reg.port = free_port();
@@ -146,6 +167,12 @@ impl TestRegistry {
             root.display(),
             self.port
         );
+        if self.cached {
+            cfg = cfg.replace(
+                "storage:\n",
+                "storage:\n  cache:\n    blobdescriptor: inmemory\n",
+            );
+        }
         if let Some(t) = &self.tls {
             cfg += &format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
