@@ -21,6 +21,9 @@
 //! - `copy`: `ferry copy` in every auth mode, layouts, fan-out, byte-exact results.
 //! - `mirror`: `ferry mirror` at scale, incremental re-runs, shards, `existing: backup`.
 //! - `promote`: promote, status, history and rollback across plain, Basic and token auth.
+//! - `release`: a 4-image release to 3 targets (a gate refusing one image writes nothing, a
+//!   target failing mid-copy moves no tag, rerun, rollback of all four) and a 10-image no-op
+//!   rerun counted at one request per image per target.
 //! - `gates`: Sigstore bundles and cosign 2 keyless signatures from a test Sigstore instance,
 //!   verified against the policy's identity and trusted root; forgeries refused, nothing written.
 //! - `referrers`: attestations, signatures and OCI 1.1 referrers travel with the image; gates.

@@ -1,4 +1,4 @@
-//! SIGKILL at random moments of copy, promote and mirror against a real registry, while a watcher polls the destination's tags: no tag ever points at incomplete content, and every rerun completes.
+//! SIGKILL at random moments of copy, promote, mirror and the promotion of a 3-image release against a real registry, while a watcher polls the destination's tags: no tag ever points at incomplete content, and every rerun completes.
 
 use crate::support;
 
