@@ -11,7 +11,7 @@ use serde::Serialize;
 
 pub use super::engine::DestAttached;
 use super::engine::{CopyReport, DestReport, Engine, ImmutableTag, Resolved};
-use super::progress::{Observer, Quiet};
+use super::progress::{Observer, Quiet, Remap};
 use super::tag::{write_tag, TagError};
 use crate::digest::Digest;
 use crate::error::{Error, Result, Stage, TargetError};
@@ -85,10 +85,7 @@ impl Engine {
             }
         } else {
             let some: Vec<ImageRef> = unknown.iter().map(|&i| dests[i].clone()).collect();
-            let sub = Subset {
-                inner: progress,
-                index: &unknown,
-            };
+            let sub = Remap::new(progress, unknown.clone());
             self.copy_resolved(resolved, &some, &sub).await?
         };
         let mut copied = std::mem::take(&mut report.destinations).into_iter();
@@ -419,25 +416,4 @@ async fn publish(
         indexes += 1;
     }
     Ok((tags, indexes))
-}
-
-/// Passes a copy to some of the destinations on to an observer of all of them.
-struct Subset<'a> {
-    inner: &'a dyn Observer,
-    index: &'a [usize],
-}
-
-impl Observer for Subset<'_> {
-    fn plan(&self, dest: usize, bytes: u64, blobs: u64) {
-        self.inner.plan(self.index[dest], bytes, blobs)
-    }
-    fn on_bytes(&self, dest: usize) -> super::fanout::OnBytes {
-        self.inner.on_bytes(self.index[dest])
-    }
-    fn blob_done(&self, dest: usize, unstreamed_bytes: u64) {
-        self.inner.blob_done(self.index[dest], unstreamed_bytes)
-    }
-    fn finish(&self, dest: usize, outcome: Outcome) {
-        self.inner.finish(self.index[dest], outcome)
-    }
 }

@@ -42,3 +42,33 @@ pub trait Observer: Send + Sync {
 pub struct Quiet;
 
 impl Observer for Quiet {}
+
+/// Passes a copy to some destinations on to an observer of a longer list: destination `i` of
+/// the copy is `index[i]` of the observer's (one image's targets among a release's, or the
+/// targets still to check among all).
+pub struct Remap<'a, P: Observer + ?Sized> {
+    inner: &'a P,
+    index: Vec<usize>,
+}
+
+impl<'a, P: Observer + ?Sized> Remap<'a, P> {
+    /// Destination `i` of the copy reports as `index[i]` to `inner`.
+    pub fn new(inner: &'a P, index: Vec<usize>) -> Self {
+        Remap { inner, index }
+    }
+}
+
+impl<P: Observer + ?Sized> Observer for Remap<'_, P> {
+    fn plan(&self, dest: usize, bytes: u64, blobs: u64) {
+        self.inner.plan(self.index[dest], bytes, blobs)
+    }
+    fn on_bytes(&self, dest: usize) -> OnBytes {
+        self.inner.on_bytes(self.index[dest])
+    }
+    fn blob_done(&self, dest: usize, unstreamed_bytes: u64) {
+        self.inner.blob_done(self.index[dest], unstreamed_bytes)
+    }
+    fn finish(&self, dest: usize, outcome: Outcome) {
+        self.inner.finish(self.index[dest], outcome)
+    }
+}

@@ -420,6 +420,15 @@ impl EnvPolicy {
         self.images.iter().find(|i| i.name == name)
     }
 
+    /// The images' names, comma-separated, for messages.
+    pub fn image_names(&self) -> String {
+        self.images
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Every target of every image.
     pub fn all_targets(&self) -> impl Iterator<Item = &Target> {
         self.images.iter().flat_map(|i| &i.targets)

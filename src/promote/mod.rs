@@ -15,7 +15,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::cloud::RepoSettings;
-use crate::copy::progress::Observer;
+use crate::copy::progress::{Observer, Remap};
 use crate::copy::tag::write_tag;
 use crate::copy::{Client, CopyOptions, Engine, Resolved};
 use crate::digest::Digest;
@@ -245,14 +245,6 @@ impl Context {
     /// Which image (view) an argument names in a release: `NAME:TAG`, `NAME@DIGEST`, or a full
     /// reference in one image's source repository.
     fn release_ref(&self, policy: &EnvPolicy, arg: &str) -> Result<(usize, ImageRef)> {
-        let names = || {
-            policy
-                .images
-                .iter()
-                .map(|i| i.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         if !policy.release {
             return Ok((0, self.image_ref(policy, arg)?));
         }
@@ -281,7 +273,7 @@ impl Context {
             Error::Usage(format!(
                 "{arg} is none of {}'s images ({}; see {}): give NAME:TAG or a reference in an image's source",
                 policy.environment,
-                names(),
+                policy.image_names(),
                 policy.file.display()
             ))
         })?;
@@ -504,11 +496,9 @@ impl Context {
         let observer = progress(&names);
         let mut base = 0;
         let copies = prepared.iter().map(|p| {
-            let offset = Offset {
-                inner: &observer,
-                base,
-            };
-            base += p.view.targets.len();
+            let n = p.view.targets.len();
+            let offset = Remap::new(&observer, (base..base + n).collect());
+            base += n;
             let refs: Vec<ImageRef> = p.view.targets.iter().map(|t| t.image().clone()).collect();
             // Where every tag already names the digest, the content is known to be complete.
             let known: Vec<bool> = p
@@ -931,10 +921,7 @@ impl Context {
         for (((v, r), s), d) in views.iter().zip(&repos).zip(&settings).zip(&digests) {
             let moving = v.moving_tags();
             for ((t, repo), settings) in v.targets.iter().zip(r).zip(s) {
-                let offset = Offset {
-                    inner: &observer,
-                    base,
-                };
+                let offset = Remap::new(&observer, vec![base]);
                 base += 1;
                 let moving = moving.clone();
                 let engine = &engine;
@@ -1461,34 +1448,8 @@ fn upstream_image<'a>(
         "{} promotes from {}, which has no image named {name} (its images: {})",
         policy.environment,
         upstream.environment,
-        upstream
-            .images
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        upstream.image_names()
     )))
-}
-
-/// Passes one image's destinations to an observer of every image's, numbered from `base`.
-struct Offset<'a, P: Observer> {
-    inner: &'a P,
-    base: usize,
-}
-
-impl<P: Observer> Observer for Offset<'_, P> {
-    fn plan(&self, dest: usize, bytes: u64, blobs: u64) {
-        self.inner.plan(self.base + dest, bytes, blobs)
-    }
-    fn on_bytes(&self, dest: usize) -> crate::copy::fanout::OnBytes {
-        self.inner.on_bytes(self.base + dest)
-    }
-    fn blob_done(&self, dest: usize, unstreamed_bytes: u64) {
-        self.inner.blob_done(self.base + dest, unstreamed_bytes)
-    }
-    fn finish(&self, dest: usize, outcome: Outcome) {
-        self.inner.finish(self.base + dest, outcome)
-    }
 }
 
 /// Protected-tag refusals are a gate (exit 3); a tag the registry never moves fails the work (exit 1).

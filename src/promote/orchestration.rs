@@ -60,20 +60,12 @@ impl World {
             "prod.yaml",
             &format!("version: 1\nsource: {source}\npromote_from: staging\ntargets:\n  - registry: a.example\n    repository: prod/api\n  - registry: b.example\n    repository: prod/api\ntags: [prod, \"{{source_tag}}\"]\n"),
         );
-        let loaded = Policies::load(&policies, &Overrides::default()).expect("policies");
-        let options = CopyOptions::from_registries(&loaded, TransportOptions::default());
-        let (a, b) = (
-            MemoryRegistry::new("a.example"),
-            MemoryRegistry::new("b.example"),
-        );
-        let client = Client::new(&options, CredentialStore::from_files(Vec::new()))
-            .with_memory(a.clone())
-            .with_memory(b.clone());
+        let (a, b, ctx) = two_registries(&policies);
         World {
             _dir: dir,
             a,
             b,
-            ctx: Context::with_client(loaded, options, Arc::new(client)),
+            ctx,
             v1,
             v2,
         }
@@ -85,6 +77,21 @@ impl World {
             .promote(env, image, &PromoteOptions::default(), &quiet)
             .await
     }
+}
+
+/// The policies in `dir` on a client whose registries `a.example` and `b.example` are in memory.
+fn two_registries(dir: &Path) -> (Arc<MemoryRegistry>, Arc<MemoryRegistry>, Context) {
+    let loaded = Policies::load(dir, &Overrides::default()).expect("policies");
+    let options = CopyOptions::from_registries(&loaded, TransportOptions::default());
+    let (a, b) = (
+        MemoryRegistry::new("a.example"),
+        MemoryRegistry::new("b.example"),
+    );
+    let client = Client::new(&options, CredentialStore::from_files(Vec::new()))
+        .with_memory(a.clone())
+        .with_memory(b.clone());
+    let ctx = Context::with_client(loaded, options, Arc::new(client));
+    (a, b, ctx)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -282,20 +289,12 @@ impl Release {
             "prod.yaml",
             &format!("version: 1\nimages:\n{list}promote_from: staging\ntargets:\n  - registry: a.example\n    prefix: prod/\n  - registry: b.example\n    prefix: prod/\ntags: [prod, \"{{source_tag}}\"]\n"),
         );
-        let loaded = Policies::load(&policies, &Overrides::default()).expect("policies");
-        let options = CopyOptions::from_registries(&loaded, TransportOptions::default());
-        let (a, b) = (
-            MemoryRegistry::new("a.example"),
-            MemoryRegistry::new("b.example"),
-        );
-        let client = Client::new(&options, CredentialStore::from_files(Vec::new()))
-            .with_memory(a.clone())
-            .with_memory(b.clone());
+        let (a, b, ctx) = two_registries(&policies);
         Release {
             _dir: dir,
             a,
             b,
-            ctx: Context::with_client(loaded, options, Arc::new(client)),
+            ctx,
             images,
         }
     }

@@ -101,23 +101,16 @@ impl World {
         w
     }
 
-    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
-        let mut v = vec![
-            "--policies".to_owned(),
-            self.bed.policies_dir().display().to_string(),
-        ];
-        v.extend(args.iter().map(|s| s.to_string()));
-        v
+    fn args(&self, args: &[&str]) -> Vec<String> {
+        self.bed.with_policies(args)
     }
 
     fn ferry(&self, args: &[&str]) -> std::process::Output {
-        self.bed.command(&self.args(args)).output().unwrap()
+        self.bed.ferry_policies(args)
     }
 
     fn ferry_ok(&self, args: &[&str]) -> Value {
-        let a = self.args(args);
-        self.bed
-            .ferry_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        self.bed.ferry_policies_ok(args)
     }
 
     fn targets(&self) -> [(&TestRegistry, &'static str); 3] {

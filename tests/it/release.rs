@@ -95,23 +95,12 @@ impl World {
             .collect()
     }
 
-    fn args(&self, args: &[&str]) -> Vec<String> {
-        let mut v = vec![
-            "--policies".to_owned(),
-            self.bed.policies_dir().display().to_string(),
-        ];
-        v.extend(args.iter().map(|s| s.to_string()));
-        v
-    }
-
     fn ferry(&self, args: &[&str]) -> std::process::Output {
-        self.bed.command(&self.args(args)).output().unwrap()
+        self.bed.ferry_policies(args)
     }
 
     fn ferry_ok(&self, args: &[&str]) -> Value {
-        let a = self.args(args);
-        self.bed
-            .ferry_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        self.bed.ferry_policies_ok(args)
     }
 
     /// Every prod target of every image: (registry, repository, image index).

@@ -131,6 +131,27 @@ impl Bed {
         );
         json(&out)
     }
+
+    /// `args` after `--policies` naming the bed's policy directory.
+    pub fn with_policies(&self, args: &[&str]) -> Vec<String> {
+        let mut v = vec![
+            "--policies".to_owned(),
+            self.policies_dir().display().to_string(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// [`Bed::ferry`] with the bed's policies.
+    pub fn ferry_policies(&self, args: &[&str]) -> Output {
+        self.command(&self.with_policies(args)).output().unwrap()
+    }
+
+    /// [`Bed::ferry_ok`] with the bed's policies.
+    pub fn ferry_policies_ok(&self, args: &[&str]) -> Value {
+        let a = self.with_policies(args);
+        self.ferry_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
 }
 
 /// A command's stderr as text.
