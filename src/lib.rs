@@ -28,6 +28,7 @@ pub mod referrers;
 pub mod registry;
 pub mod registry_error;
 pub mod report;
+pub mod retention;
 pub mod sample;
 pub mod sigstore;
 pub mod transport;

@@ -1,0 +1,610 @@
+//! retention: which tags and manifests of one repository a prune deletes, which it keeps, and why — pure: the caller lists the repository, reads the environments, and deletes.
+//!
+//! The rules (`keep_last`, `max_age`, `keep:` patterns, untagged manifests) only ever choose
+//! among what no protection holds: a digest an environment's tag points at, a digest in an
+//! environment's rollback window, a protected tag, and everything under or attached to something
+//! kept. Attachment tags (`sha256-HEX`, `sha256-HEX.sig`, …) are never versions: they go with
+//! the image they belong to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::pattern::Pattern;
+use crate::policy::tags::version_of;
+use crate::reference::Tag;
+use crate::referrers::is_attachment_tag;
+
+/// What to do with manifests no tag points at.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Untagged {
+    /// Leave them.
+    #[default]
+    Keep,
+    /// Delete them (unless protected or under something kept).
+    Delete,
+    /// Delete them once older than this.
+    KeepFor(Duration),
+}
+
+/// One repository's retention rules.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    /// Tags the rules apply to (empty: every tag that is not an attachment tag).
+    pub consider: Vec<Pattern>,
+    /// Keep the newest N considered tags: version tags by semver, the others by creation time,
+    /// each kind its own N.
+    pub keep_last: Option<usize>,
+    /// Keep considered tags younger than this. With `keep_last`, a tag goes only when it is
+    /// both beyond the last N and older than this.
+    pub max_age: Option<Duration>,
+    /// Tags never deleted by the rules.
+    pub keep: Vec<Pattern>,
+    /// Manifests no tag points at.
+    pub untagged: Untagged,
+}
+
+/// A tag as listed, with the manifest it names.
+#[derive(Clone, Debug)]
+pub struct TagInfo {
+    /// The tag.
+    pub tag: Tag,
+    /// The manifest it points at.
+    pub digest: Digest,
+    /// When the image was created (its config's `created`), if known.
+    pub created: Option<SystemTime>,
+}
+
+/// A manifest of the repository and what hangs off it.
+#[derive(Clone, Debug)]
+pub struct ManifestInfo {
+    /// Its digest.
+    pub digest: Digest,
+    /// When it was created, if known.
+    pub created: Option<SystemTime>,
+    /// The manifests an index lists (platform images, attestation manifests).
+    pub children: Vec<Digest>,
+    /// Manifests attached to it (referrers, cosign signatures and attestations).
+    pub attachments: Vec<Digest>,
+}
+
+/// What no rule may delete.
+#[derive(Clone, Debug, Default)]
+pub struct Protections {
+    /// Digests and why: `prod runs it`, `staging's rollback window`.
+    pub digests: BTreeMap<Digest, String>,
+    /// Tag patterns that never move, so never go (environments' `protect`).
+    pub tags: Vec<Pattern>,
+}
+
+/// Why something stays or goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "why", content = "detail")]
+pub enum Why {
+    /// No `consider` pattern matches the tag.
+    NotConsidered,
+    /// A `keep` pattern matches it.
+    KeepPattern(String),
+    /// A protected tag pattern matches it.
+    ProtectedTag(String),
+    /// Its digest is protected (an environment runs it, or could roll back to it).
+    Protected(String),
+    /// Among the newest `keep_last` (its rank, 1 = newest).
+    Newest(usize),
+    /// Younger than `max_age`, or of unknown age.
+    Young,
+    /// Beyond the newest `keep_last` (and older than `max_age`, when set).
+    Old,
+    /// A tag still kept points at it.
+    Tagged(Tag),
+    /// Listed by a kept index, or attached to something kept.
+    Under(Digest),
+    /// No tag points at it and the rules keep untagged manifests (for now).
+    UntaggedKept,
+    /// No tag points at it and the rules delete untagged manifests.
+    Untagged,
+    /// It belongs to a deleted manifest (listed by it, or attached to it).
+    With(Digest),
+}
+
+/// One decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision<T> {
+    /// The tag or digest.
+    pub what: T,
+    /// True when it goes.
+    pub delete: bool,
+    /// Why.
+    #[serde(flatten)]
+    pub why: Why,
+}
+
+/// Everything decided for one repository.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    /// Every tag, in listing order.
+    pub tags: Vec<Decision<Tag>>,
+    /// Every manifest, in digest order.
+    pub manifests: Vec<Decision<Digest>>,
+}
+
+impl Plan {
+    /// The tags to delete.
+    pub fn tag_deletes(&self) -> impl Iterator<Item = &Tag> {
+        self.tags.iter().filter(|d| d.delete).map(|d| &d.what)
+    }
+
+    /// The manifests to delete.
+    pub fn manifest_deletes(&self) -> impl Iterator<Item = &Digest> {
+        self.manifests.iter().filter(|d| d.delete).map(|d| &d.what)
+    }
+}
+
+/// Decides, for one repository at `now`, which tags and manifests go.
+pub fn plan(
+    rules: &Rules,
+    protections: &Protections,
+    tags: &[TagInfo],
+    manifests: &[ManifestInfo],
+    now: SystemTime,
+) -> Plan {
+    let by_digest: HashMap<&Digest, &ManifestInfo> =
+        manifests.iter().map(|m| (&m.digest, m)).collect();
+    let age = |t: Option<SystemTime>| t.and_then(|t| now.duration_since(t).ok());
+
+    // 1. Tags: protections first, then the rules, ranked within their kind.
+    let considered: Vec<&TagInfo> = tags
+        .iter()
+        .filter(|t| !is_attachment_tag(t.tag.as_str()))
+        .filter(|t| {
+            rules.consider.is_empty() || rules.consider.iter().any(|p| p.matches(t.tag.as_str()))
+        })
+        .collect();
+    let mut versions: Vec<&TagInfo> = considered
+        .iter()
+        .copied()
+        .filter(|t| version_of(t.tag.as_str()).is_some())
+        .collect();
+    versions.sort_by(|a, b| {
+        version_of(b.tag.as_str())
+            .cmp(&version_of(a.tag.as_str()))
+            .then_with(|| a.tag.as_str().cmp(b.tag.as_str()))
+    });
+    let mut others: Vec<&TagInfo> = considered
+        .iter()
+        .copied()
+        .filter(|t| version_of(t.tag.as_str()).is_none())
+        .collect();
+    others.sort_by(|a, b| {
+        b.created
+            .cmp(&a.created)
+            .then_with(|| a.tag.as_str().cmp(b.tag.as_str()))
+    });
+    let rank: HashMap<&str, usize> = versions
+        .iter()
+        .enumerate()
+        .chain(others.iter().enumerate())
+        .map(|(i, t)| (t.tag.as_str(), i + 1))
+        .collect();
+
+    let mut tag_decisions = Vec::new();
+    for t in tags {
+        let name = t.tag.as_str();
+        let keep = |why| Decision {
+            what: t.tag.clone(),
+            delete: false,
+            why,
+        };
+        let d = if is_attachment_tag(name) {
+            // Decided below, with the image it belongs to.
+            None
+        } else if let Some(p) = protections.tags.iter().find(|p| p.matches(name)) {
+            Some(keep(Why::ProtectedTag(String::from(p.clone()))))
+        } else if let Some(reason) = protections.digests.get(&t.digest) {
+            Some(keep(Why::Protected(reason.clone())))
+        } else if !rank.contains_key(name) {
+            Some(keep(Why::NotConsidered))
+        } else if let Some(p) = rules.keep.iter().find(|p| p.matches(name)) {
+            Some(keep(Why::KeepPattern(String::from(p.clone()))))
+        } else {
+            let r = rank[name];
+            let within_last = rules.keep_last.is_some_and(|n| r <= n);
+            let young = rules
+                .max_age
+                .is_some_and(|max| age(t.created).is_none_or(|a| a <= max));
+            Some(if within_last {
+                keep(Why::Newest(r))
+            } else if young {
+                keep(Why::Young)
+            } else if rules.keep_last.is_none() && rules.max_age.is_none() {
+                keep(Why::NotConsidered)
+            } else {
+                Decision {
+                    what: t.tag.clone(),
+                    delete: true,
+                    why: Why::Old,
+                }
+            })
+        };
+        tag_decisions.push(d);
+    }
+
+    // 2. Manifests: what a kept tag names, or a protection holds, stays; so does everything
+    //    under it (children, attachments, recursively).
+    let mut kept: BTreeMap<Digest, Why> = BTreeMap::new();
+    for (t, d) in tags.iter().zip(&tag_decisions) {
+        if let Some(d) = d {
+            if !d.delete {
+                kept.entry(t.digest.clone())
+                    .or_insert_with(|| Why::Tagged(t.tag.clone()));
+            }
+        }
+    }
+    for (d, reason) in &protections.digests {
+        kept.entry(d.clone())
+            .or_insert_with(|| Why::Protected(reason.clone()));
+    }
+    let tagged: BTreeSet<&Digest> = tags.iter().map(|t| &t.digest).collect();
+    for m in manifests {
+        if tagged.contains(&m.digest)
+            || kept.contains_key(&m.digest)
+            || is_under_anything(m, manifests)
+        {
+            continue;
+        }
+        match &rules.untagged {
+            Untagged::Keep => {
+                kept.insert(m.digest.clone(), Why::UntaggedKept);
+            }
+            Untagged::KeepFor(d) if age(m.created).is_none_or(|a| a <= *d) => {
+                kept.insert(m.digest.clone(), Why::UntaggedKept);
+            }
+            _ => {}
+        }
+    }
+    let mut queue: Vec<Digest> = kept.keys().cloned().collect();
+    while let Some(d) = queue.pop() {
+        let Some(m) = by_digest.get(&d) else { continue };
+        for c in m.children.iter().chain(&m.attachments) {
+            if !kept.contains_key(c) {
+                kept.insert(c.clone(), Why::Under(d.clone()));
+                queue.push(c.clone());
+            }
+        }
+    }
+    // What is not kept goes: a deleted root's children and attachments with it.
+    let mut gone: BTreeMap<Digest, Why> = BTreeMap::new();
+    for m in manifests {
+        if kept.contains_key(&m.digest) {
+            continue;
+        }
+        let why = if tagged.contains(&m.digest) {
+            Why::Old
+        } else {
+            Why::Untagged
+        };
+        gone.entry(m.digest.clone()).or_insert(why);
+        for c in m.children.iter().chain(&m.attachments) {
+            if !kept.contains_key(c) {
+                gone.insert(c.clone(), Why::With(m.digest.clone()));
+            }
+        }
+    }
+    let mut manifest_decisions: Vec<Decision<Digest>> = kept
+        .into_iter()
+        .filter(|(d, _)| by_digest.contains_key(d))
+        .map(|(what, why)| Decision {
+            what,
+            delete: false,
+            why,
+        })
+        .chain(gone.into_iter().map(|(what, why)| Decision {
+            what,
+            delete: true,
+            why,
+        }))
+        .collect();
+    manifest_decisions.sort_by(|a, b| a.what.as_str().cmp(b.what.as_str()));
+
+    // 3. Attachment tags follow the image their name points at.
+    let fate: HashMap<&Digest, bool> = manifest_decisions
+        .iter()
+        .map(|d| (&d.what, d.delete))
+        .collect();
+    let tags_out = tags
+        .iter()
+        .zip(tag_decisions)
+        .map(|(t, d)| {
+            d.unwrap_or_else(|| {
+                let subject = subject_of(t.tag.as_str());
+                let delete = subject
+                    .as_ref()
+                    .and_then(|s| fate.get(s).copied())
+                    .unwrap_or(false);
+                Decision {
+                    what: t.tag.clone(),
+                    delete,
+                    why: match subject {
+                        Some(s) if delete => Why::With(s),
+                        Some(s) => Why::Under(s),
+                        None => Why::NotConsidered,
+                    },
+                }
+            })
+        })
+        .collect();
+    Plan {
+        tags: tags_out,
+        manifests: manifest_decisions,
+    }
+}
+
+/// Whether another manifest lists `m` or has it attached (it is decided with that one).
+fn is_under_anything(m: &ManifestInfo, all: &[ManifestInfo]) -> bool {
+    all.iter()
+        .any(|o| o.children.contains(&m.digest) || o.attachments.contains(&m.digest))
+}
+
+/// The digest an attachment tag (`sha256-HEX`, `sha256-HEX.sig`) names.
+fn subject_of(tag: &str) -> Option<Digest> {
+    let hex = tag.strip_prefix("sha256-")?;
+    let hex = hex.split('.').next()?;
+    Digest::parse(&format!("sha256:{hex}")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn d(n: u8) -> Digest {
+        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + 1_000 * DAY
+    }
+
+    /// A tag created `days` ago, naming manifest `n`.
+    fn tag(name: &str, n: u8, days: u64) -> TagInfo {
+        TagInfo {
+            tag: Tag::parse(name).unwrap(),
+            digest: d(n),
+            created: Some(now() - DAY * days as u32),
+        }
+    }
+
+    fn image(n: u8, days: u64) -> ManifestInfo {
+        ManifestInfo {
+            digest: d(n),
+            created: Some(now() - DAY * days as u32),
+            children: Vec::new(),
+            attachments: Vec::new(),
+        }
+    }
+
+    fn pats(p: &[&str]) -> Vec<Pattern> {
+        p.iter().map(|p| Pattern::parse(p).unwrap()).collect()
+    }
+
+    fn deleted_tags(p: &Plan) -> Vec<&str> {
+        p.tag_deletes().map(Tag::as_str).collect()
+    }
+
+    #[test]
+    fn selection_table() {
+        // (case, rules, tags (name, manifest, age in days), protections, tags deleted)
+        type Case<'a> = (&'a str, Rules, Vec<TagInfo>, Protections, Vec<&'a str>);
+        let shas = || {
+            vec![
+                tag("sha-1", 1, 40),
+                tag("sha-2", 2, 30),
+                tag("sha-3", 3, 20),
+                tag("sha-4", 4, 10),
+                tag("sha-5", 5, 1),
+            ]
+        };
+        let cases: Vec<Case> = vec![
+            (
+                "keep_last by creation time",
+                Rules {
+                    keep_last: Some(2),
+                    ..Rules::default()
+                },
+                shas(),
+                Protections::default(),
+                vec!["sha-1", "sha-2", "sha-3"],
+            ),
+            (
+                "max_age alone",
+                Rules {
+                    max_age: Some(25 * DAY),
+                    ..Rules::default()
+                },
+                shas(),
+                Protections::default(),
+                vec!["sha-1", "sha-2"],
+            ),
+            (
+                "keep_last and max_age: beyond the last N and old",
+                Rules {
+                    keep_last: Some(1),
+                    max_age: Some(15 * DAY),
+                    ..Rules::default()
+                },
+                shas(),
+                Protections::default(),
+                vec!["sha-1", "sha-2", "sha-3"],
+            ),
+            (
+                "consider and keep patterns",
+                Rules {
+                    consider: pats(&["sha-*"]),
+                    keep: pats(&["sha-2"]),
+                    keep_last: Some(1),
+                    ..Rules::default()
+                },
+                [shas(), vec![tag("nightly", 9, 90)]].concat(),
+                Protections::default(),
+                vec!["sha-1", "sha-3", "sha-4"],
+            ),
+            (
+                "semver order, pre-releases below their release, each kind its own N",
+                Rules {
+                    keep_last: Some(2),
+                    ..Rules::default()
+                },
+                vec![
+                    tag("v1.10.0", 1, 50),
+                    tag("v1.9.0", 2, 5),
+                    tag("v2.0.0-rc.1", 3, 1),
+                    tag("v2.0.0", 4, 60),
+                    tag("sha-a", 5, 3),
+                    tag("sha-b", 6, 2),
+                    tag("sha-c", 7, 1),
+                ],
+                Protections::default(),
+                vec!["v1.9.0", "v1.10.0", "sha-a"],
+            ),
+            (
+                "protections: what prod runs, the rollback window, protected tags",
+                Rules {
+                    keep_last: Some(1),
+                    ..Rules::default()
+                },
+                shas(),
+                Protections {
+                    digests: [
+                        (d(1), "prod runs it".to_owned()),
+                        (d(3), "prod's rollback window".to_owned()),
+                    ]
+                    .into(),
+                    tags: pats(&["sha-2"]),
+                },
+                vec!["sha-4"],
+            ),
+            (
+                "no rule: nothing goes",
+                Rules::default(),
+                shas(),
+                Protections::default(),
+                vec![],
+            ),
+            (
+                "unknown age counts as young",
+                Rules {
+                    max_age: Some(DAY),
+                    ..Rules::default()
+                },
+                vec![TagInfo {
+                    created: None,
+                    ..tag("sha-x", 1, 0)
+                }],
+                Protections::default(),
+                vec![],
+            ),
+        ];
+        for (name, rules, tags, protections, want) in cases {
+            let manifests: Vec<ManifestInfo> = tags
+                .iter()
+                .map(|t| ManifestInfo {
+                    digest: t.digest.clone(),
+                    created: t.created,
+                    children: Vec::new(),
+                    attachments: Vec::new(),
+                })
+                .collect();
+            let p = plan(&rules, &protections, &tags, &manifests, now());
+            let mut got = deleted_tags(&p);
+            got.sort();
+            let mut want = want;
+            want.sort();
+            assert_eq!(got, want, "{name}: {:#?}", p.tags);
+        }
+    }
+
+    #[test]
+    fn a_manifest_goes_only_when_no_kept_tag_names_it_and_takes_its_children_and_attachments() {
+        let rules = Rules {
+            keep_last: Some(1),
+            ..Rules::default()
+        };
+        // Index 1 (old) and index 2 (new) share platform manifest 10; index 1 has its own 11,
+        // a signature 20 and a cosign tag; index 3 is untagged; index 4 is named by an old tag
+        // and by a kept one.
+        let mut i1 = image(1, 30);
+        i1.children = vec![d(10), d(11)];
+        i1.attachments = vec![d(20)];
+        let mut i2 = image(2, 1);
+        i2.children = vec![d(10), d(12)];
+        i2.attachments = vec![d(21)];
+        let manifests = vec![
+            i1,
+            i2,
+            image(3, 50),
+            image(4, 40),
+            image(10, 30),
+            image(11, 30),
+            image(12, 1),
+            image(20, 30),
+            image(21, 1),
+        ];
+        let sig1 = format!("sha256-{}.sig", d(1).hex());
+        let sig2 = format!("sha256-{}.sig", d(2).hex());
+        let tags = vec![
+            tag("sha-1", 1, 30),
+            tag("sha-2", 2, 1),
+            tag("old", 4, 40),
+            TagInfo {
+                tag: Tag::parse("stable").unwrap(),
+                ..tag("x", 4, 40)
+            },
+            tag(&sig1, 20, 30),
+            tag(&sig2, 21, 1),
+        ];
+        let rules = Rules {
+            consider: pats(&["sha-*", "old"]),
+            untagged: Untagged::Delete,
+            ..rules
+        };
+        let p = plan(&rules, &Protections::default(), &tags, &manifests, now());
+        let mut gone: Vec<Digest> = p.manifest_deletes().cloned().collect();
+        gone.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut want = vec![d(1), d(3), d(11), d(20)];
+        want.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(gone, want, "{:#?}", p.manifests);
+        let mut tags_gone = deleted_tags(&p);
+        tags_gone.sort();
+        let mut want_tags = vec!["sha-1", "old", sig1.as_str()];
+        want_tags.sort();
+        assert_eq!(tags_gone, want_tags);
+        // Manifest 4 stays: `stable` still names it though `old` goes.
+        assert!(p.manifests.iter().any(|m| m.what == d(4)
+            && !m.delete
+            && m.why == Why::Tagged(Tag::parse("stable").unwrap())));
+        // The shared platform manifest stays with the kept index.
+        assert!(p.manifests.iter().any(|m| m.what == d(10) && !m.delete));
+    }
+
+    #[test]
+    fn untagged_manifests_are_kept_for_a_while_when_asked() {
+        let manifests = vec![image(1, 3), image(2, 10)];
+        let rules = Rules {
+            untagged: Untagged::KeepFor(7 * DAY),
+            ..Rules::default()
+        };
+        let p = plan(&rules, &Protections::default(), &[], &manifests, now());
+        let gone: Vec<&Digest> = p.manifest_deletes().collect();
+        assert_eq!(gone, vec![&d(2)]);
+        // A protected untagged manifest (a rollback target whose tag moved on) stays.
+        let protections = Protections {
+            digests: [(d(2), "prod's rollback window".to_owned())].into(),
+            tags: Vec::new(),
+        };
+        let p = plan(&rules, &protections, &[], &manifests, now());
+        assert_eq!(p.manifest_deletes().count(), 0);
+    }
+}
