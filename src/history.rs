@@ -82,6 +82,9 @@ pub struct Record {
     /// A release: every image's digest by name (`digest` is then [`release_digest`] of them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, Digest>,
+    /// A release promotion: where each image came from, by name (`ghcr.io/acme/api:v1.4.0`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
 }
 
 /// A release's identity: the digest of its images' names and digests (as compact JSON), so the
@@ -123,6 +126,7 @@ impl Record {
             ci_run: ci_run(),
             forced: None,
             images: BTreeMap::new(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -232,16 +236,15 @@ pub fn encode(records: &[Record]) -> Manifest {
     Manifest::parse(bytes, Some(OCI_MANIFEST)).expect("ferry writes valid manifests")
 }
 
-/// What an append needs before it can write, read ahead (while content is still being copied):
-/// the ledger's blob is in place and the records as they were.
+/// What an append needs before it can write, done ahead (while content is still being copied):
+/// the ledger's 2-byte blob is in place. The records themselves are read only right before the
+/// write: read earlier, a promotion racing this one could append in between and be overwritten
+/// by this append after it had already read its own record back.
 #[derive(Clone, Debug)]
-pub struct Staged {
-    records: Vec<Record>,
-}
+pub struct Staged(());
 
-/// Readies one target's ledger for an append: its 2-byte blob stored (content, never a tag),
-/// and the records read. An append from it re-reads when its read-back finds a racing writer.
-pub async fn stage(repo: &dyn Repo, env: &Environment) -> Result<Staged, HistoryError> {
+/// Readies one target's ledger for an append: its 2-byte blob stored (content, never a tag).
+pub async fn stage(repo: &dyn Repo) -> Result<Staged, HistoryError> {
     let place = repo.name();
     let store = |source| HistoryError::Store {
         place: place.clone(),
@@ -254,9 +257,7 @@ pub async fn stage(repo: &dyn Repo, env: &Environment) -> Result<Staged, History
             .await
             .map_err(store)?;
     }
-    Ok(Staged {
-        records: read(repo, env).await?,
-    })
+    Ok(Staged(()))
 }
 
 /// Appends a record to one target's ledger, then reads it back; retries when a concurrent writer overwrote it.
@@ -265,7 +266,7 @@ pub async fn append(
     env: &Environment,
     record: &Record,
 ) -> Result<(), HistoryError> {
-    let staged = stage(repo, env).await?;
+    let staged = stage(repo).await?;
     append_staged(repo, env, record, staged).await
 }
 
@@ -274,7 +275,7 @@ pub async fn append_staged(
     repo: &dyn Repo,
     env: &Environment,
     record: &Record,
-    staged: Staged,
+    _staged: Staged,
 ) -> Result<(), HistoryError> {
     let place = repo.name();
     let store = |source| HistoryError::Store {
@@ -282,12 +283,8 @@ pub async fn append_staged(
         source,
     };
     let tag = ManifestRef::Tag(ledger_tag(env));
-    let mut first = Some(staged.records);
     for attempt in 0..APPEND_ATTEMPTS {
-        let mut records = match first.take() {
-            Some(r) => r,
-            None => read(repo, env).await?,
-        };
+        let mut records = read(repo, env).await?;
         if records.iter().any(|r| r.id == record.id) {
             return Ok(());
         }

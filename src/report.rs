@@ -370,7 +370,12 @@ pub fn write_history(
                 .unwrap_or_default()
         )?;
         for (name, d) in &r.images {
-            writeln!(out, "    {name:<16} {}", d.short())?;
+            let from = r
+                .sources
+                .get(name)
+                .map(|s| format!("  from {s}"))
+                .unwrap_or_default();
+            writeln!(out, "    {name:<16} {}{from}", d.short())?;
         }
     }
     Ok(())

@@ -513,8 +513,8 @@ impl Context {
                     .await
             }
         });
-        // Each target's ledger is readied meanwhile (its blob stored, its records read), so
-        // that recording after the flip is one PUT and its read-back.
+        // Each target's ledger is readied meanwhile (its blob stored), so that recording after
+        // the flip is a read, a PUT and a read-back.
         // Only where a tag will move: a no-op rerun asks the ledgers nothing.
         let ledgers: Vec<(Arc<dyn Repo>, bool)> = prepared
             .iter()
@@ -525,14 +525,11 @@ impl Context {
                     .map(|(r, plan)| (r.clone(), plan.writes().next().is_some()))
             })
             .collect();
-        let stage = futures::future::join_all(ledgers.iter().map(|(r, moves)| {
-            let env = &policy.environment;
-            async move {
-                if opts.dry_run || !moves {
-                    return None;
-                }
-                history::stage(&**r, env).await.ok()
+        let stage = futures::future::join_all(ledgers.iter().map(|(r, moves)| async move {
+            if opts.dry_run || !moves {
+                return None;
             }
+            history::stage(&**r).await.ok()
         }));
         let (copies, staged) =
             futures::future::join(futures::future::join_all(copies), stage).await;
@@ -662,13 +659,10 @@ impl Context {
                 .iter()
                 .map(|i| (i.name.clone(), i.digest.clone()))
                 .collect();
-            record.source = Some(
-                prepared
-                    .iter()
-                    .map(|p| format!("{}@{}", p.source, p.pinned))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
+            record.sources = prepared
+                .iter()
+                .map(|p| (p.view.images[0].name.clone(), p.source.to_string()))
+                .collect();
         } else {
             record.source = Some(format!("{}@{}", prepared[0].source, prepared[0].pinned));
         }
@@ -954,7 +948,7 @@ impl Context {
                 .zip(&digests)
                 .map(|(v, d)| ReleaseImage {
                     name: v.images[0].name.clone(),
-                    source: v.source.pinned(d).to_string(),
+                    source: v.source.repository_name(),
                     digest: d.clone(),
                 })
                 .collect()
