@@ -142,6 +142,20 @@ fn measure(source: &FaultProxy, targets: &[FaultProxy], go: impl FnOnce()) -> Ru
     }
 }
 
+/// Runs ferry on the policies in `dir` (no Docker credentials), JSON out; it must succeed.
+fn run_ferry(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new(support::ferry_bin())
+        .arg("--policies")
+        .arg(dir)
+        .args(args)
+        .args(["--output", "json"])
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ferry {args:?} failed");
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let src = TestRegistry::start(Mode::Plain);
@@ -176,17 +190,7 @@ fn main() {
                 policy += &format!("  - registry: {}\n    prefix: release/\n", t.host());
             }
             std::fs::write(policies.join("prod.yaml"), policy).unwrap();
-            let promote = || {
-                let out = Command::new(support::ferry_bin())
-                    .arg("--policies")
-                    .arg(&policies)
-                    .args(["promote", "prod", "--tag", "v1", "--output", "json"])
-                    .env("DOCKER_CONFIG", policies.join("no-docker-config"))
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "ferry promote failed");
-            };
+            let promote = || run_ferry(&policies, &["promote", "prod", "--tag", "v1"]);
             let run = measure(&link, &fronts, promote);
             let again = measure(&link, &fronts, promote);
             reruns.push((tool, again));
@@ -203,17 +207,7 @@ fn main() {
                 policy += &format!("  - registry: {}\n    prefix: mirror/\n", t.host());
             }
             std::fs::write(policies.join("shared.yaml"), policy).unwrap();
-            let mirror = || {
-                let out = Command::new(support::ferry_bin())
-                    .arg("--policies")
-                    .arg(&policies)
-                    .args(["mirror", "--output", "json"])
-                    .env("DOCKER_CONFIG", policies.join("no-docker-config"))
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "ferry mirror failed");
-            };
+            let mirror = || run_ferry(&policies, &["mirror"]);
             let run = measure(&link, &fronts, mirror);
             let again = measure(&link, &fronts, mirror);
             reruns.push((tool, again));

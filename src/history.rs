@@ -236,18 +236,13 @@ pub fn encode(records: &[Record]) -> Manifest {
     Manifest::parse(bytes, Some(OCI_MANIFEST)).expect("ferry writes valid manifests")
 }
 
-/// What an append needs before it can write, done ahead (while content is still being copied):
-/// the ledger's 2-byte blob is in place. The records themselves are read only right before the
-/// write: read earlier, a promotion racing this one could append in between and be overwritten
-/// by this append after it had already read its own record back.
-#[derive(Clone, Debug)]
-pub struct Staged(());
-
-/// Readies one target's ledger for an append: its 2-byte blob stored (content, never a tag).
-pub async fn stage(repo: &dyn Repo) -> Result<Staged, HistoryError> {
-    let place = repo.name();
+/// Readies one target's ledger for an append ahead of time (while content is still being
+/// copied): its 2-byte blob stored, content and never a tag. The records themselves are read
+/// only right before the write: read earlier, a promotion racing this one could append in
+/// between and be overwritten by this append after it had already read its own record back.
+pub async fn prepare(repo: &dyn Repo) -> Result<(), HistoryError> {
     let store = |source| HistoryError::Store {
-        place: place.clone(),
+        place: repo.name(),
         source,
     };
     let empty = Digest::of(EMPTY);
@@ -257,7 +252,7 @@ pub async fn stage(repo: &dyn Repo) -> Result<Staged, HistoryError> {
             .await
             .map_err(store)?;
     }
-    Ok(Staged(()))
+    Ok(())
 }
 
 /// Appends a record to one target's ledger, then reads it back; retries when a concurrent writer overwrote it.
@@ -266,16 +261,15 @@ pub async fn append(
     env: &Environment,
     record: &Record,
 ) -> Result<(), HistoryError> {
-    let staged = stage(repo).await?;
-    append_staged(repo, env, record, staged).await
+    prepare(repo).await?;
+    append_prepared(repo, env, record).await
 }
 
-/// [`append`] from a [`stage`] made earlier.
-pub async fn append_staged(
+/// [`append`] to a ledger [`prepare`] readied earlier.
+pub async fn append_prepared(
     repo: &dyn Repo,
     env: &Environment,
     record: &Record,
-    _staged: Staged,
 ) -> Result<(), HistoryError> {
     let place = repo.name();
     let store = |source| HistoryError::Store {

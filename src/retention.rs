@@ -162,21 +162,15 @@ pub fn plan(
             rules.consider.is_empty() || rules.consider.iter().any(|p| p.matches(t.tag.as_str()))
         })
         .collect();
-    let mut versions: Vec<&TagInfo> = considered
+    // Each version parsed once, not in every comparison.
+    let (mut versions, others): (Vec<_>, Vec<_>) = considered
         .iter()
-        .copied()
-        .filter(|t| version_of(t.tag.as_str()).is_some())
-        .collect();
-    versions.sort_by(|a, b| {
-        version_of(b.tag.as_str())
-            .cmp(&version_of(a.tag.as_str()))
-            .then_with(|| a.tag.as_str().cmp(b.tag.as_str()))
-    });
-    let mut others: Vec<&TagInfo> = considered
-        .iter()
-        .copied()
-        .filter(|t| version_of(t.tag.as_str()).is_none())
-        .collect();
+        .map(|t| (version_of(t.tag.as_str()), *t))
+        .partition(|(v, _)| v.is_some());
+    versions
+        .sort_by(|(va, a), (vb, b)| vb.cmp(va).then_with(|| a.tag.as_str().cmp(b.tag.as_str())));
+    let versions: Vec<&TagInfo> = versions.into_iter().map(|(_, t)| t).collect();
+    let mut others: Vec<&TagInfo> = others.into_iter().map(|(_, t)| t).collect();
     others.sort_by(|a, b| {
         b.created
             .cmp(&a.created)
@@ -247,11 +241,13 @@ pub fn plan(
             .or_insert_with(|| Why::Protected(reason.clone()));
     }
     let tagged: BTreeSet<&Digest> = tags.iter().map(|t| &t.digest).collect();
+    // Listed by another manifest, or attached to one: decided with that one.
+    let under: BTreeSet<&Digest> = manifests
+        .iter()
+        .flat_map(|m| m.children.iter().chain(&m.attachments))
+        .collect();
     for m in manifests {
-        if tagged.contains(&m.digest)
-            || kept.contains_key(&m.digest)
-            || is_under_anything(m, manifests)
-        {
+        if tagged.contains(&m.digest) || kept.contains_key(&m.digest) || under.contains(&m.digest) {
             continue;
         }
         match &rules.untagged {
@@ -341,12 +337,6 @@ pub fn plan(
     }
 }
 
-/// Whether another manifest lists `m` or has it attached (it is decided with that one).
-fn is_under_anything(m: &ManifestInfo, all: &[ManifestInfo]) -> bool {
-    all.iter()
-        .any(|o| o.children.contains(&m.digest) || o.attachments.contains(&m.digest))
-}
-
 /// The digest an attachment tag (`sha256-HEX`, `sha256-HEX.sig`) names.
 fn subject_of(tag: &str) -> Option<Digest> {
     let hex = tag.strip_prefix("sha256-")?;
@@ -377,12 +367,19 @@ mod tests {
         }
     }
 
-    fn image(n: u8, days: u64) -> ManifestInfo {
+    fn image_of(digest: &Digest) -> ManifestInfo {
         ManifestInfo {
-            digest: d(n),
-            created: Some(now() - DAY * days as u32),
+            digest: digest.clone(),
+            created: None,
             children: Vec::new(),
             attachments: Vec::new(),
+        }
+    }
+
+    fn image(n: u8, days: u64) -> ManifestInfo {
+        ManifestInfo {
+            created: Some(now() - DAY * days as u32),
+            ..image_of(&d(n))
         }
     }
 
@@ -511,10 +508,8 @@ mod tests {
             let manifests: Vec<ManifestInfo> = tags
                 .iter()
                 .map(|t| ManifestInfo {
-                    digest: t.digest.clone(),
                     created: t.created,
-                    children: Vec::new(),
-                    attachments: Vec::new(),
+                    ..image_of(&t.digest)
                 })
                 .collect();
             let p = plan(&rules, &protections, &tags, &manifests, now());

@@ -408,14 +408,8 @@ impl Engine {
     /// The attachment tags of `repo`, from one tag listing per repository per run (or from
     /// [`Engine::know_tags`]); `None` when it cannot be listed, and each tag is then asked for.
     pub async fn attachment_tags(&self, repo: &dyn Repo) -> Option<Arc<HashSet<String>>> {
-        let cell = self
-            .attachment_tags
-            .lock()
-            .expect("attachment tags")
-            .entry(repo.name())
-            .or_default()
-            .clone();
-        cell.get_or_init(|| async {
+        self.tags_cell(&repo.name())
+            .get_or_init(|| async {
             match repo.tags_list().await {
                 Ok(tags) => Some(Arc::new(attachment_set(&tags))),
                 Err(e) => {
@@ -428,17 +422,22 @@ impl Engine {
         .clone()
     }
 
-    /// Tells the engine the tags of a repository (by [`Repo::name`]) a caller has just listed
-    /// (mirror lists its sources anyway), so finding attachments there lists nothing again.
-    pub fn know_tags(&self, repo_name: &str, tags: &[crate::reference::Tag]) {
-        let cell = self
-            .attachment_tags
+    /// The once-per-run slot of one repository's attachment tags.
+    fn tags_cell(&self, repo_name: &str) -> AttachmentTags {
+        self.attachment_tags
             .lock()
             .expect("attachment tags")
             .entry(repo_name.to_owned())
             .or_default()
-            .clone();
-        let _ = cell.set(Some(Arc::new(attachment_set(tags))));
+            .clone()
+    }
+
+    /// Tells the engine the tags of a repository (by [`Repo::name`]) a caller has just listed
+    /// (mirror lists its sources anyway), so finding attachments there lists nothing again.
+    pub fn know_tags(&self, repo_name: &str, tags: &[crate::reference::Tag]) {
+        let _ = self
+            .tags_cell(repo_name)
+            .set(Some(Arc::new(attachment_set(tags))));
     }
 
     /// ECR: makes sure a repository exists and learns its tag settings (`None` elsewhere); see

@@ -281,7 +281,7 @@ impl Context {
     }
 
     /// What each image of the environment is promoted from, in policy order.
-    async fn pick(&self, policy: &EnvPolicy, pick: &Pick) -> Result<Vec<ImageRef>> {
+    async fn pick(&self, policy: &EnvPolicy, pick: &Pick) -> Result<Vec<Picked>> {
         let names: Vec<&str> = policy.images.iter().map(|i| i.name.as_str()).collect();
         match pick {
             Pick::Images(args) => {
@@ -317,22 +317,19 @@ impl Context {
                         missing.join(", ")
                     )));
                 }
-                Ok(chosen.into_iter().flatten().collect())
+                Ok(chosen.into_iter().flatten().map(Picked::from).collect())
             }
             Pick::Tag(tag) => policy
                 .images
                 .iter()
                 .map(|i| {
-                    Ok(ImageRef::parse(&format!(
-                        "{}:{tag}",
-                        i.source.repository_name()
-                    ))?)
+                    let r = ImageRef::parse(&format!("{}:{tag}", i.source.repository_name()))?;
+                    Ok(Picked::from(r))
                 })
                 .collect(),
             Pick::From(up) => {
                 let upstream = self.policies.env(up)?;
-                let mut out = Vec::new();
-                for image in &policy.images {
+                let read = policy.images.iter().map(|image| async move {
                     let up_image = upstream_image(policy, upstream, &image.name)?;
                     let states = self.upstream_states(upstream, up_image).await?;
                     let digest = match states.first() {
@@ -355,9 +352,12 @@ impl Context {
                             )))
                         }
                     };
-                    out.push(image.source.pinned(&digest));
-                }
-                Ok(out)
+                    Ok(Picked {
+                        source: image.source.pinned(&digest),
+                        upstream: Some((upstream.environment.clone(), states)),
+                    })
+                });
+                futures::future::try_join_all(read).await
             }
         }
     }
@@ -367,7 +367,7 @@ impl Context {
         &self,
         upstream: &EnvPolicy,
         image: &crate::policy::ImagePolicy,
-    ) -> Result<Vec<(String, Option<Digest>)>> {
+    ) -> Result<UpstreamStates> {
         let engine = self.engine(true, None);
         let up_tag = upstream.env_tag();
         futures::future::join_all(image.targets.iter().map(|t| {
@@ -399,10 +399,11 @@ impl Context {
         &self,
         policy: &EnvPolicy,
         view: EnvPolicy,
-        source: ImageRef,
+        picked: Picked,
         engine: &Engine,
         opts: &PromoteOptions,
     ) -> Result<Prepared> {
+        let source = picked.source;
         // ECR repositories: a policy that moves a tag the repository never lets move stops here.
         let settings = check_mutability(engine, &view).await?;
         // Pin: one read of the root; with platforms, the digest is the filtered index's. The
@@ -416,9 +417,15 @@ impl Context {
         // Gates, all read before any write.
         let mut forced = None;
         if let Some(up) = &view.promote_from {
-            let upstream = self.policies.env(up.as_str())?;
-            let up_image = upstream_image(policy, upstream, &view.images[0].name)?;
-            let states = self.upstream_states(upstream, up_image).await?;
+            // `--from` read these states already: the digest came from them.
+            let states = match picked.upstream {
+                Some((from, states)) if &from == up => states,
+                _ => {
+                    let upstream = self.policies.env(up.as_str())?;
+                    let up_image = upstream_image(policy, upstream, &view.images[0].name)?;
+                    self.upstream_states(upstream, up_image).await?
+                }
+            };
             let env = view.environment.as_str();
             if let Err(refusal) = plan::check_upstream(env, up.as_str(), &digest, &states) {
                 let refusal = if policy.release {
@@ -476,7 +483,7 @@ impl Context {
                 .views()
                 .into_iter()
                 .zip(sources)
-                .map(|(view, source)| self.prepare_image(policy, view, source, &engine, opts)),
+                .map(|(view, picked)| self.prepare_image(policy, view, picked, &engine, opts)),
         )
         .await;
         let prepared = first_refusal(prepared)?;
@@ -501,11 +508,7 @@ impl Context {
             base += n;
             let refs: Vec<ImageRef> = p.view.targets.iter().map(|t| t.image().clone()).collect();
             // Where every tag already names the digest, the content is known to be complete.
-            let known: Vec<bool> = p
-                .plans
-                .iter()
-                .map(|t| t.writes().next().is_none())
-                .collect();
+            let known: Vec<bool> = p.plans.iter().map(|t| !t.moves()).collect();
             let engine = &engine;
             async move {
                 engine
@@ -516,21 +519,14 @@ impl Context {
         // Each target's ledger is readied meanwhile (its blob stored), so that recording after
         // the flip is a read, a PUT and a read-back.
         // Only where a tag will move: a no-op rerun asks the ledgers nothing.
-        let ledgers: Vec<(Arc<dyn Repo>, bool)> = prepared
+        let repos: Vec<Arc<dyn Repo>> = prepared.iter().flat_map(|p| p.repos.clone()).collect();
+        let moves = prepared
             .iter()
-            .flat_map(|p| {
-                p.repos
-                    .iter()
-                    .zip(&p.plans)
-                    .map(|(r, plan)| (r.clone(), plan.writes().next().is_some()))
-            })
-            .collect();
-        let stage = futures::future::join_all(ledgers.iter().map(|(r, moves)| async move {
-            if opts.dry_run || !moves {
-                return None;
-            }
-            history::stage(&**r).await.ok()
-        }));
+            .flat_map(|p| p.plans.iter().map(TargetPlan::moves));
+        let stage =
+            futures::future::join_all(repos.iter().zip(moves).map(|(r, moves)| async move {
+                !opts.dry_run && moves && history::prepare(&**r).await.is_ok()
+            }));
         let (copies, staged) =
             futures::future::join(futures::future::join_all(copies), stage).await;
         let copies = copies.into_iter().collect::<Result<Vec<_>>>()?;
@@ -601,7 +597,7 @@ impl Context {
             let Some(t) = &p.source_tag else {
                 return Ok(());
             };
-            if p.plans.iter().all(|t| t.writes().next().is_none()) {
+            if !p.plans.iter().any(TargetPlan::moves) {
                 // No tag of this image moves: what the source tag names now changes nothing.
                 return Ok(());
             }
@@ -631,7 +627,6 @@ impl Context {
         tracing::debug!(at_ms = ms(), "source tags checked for drift");
 
         // 5. Flip every tag of every image everywhere, each read back.
-        let repos: Vec<Arc<dyn Repo>> = prepared.iter().flat_map(|p| p.repos.clone()).collect();
         let roots: Vec<&Manifest> = prepared
             .iter()
             .flat_map(|p| p.repos.iter().map(|_| &p.resolved.root))
@@ -667,7 +662,7 @@ impl Context {
             record.source = Some(format!("{}@{}", prepared[0].source, prepared[0].pinned));
         }
         record.forced = report.forced_gate.as_ref().and(opts.force_reason.clone());
-        self.record_staged(&repos, &policy.environment, &mut report, record, staged)
+        self.record_prepared(&repos, &policy.environment, &mut report, record, staged)
             .await;
         tracing::debug!(at_ms = ms(), "recorded");
         Ok(report)
@@ -792,18 +787,19 @@ impl Context {
         report: &mut PromoteReport,
         record: Record,
     ) {
-        let none = vec![None; repos.len()];
-        self.record_staged(repos, env, report, record, none).await
+        let unprepared = vec![false; repos.len()];
+        self.record_prepared(repos, env, report, record, unprepared)
+            .await
     }
 
-    /// [`Context::record`], with each target's ledger read ahead where `staged` has it.
-    async fn record_staged(
+    /// [`Context::record`], where `prepared` marks the ledgers whose blob is already stored.
+    async fn record_prepared(
         &self,
         repos: &[Arc<dyn Repo>],
         env: &Environment,
         report: &mut PromoteReport,
         mut record: Record,
-        staged: Vec<Option<history::Staged>>,
+        prepared: Vec<bool>,
     ) {
         record.previous = report
             .targets
@@ -820,14 +816,15 @@ impl Context {
             .targets
             .iter_mut()
             .zip(repos)
-            .zip(staged)
+            .zip(prepared)
             .filter(|((t, _), _)| t.error.is_none())
-            .map(|((t, r), staged)| {
+            .map(|((t, r), prepared)| {
                 let record = &record;
                 async move {
-                    let done = match staged {
-                        Some(s) => history::append_staged(&**r, env, record, s).await,
-                        None => history::append(&**r, env, record).await,
+                    let done = if prepared {
+                        history::append_prepared(&**r, env, record).await
+                    } else {
+                        history::append(&**r, env, record).await
                     };
                     (t, done)
                 }
@@ -856,12 +853,13 @@ impl Context {
         let policy = self.policies.env(env)?;
         let engine = self.engine(dry_run, None);
         let views = policy.views();
-        let mut settings = Vec::new();
-        let mut repos = Vec::new();
-        for v in &views {
-            settings.push(check_mutability(&engine, v).await?);
-            repos.push(self.open_targets(&engine, v, !dry_run)?);
-        }
+        let settings =
+            futures::future::try_join_all(views.iter().map(|v| check_mutability(&engine, v)))
+                .await?;
+        let repos = views
+            .iter()
+            .map(|v| self.open_targets(&engine, v, !dry_run))
+            .collect::<Result<Vec<_>>>()?;
         let all_repos: Vec<Arc<dyn Repo>> = repos.iter().flatten().cloned().collect();
         // The digest of each image to go back to, and the record's (the release's) digest.
         let (digest, digests): (Digest, Vec<Digest>) = match to {
@@ -1391,6 +1389,25 @@ pub struct ReleaseImage {
     pub source: String,
     /// The digest it is tagged at.
     pub digest: Digest,
+}
+
+/// Per target of an upstream environment's image: where its environment tag points.
+type UpstreamStates = Vec<(String, Option<Digest>)>;
+
+/// What one image is promoted from, and (after `--from`) where the upstream environment's tag
+/// was read to point, target by target: the `promote_from` gate's own question.
+struct Picked {
+    source: ImageRef,
+    upstream: Option<(Environment, UpstreamStates)>,
+}
+
+impl From<ImageRef> for Picked {
+    fn from(source: ImageRef) -> Self {
+        Picked {
+            source,
+            upstream: None,
+        }
+    }
 }
 
 /// One image pinned, gated and planned, before anything is written.

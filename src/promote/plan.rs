@@ -72,6 +72,11 @@ impl TargetPlan {
     pub fn writes(&self) -> impl Iterator<Item = &TagMove> {
         self.tags.iter().filter(|m| m.action != TagAction::Keep)
     }
+
+    /// Whether any tag needs a write (else every tag already names the digest there).
+    pub fn moves(&self) -> bool {
+        self.writes().next().is_some()
+    }
 }
 
 /// Rolling version tags held back, each with the newer version that keeps it.

@@ -45,6 +45,8 @@ pub struct HttpRepo {
     max_manifest: usize,
     /// Items asked for per page of a list (`?n=`).
     page_size: usize,
+    /// See [`Repo::probes_by_mount`]: decided once, from the registry's kind.
+    probes_by_mount: bool,
 }
 
 /// What a request carries as its body.
@@ -81,6 +83,12 @@ impl HttpRepo {
         }];
         let max_manifest = transport.max_manifest_bytes(&registry);
         let page_size = transport.list_page_size(TAGS_PAGE_SIZE);
+        // Distribution (Docker Hub, GHCR, and the registries ferry cannot name) mounts; ECR
+        // mounts only where an account setting allows it, and Artifact Registry does not say.
+        let probes_by_mount = matches!(
+            crate::cloud::Kind::of(registry.as_str()),
+            crate::cloud::Kind::DockerHub | crate::cloud::Kind::Ghcr | crate::cloud::Kind::Other
+        );
         Ok(HttpRepo {
             base: transport.base_url(&registry),
             client: transport.client(&registry)?,
@@ -93,6 +101,7 @@ impl HttpRepo {
             pending_uploads: Mutex::default(),
             max_manifest,
             page_size,
+            probes_by_mount,
         })
     }
 
@@ -581,12 +590,7 @@ impl Repo for HttpRepo {
     }
 
     fn probes_by_mount(&self) -> bool {
-        // Distribution (Docker Hub, GHCR, and the registries ferry cannot name) mounts; ECR
-        // mounts only where an account setting allows it, and Artifact Registry does not say.
-        matches!(
-            crate::cloud::Kind::of(self.registry.as_str()),
-            crate::cloud::Kind::DockerHub | crate::cloud::Kind::Ghcr | crate::cloud::Kind::Other
-        )
+        self.probes_by_mount
     }
 
     async fn manifest_head(&self, r: &ManifestRef) -> Result<Option<ManifestInfo>> {

@@ -57,11 +57,16 @@ fn uploads_by_digest(
 
 /// A plain source registry seeded with one sample image (`acme/api:v1`); returns it and the digest.
 fn seeded(bed: &Bed) -> (TestRegistry, String) {
-    let src = TestRegistry::start(Mode::Plain);
     let (w, from) = bed.image("v1", 1);
-    let out = bed.ferry(&["copy", &from, &format!("{}/acme/api:v1", src.host())]);
+    (holding(bed, &from, "acme/api:v1"), w.digest)
+}
+
+/// A new plain registry holding `from` (copied there by ferry) as `at` (`REPO:TAG`).
+fn holding(bed: &Bed, from: &str, at: &str) -> TestRegistry {
+    let reg = TestRegistry::start(Mode::Plain);
+    let out = bed.ferry(&["copy", from, &format!("{}/{at}", reg.host())]);
     assert!(out.status.success(), "{}", stderr(&out));
-    (src, w.digest)
+    reg
 }
 
 /// `ferry copy FROM/acme/api:v1 TO/acme/api:v1 EXTRA…`: the sample image from one host (a
@@ -426,10 +431,8 @@ fn a_one_gib_layer_cut_at_sixty_percent_is_resumed_not_read_again() {
     let w = layout
         .add_image(&single_platform("big", 1, &[(2, 1 << 20)], &[(3, GIB)]))
         .unwrap();
-    let src = TestRegistry::start(Mode::Plain);
     let from = format!("ocidir://{}:big", bed.layout("big").display());
-    let out = bed.ferry(&["copy", &from, &format!("{}/acme/big:v1", src.host())]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let src = holding(&bed, &from, "acme/big:v1");
     let largest = largest_blob(&bed.layout("big"));
     // The source's answer for the big layer breaks at 60 %.
     let src_proxy = FaultProxy::start(&src.host());
@@ -766,9 +769,7 @@ fn an_upload_throttled_after_its_body_is_sent_again_without_reading_the_source()
     let bed = Bed::new(&[]);
     let from = big_image(&bed, 64);
     let largest = largest_blob(&bed.layout("big"));
-    let src = TestRegistry::start(Mode::Plain);
-    let out = bed.ferry(&["copy", &from, &format!("{}/acme/big:v1", src.host())]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let src = holding(&bed, &from, "acme/big:v1");
     let src_proxy = FaultProxy::start(&src.host());
     let dest = TestRegistry::start(Mode::Plain);
     let dest_proxy = FaultProxy::start(&dest.host());
