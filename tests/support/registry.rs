@@ -163,9 +163,10 @@ impl TestRegistry {
     fn write_config(&self) {
         let root = self.dir.path().join("storage");
         let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: ferry-test-secret\n",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: ferry-test-secret\n  headers:\n    X-Ferry-Test-Registry: [{}]\n",
             root.display(),
-            self.port
+            self.port,
+            self.id()
         );
         if self.cached {
             cfg = cfg.replace(
@@ -222,13 +223,43 @@ impl TestRegistry {
                 self.child = None;
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.answers_as_itself() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
         self.stop();
         false
+    }
+
+    /// What this registry puts in its `X-Ferry-Test-Registry` header: its directory's name.
+    fn id(&self) -> String {
+        self.dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether this registry, and not another test's registry or proxy that took the port
+    /// between `free_port` and the bind, answers on the port. Over TLS: whether anything does.
+    fn answers_as_itself(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        if self.tls.is_some() {
+            return true;
+        }
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let asked = conn.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        asked.is_ok()
+            && answer.to_ascii_lowercase().contains(&format!(
+                "x-ferry-test-registry: {}",
+                self.id().to_ascii_lowercase()
+            ))
     }
 
     /// `127.0.0.1:PORT`
