@@ -51,6 +51,9 @@ impl AccessEntry {
     }
 }
 
+/// The User-Agent of the test bed's own "is it up?" request, left out of the access log.
+const READY_PROBE: &str = "ferry-test-bed-ready";
+
 /// A running registry; killed and removed when dropped.
 pub struct TestRegistry {
     mode: Mode,
@@ -252,7 +255,10 @@ impl TestRegistry {
             return true;
         }
         let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-        let asked = conn.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let asked = conn.write_all(
+            format!("GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: {READY_PROBE}\r\n\r\n")
+                .as_bytes(),
+        );
         let mut answer = String::new();
         let _ = conn.read_to_string(&mut answer);
         asked.is_ok()
@@ -345,7 +351,11 @@ impl TestRegistry {
 
     /// The access log so far.
     pub fn access_log(&self) -> Vec<AccessEntry> {
-        self.log_text().lines().filter_map(parse_access).collect()
+        self.log_text()
+            .lines()
+            .filter_map(parse_access)
+            .filter(|e| e.user_agent != READY_PROBE)
+            .collect()
     }
 
     /// Stops the process, keeping the storage.
