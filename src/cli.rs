@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 use crate::generate;
 use crate::inspect::{self, InspectError};
 use crate::mirror;
+use crate::mirror::plan::Shard;
 use crate::policy::Policies;
 use crate::promote::{Context, Pick, PromoteOptions};
+use crate::prune;
 use crate::reference::{ImageRef, Tag};
 use crate::report;
 use crate::sigstore;
@@ -144,6 +146,35 @@ async fn dispatch(cli: Cli) -> Result<()> {
             drop(progress);
             let result = result?;
             report::append_step_summary(&result)?;
+            report::finish(&result, a.common.output)
+        }
+        Command::Prune(a) => {
+            let ctx = context(&dir, &a.common, &[])?;
+            let shard = match (
+                a.shard.as_deref(),
+                std::env::var("JOB_COMPLETION_INDEX").ok(),
+            ) {
+                (Some(s), _) => Some(Shard::parse(s).map_err(Error::Usage)?),
+                (None, Some(i)) => {
+                    let count = a.shard_count.ok_or_else(|| {
+                        Error::Usage("JOB_COMPLETION_INDEX is set: give the completion count with --shard-count or FERRY_SHARD_COUNT".into())
+                    })?;
+                    Some(Shard::from_job_index(&i, count).map_err(Error::Usage)?)
+                }
+                (None, None) => None,
+            };
+            if a.parallel == 0 {
+                return Err(Error::Usage("--parallel must be at least 1".into()));
+            }
+            let options = prune::PruneOptions {
+                names: a.names,
+                dry_run: a.dry_run,
+                shard,
+                parallel: a.parallel,
+                now: std::time::SystemTime::now(),
+            };
+            let result = prune::run(&ctx.policies, ctx.client(), &options).await?;
+            report::prune::append_step_summary(&result)?;
             report::finish(&result, a.common.output)
         }
         Command::Verify(a) => {

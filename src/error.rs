@@ -119,6 +119,15 @@ pub enum Error {
         #[source]
         source: TargetError,
     },
+    /// `ferry prune`: some repositories could not be pruned, or some deletes failed (all are
+    /// in the report).
+    #[error("{failed} prune failures; first: {first}")]
+    Prune {
+        /// Failed repositories plus failed deletes.
+        failed: usize,
+        /// The first: `REPOSITORY: WHY` or `REPOSITORY WHAT: WHY`.
+        first: String,
+    },
     /// A target could not be opened or read before anything was written.
     #[error("{target}")]
     Target {
@@ -219,6 +228,7 @@ impl Error {
             | Error::Drifted { .. }
             | Error::StatusUnknown { .. }
             | Error::Images { .. }
+            | Error::Prune { .. }
             | Error::Target { .. }
             | Error::TargetPlan { .. }
             | Error::GateUnreadable { .. }

@@ -23,6 +23,7 @@ pub mod outcome;
 pub mod pattern;
 pub mod policy;
 pub mod promote;
+pub mod prune;
 pub mod reference;
 pub mod referrers;
 pub mod registry;

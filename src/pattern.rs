@@ -1,4 +1,4 @@
-//! pattern: tag patterns (`*` matches any run of characters, `?` any one), the one glob both policies (protected tags) and ECR (immutability exclusion filters) use.
+//! pattern: tag patterns (`*` matches any run of characters, `?` any one), the one glob both policies (protected tags) and ECR (immutability exclusion filters) use, and version tags (`v1.2.3`).
 //!
 //! A leaf, so that `policy` and `cloud` both build on it without importing each other.
 
@@ -29,6 +29,14 @@ impl Pattern {
     pub fn matches(&self, tag: &str) -> bool {
         glob(self.0.as_bytes(), tag.as_bytes())
     }
+}
+
+/// A version read from a tag: `v1.2.3` or `1.2.3` (build metadata cannot appear in a tag).
+pub fn version_of(tag: &str) -> Option<semver::Version> {
+    let v = tag.strip_prefix('v').unwrap_or(tag);
+    semver::Version::parse(v)
+        .ok()
+        .filter(|v| v.build.is_empty())
 }
 
 impl From<Pattern> for String {

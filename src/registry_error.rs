@@ -128,6 +128,16 @@ pub enum RegistryError {
         /// The repository.
         repository: String,
     },
+    /// The store cannot do this at all (a registry without tag deletes, an API it lacks).
+    #[error("{place} cannot {what}: {detail}")]
+    Unsupported {
+        /// `host/repo` or `ocidir://path`.
+        place: String,
+        /// `delete a tag alone`, `delete manifests`.
+        what: String,
+        /// The store's words, or why.
+        detail: String,
+    },
     /// A streamed request was cut short or refused midway; sending it again may work.
     #[error("transfer to {host} interrupted: {detail}")]
     Interrupted {

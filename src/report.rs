@@ -1,6 +1,7 @@
 //! report: the text or JSON account of what a command did; progress while it runs is in [`progress`].
 
 pub mod progress;
+pub mod prune;
 
 use serde::Serialize;
 use std::io::Write;

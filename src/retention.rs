@@ -12,13 +12,14 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::pattern::version_of;
 use crate::pattern::Pattern;
-use crate::policy::tags::version_of;
 use crate::reference::Tag;
 use crate::referrers::is_attachment_tag;
 
 /// What to do with manifests no tag points at.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Untagged {
     /// Leave them.
     #[default]
@@ -26,11 +27,22 @@ pub enum Untagged {
     /// Delete them (unless protected or under something kept).
     Delete,
     /// Delete them once older than this.
-    KeepFor(Duration),
+    KeepFor(#[serde(serialize_with = "ser_duration")] Duration),
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// One repository's retention rules.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Rules {
     /// Tags the rules apply to (empty: every tag that is not an attachment tag).
     pub consider: Vec<Pattern>,
@@ -39,6 +51,7 @@ pub struct Rules {
     pub keep_last: Option<usize>,
     /// Keep considered tags younger than this. With `keep_last`, a tag goes only when it is
     /// both beyond the last N and older than this.
+    #[serde(serialize_with = "ser_opt_duration")]
     pub max_age: Option<Duration>,
     /// Tags never deleted by the rules.
     pub keep: Vec<Pattern>,
@@ -107,6 +120,29 @@ pub enum Why {
     Untagged,
     /// It belongs to a deleted manifest (listed by it, or attached to it).
     With(Digest),
+    /// It is attached to a manifest that is no longer in the repository.
+    Orphan(Digest),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |d: &Digest| d.short().to_owned();
+        match self {
+            Why::NotConsidered => f.write_str("no rule applies"),
+            Why::KeepPattern(p) => write!(f, "keep pattern {p}"),
+            Why::ProtectedTag(p) => write!(f, "protected tag {p}"),
+            Why::Protected(r) => f.write_str(r),
+            Why::Newest(n) => write!(f, "newest #{n}"),
+            Why::Young => f.write_str("younger than max_age"),
+            Why::Old => f.write_str("old: beyond keep_last or max_age"),
+            Why::Tagged(t) => write!(f, "tag {t} stays"),
+            Why::Under(d) => write!(f, "belongs to {}", short(d)),
+            Why::UntaggedKept => f.write_str("untagged, kept by the rules"),
+            Why::Untagged => f.write_str("untagged"),
+            Why::With(d) => write!(f, "goes with {}", short(d)),
+            Why::Orphan(d) => write!(f, "left behind: {} is gone", short(d)),
+        }
+    }
 }
 
 /// One decision.
@@ -143,11 +179,18 @@ impl Plan {
 }
 
 /// Decides, for one repository at `now`, which tags and manifests go.
+///
+/// `absent` are digests known to be gone from the repository: attachment tags naming one
+/// (a signature left behind by an earlier, interrupted prune) go, with what they name. An
+/// attachment tag whose subject is neither listed nor known absent stays.
+///
+/// Whatever the rules say, no tag that stays names a manifest that goes.
 pub fn plan(
     rules: &Rules,
     protections: &Protections,
     tags: &[TagInfo],
     manifests: &[ManifestInfo],
+    absent: &BTreeSet<Digest>,
     now: SystemTime,
 ) -> Plan {
     let by_digest: HashMap<&Digest, &ManifestInfo> =
@@ -228,6 +271,11 @@ pub fn plan(
     // 2. Manifests: what a kept tag names, or a protection holds, stays; so does everything
     //    under it (children, attachments, recursively).
     let mut kept: BTreeMap<Digest, Why> = BTreeMap::new();
+    // Protections first: they are the reason a manifest stays, whatever tags name it.
+    for (d, reason) in &protections.digests {
+        kept.entry(d.clone())
+            .or_insert_with(|| Why::Protected(reason.clone()));
+    }
     for (t, d) in tags.iter().zip(&tag_decisions) {
         if let Some(d) = d {
             if !d.delete {
@@ -236,9 +284,19 @@ pub fn plan(
             }
         }
     }
-    for (d, reason) in &protections.digests {
-        kept.entry(d.clone())
-            .or_insert_with(|| Why::Protected(reason.clone()));
+    // Attachment tags of a subject this listing does not show (and that is not known gone).
+    let mut orphaned: BTreeMap<Digest, Digest> = BTreeMap::new();
+    for t in tags.iter().filter(|t| is_attachment_tag(t.tag.as_str())) {
+        match subject_of(t.tag.as_str()) {
+            Some(s) if by_digest.contains_key(&s) => {}
+            Some(s) if absent.contains(&s) => {
+                orphaned.insert(t.digest.clone(), s);
+            }
+            _ => {
+                kept.entry(t.digest.clone())
+                    .or_insert_with(|| Why::Tagged(t.tag.clone()));
+            }
+        }
     }
     let tagged: BTreeSet<&Digest> = tags.iter().map(|t| &t.digest).collect();
     // Listed by another manifest, or attached to one: decided with that one.
@@ -276,7 +334,9 @@ pub fn plan(
         if kept.contains_key(&m.digest) {
             continue;
         }
-        let why = if tagged.contains(&m.digest) {
+        let why = if let Some(s) = orphaned.get(&m.digest) {
+            Why::Orphan(s.clone())
+        } else if tagged.contains(&m.digest) {
             Why::Old
         } else {
             Why::Untagged
@@ -315,14 +375,18 @@ pub fn plan(
         .map(|(t, d)| {
             d.unwrap_or_else(|| {
                 let subject = subject_of(t.tag.as_str());
-                let delete = subject
-                    .as_ref()
-                    .and_then(|s| fate.get(s).copied())
-                    .unwrap_or(false);
+                let orphan = subject.as_ref().is_some_and(|s| absent.contains(s))
+                    && fate.get(&t.digest).copied().unwrap_or(true);
+                let delete = orphan
+                    || subject
+                        .as_ref()
+                        .and_then(|s| fate.get(s).copied())
+                        .unwrap_or(false);
                 Decision {
                     what: t.tag.clone(),
                     delete,
                     why: match subject {
+                        Some(s) if orphan => Why::Orphan(s),
                         Some(s) if delete => Why::With(s),
                         Some(s) => Why::Under(s),
                         None => Why::NotConsidered,
@@ -331,9 +395,29 @@ pub fn plan(
             })
         })
         .collect();
-    Plan {
+    let mut plan = Plan {
         tags: tags_out,
         manifests: manifest_decisions,
+    };
+    keep_what_kept_tags_name(&mut plan, tags);
+    plan
+}
+
+/// The guarantee, enforced: a manifest that a staying tag names stays (with what is under it,
+/// which the decisions above already keep for every tag they keep).
+fn keep_what_kept_tags_name(plan: &mut Plan, tags: &[TagInfo]) {
+    let staying: HashMap<&Digest, &Tag> = tags
+        .iter()
+        .zip(&plan.tags)
+        .filter(|(_, d)| !d.delete)
+        .map(|(t, _)| (&t.digest, &t.tag))
+        .collect();
+    for m in plan.manifests.iter_mut().filter(|m| m.delete) {
+        if let Some(tag) = staying.get(&m.what) {
+            debug_assert!(false, "tag {tag} stays but {} would go", m.what);
+            m.delete = false;
+            m.why = Why::Tagged((*tag).clone());
+        }
     }
 }
 
@@ -512,7 +596,14 @@ mod tests {
                     ..image_of(&t.digest)
                 })
                 .collect();
-            let p = plan(&rules, &protections, &tags, &manifests, now());
+            let p = plan(
+                &rules,
+                &protections,
+                &tags,
+                &manifests,
+                &BTreeSet::new(),
+                now(),
+            );
             let mut got = deleted_tags(&p);
             got.sort();
             let mut want = want;
@@ -565,7 +656,14 @@ mod tests {
             untagged: Untagged::Delete,
             ..rules
         };
-        let p = plan(&rules, &Protections::default(), &tags, &manifests, now());
+        let p = plan(
+            &rules,
+            &Protections::default(),
+            &tags,
+            &manifests,
+            &BTreeSet::new(),
+            now(),
+        );
         let mut gone: Vec<Digest> = p.manifest_deletes().cloned().collect();
         gone.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         let mut want = vec![d(1), d(3), d(11), d(20)];
@@ -585,13 +683,55 @@ mod tests {
     }
 
     #[test]
+    fn signatures_left_behind_by_a_gone_image_go_and_unknown_subjects_stay() {
+        // sha-1's image is gone (an interrupted prune); its signature and fallback index are
+        // still tagged. Image 2's subject is simply not listed here: its signature stays.
+        let sig = |n: u8, suffix: &str| format!("sha256-{}{suffix}", d(n).hex());
+        let tags = vec![
+            tag(&sig(1, ".sig"), 20, 30),
+            tag(&sig(1, ""), 21, 30),
+            tag(&sig(2, ".sig"), 22, 30),
+        ];
+        let manifests = vec![image(20, 30), image(21, 30), image(22, 30)];
+        let absent: BTreeSet<Digest> = [d(1)].into();
+        let p = plan(
+            &Rules::default(),
+            &Protections::default(),
+            &tags,
+            &manifests,
+            &absent,
+            now(),
+        );
+        let mut gone = deleted_tags(&p);
+        gone.sort();
+        let mut want = vec![sig(1, ".sig"), sig(1, "")];
+        want.sort();
+        assert_eq!(gone, want);
+        let mut gone: Vec<Digest> = p.manifest_deletes().cloned().collect();
+        gone.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(gone, vec![d(20), d(21)]);
+        assert!(p.tags.iter().all(|t| t.delete || t.why == Why::Under(d(2))));
+        assert!(p
+            .manifests
+            .iter()
+            .any(|m| m.what == d(20) && m.why == Why::Orphan(d(1))));
+    }
+
+    #[test]
     fn untagged_manifests_are_kept_for_a_while_when_asked() {
         let manifests = vec![image(1, 3), image(2, 10)];
         let rules = Rules {
             untagged: Untagged::KeepFor(7 * DAY),
             ..Rules::default()
         };
-        let p = plan(&rules, &Protections::default(), &[], &manifests, now());
+        let p = plan(
+            &rules,
+            &Protections::default(),
+            &[],
+            &manifests,
+            &BTreeSet::new(),
+            now(),
+        );
         let gone: Vec<&Digest> = p.manifest_deletes().collect();
         assert_eq!(gone, vec![&d(2)]);
         // A protected untagged manifest (a rollback target whose tag moved on) stays.
@@ -599,7 +739,14 @@ mod tests {
             digests: [(d(2), "prod's rollback window".to_owned())].into(),
             tags: Vec::new(),
         };
-        let p = plan(&rules, &protections, &[], &manifests, now());
+        let p = plan(
+            &rules,
+            &protections,
+            &[],
+            &manifests,
+            &BTreeSet::new(),
+            now(),
+        );
         assert_eq!(p.manifest_deletes().count(), 0);
     }
 }

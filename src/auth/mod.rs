@@ -177,6 +177,10 @@ impl Scope {
     pub fn push(repository: &str) -> Scope {
         Scope(format!("repository:{repository}:pull,push"))
     }
+    /// Delete access to a repository (distribution's token servers grant it as `delete`).
+    pub fn delete(repository: &str) -> Scope {
+        Scope(format!("repository:{repository}:delete"))
+    }
     /// The scope string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -362,6 +366,11 @@ impl Auth {
             refresh_at,
         });
         Ok(value)
+    }
+
+    /// The credential a host would be sent, if any is found (errors reading them count as none).
+    pub async fn credential_for(&self, host: &str) -> Option<Credential> {
+        self.credential(host).await.ok().flatten()
     }
 
     /// True when a host's credentials came from a cloud API and can be asked for again.

@@ -53,6 +53,8 @@ pub enum Command {
     VerifyBundle(VerifyBundleArgs),
     /// Mirror repositories and tags to other registries by mirror policies (`kind: mirror`): incremental, shardable.
     Mirror(MirrorArgs),
+    /// Delete old tags and images by retention policies (`kind: retention`), never what an environment runs or could roll back to.
+    Prune(PruneArgs),
     /// Show what an image is: digest, media type, size, platforms, config and layers, what is attached; or its manifest's bytes (--raw).
     Inspect(InspectArgs),
     /// Print an image's manifest digest (sha256:…) and nothing else.
@@ -93,6 +95,7 @@ impl Command {
             Command::History(a) => a.env.common.output,
             Command::Verify(a) => a.common.output,
             Command::Mirror(a) => a.common.output,
+            Command::Prune(a) => a.common.output,
             Command::Policy(PolicyCommand::Check { output, .. }) => *output,
             Command::Demo(a) => a.output,
             Command::Inspect(a) => a.common.output,
@@ -215,6 +218,29 @@ pub struct MirrorArgs {
     pub fail_fast: bool,
     /// Images worked on at once.
     #[arg(long, default_value_t = crate::mirror::DEFAULT_PARALLEL)]
+    pub parallel: usize,
+    /// Output format and connection settings.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `ferry prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Retention policies to run (their `name`); none: every retention policy.
+    pub names: Vec<String>,
+    /// Read and decide, print the plan, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this shard's repositories: K/N, split by a stable hash of each repository (default:
+    /// a Kubernetes Indexed Job's JOB_COMPLETION_INDEX with --shard-count).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// The number of shards when the index comes from JOB_COMPLETION_INDEX.
+    #[arg(long, env = "FERRY_SHARD_COUNT")]
+    pub shard_count: Option<u32>,
+    /// Requests in flight per repository.
+    #[arg(long, default_value_t = crate::prune::DEFAULT_PARALLEL)]
     pub parallel: usize,
     /// Output format and connection settings.
     #[command(flatten)]

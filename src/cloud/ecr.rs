@@ -1,4 +1,4 @@
-//! cloud::ecr: Amazon ECR through aws-sdk-ecr: registry names, `GetAuthorizationToken` credentials, and repository settings (existence, creation, tag immutability).
+//! cloud::ecr: Amazon ECR through aws-sdk-ecr: registry names, `GetAuthorizationToken` credentials, repository settings (existence, creation, tag immutability), and deletes for `ferry prune` (`BatchDeleteImage`, untagged images).
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -326,6 +326,113 @@ impl Ecr {
             Err(e) => Err(sdk_error(OP, &e)),
         }
     }
+
+    /// Deletes images by tag (the image goes with its last tag) or by digest (with every tag),
+    /// up to [`DELETE_BATCH`] per `BatchDeleteImage` call. Per id: deleted (`true`), already
+    /// gone (`false`), or ECR's failure code and reason.
+    pub async fn batch_delete(
+        &self,
+        r: &EcrRegistry,
+        repository: &str,
+        ids: &[EcrImageId],
+    ) -> Result<Vec<Result<bool, String>>, CloudError> {
+        const OP: &str = "BatchDeleteImage";
+        let client = self.client(&r.region).await;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(DELETE_BATCH) {
+            self.count();
+            let mut req = client
+                .batch_delete_image()
+                .registry_id(&r.account)
+                .repository_name(repository);
+            for id in chunk {
+                let b = aws_sdk_ecr::types::ImageIdentifier::builder();
+                req = req.image_ids(match id {
+                    EcrImageId::Tag(t) => b.image_tag(t).build(),
+                    EcrImageId::Digest(d) => b.image_digest(d).build(),
+                });
+            }
+            let answer = req.send().await.map_err(|e| sdk_error(OP, &e))?;
+            for id in chunk {
+                let failure = answer.failures().iter().find(|f| {
+                    f.image_id().is_some_and(|i| match id {
+                        EcrImageId::Tag(t) => i.image_tag() == Some(t.as_str()),
+                        EcrImageId::Digest(d) => i.image_digest() == Some(d.as_str()),
+                    })
+                });
+                out.push(match failure {
+                    None => Ok(true),
+                    Some(f) => match f.failure_code().map(|c| c.as_str()) {
+                        Some("ImageNotFound") | Some("ImageTagDoesNotMatchDigest") => Ok(false),
+                        code => Err(format!(
+                            "{}: {}",
+                            code.unwrap_or("failure"),
+                            f.failure_reason().unwrap_or("no reason given")
+                        )),
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every image of a repository no tag names, with when it was pushed (`DescribeImages`,
+    /// every page).
+    pub async fn untagged(
+        &self,
+        r: &EcrRegistry,
+        repository: &str,
+    ) -> Result<Vec<(String, Option<SystemTime>)>, CloudError> {
+        const OP: &str = "DescribeImages";
+        let client = self.client(&r.region).await;
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            self.count();
+            let answer = client
+                .describe_images()
+                .registry_id(&r.account)
+                .repository_name(repository)
+                .filter(
+                    aws_sdk_ecr::types::DescribeImagesFilter::builder()
+                        .tag_status(aws_sdk_ecr::types::TagStatus::Untagged)
+                        .build(),
+                )
+                .max_results(1000)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(OP, &e))?;
+            for d in answer.image_details() {
+                // The filter is ECR's; a stand-in may ignore it, so it is checked here too.
+                if !d.image_tags().is_empty() {
+                    continue;
+                }
+                if let Some(digest) = d.image_digest() {
+                    let pushed = d
+                        .image_pushed_at()
+                        .and_then(|t| SystemTime::try_from(*t).ok());
+                    out.push((digest.to_owned(), pushed));
+                }
+            }
+            match answer.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Image ids per `BatchDeleteImage` call: ECR's limit.
+pub const DELETE_BATCH: usize = 100;
+
+/// An image as `BatchDeleteImage` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EcrImageId {
+    /// By tag.
+    Tag(String),
+    /// By digest.
+    Digest(String),
 }
 
 #[cfg(test)]

@@ -105,6 +105,17 @@ impl Client {
         repo.catalog().await
     }
 
+    /// The cloud API clients (ECR's deletes, for `ferry prune`).
+    pub fn cloud(&self) -> &Cloud {
+        &self.cloud
+    }
+
+    /// The credential the registry `host` would be sent, where one is found (the token the
+    /// GitHub Packages and Docker Hub APIs take, for `ferry prune`).
+    pub async fn credential(&self, host: &str) -> Option<crate::credential::Credential> {
+        self.auth.credential_for(host).await
+    }
+
     /// The gate on blob transfers touching `host`: one per host for the whole process.
     pub fn host_limit(&self, host: &str) -> Arc<Semaphore> {
         self.host_limits

@@ -595,10 +595,19 @@ async fn list_items<'a>(
 
 /// When an image was built: its config's `created` (the first platform's, for an index).
 async fn created_time(src: &dyn Repo, tag: &Tag) -> Option<SystemTime> {
-    let mut m = src
+    let m = src
         .manifest_get(&ManifestRef::Tag(tag.clone()), None)
         .await
         .ok()?;
+    created_of(src, m).await
+}
+
+/// When the image `m` (read from `src`) was built: its config's `created`, or the first
+/// platform's for an index.
+pub(crate) async fn created_of(
+    src: &dyn Repo,
+    mut m: crate::manifest::Manifest,
+) -> Option<SystemTime> {
     if m.is_index() {
         let child = m.children.first()?.digest.clone();
         m = src

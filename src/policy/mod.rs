@@ -6,6 +6,7 @@
 //! name the file and the key path. Nothing here does I/O beyond reading the files.
 
 pub mod mirror;
+pub mod retention;
 pub mod schema;
 pub mod tags;
 mod transform;
@@ -105,6 +106,10 @@ pub(crate) struct RawRegistry {
     /// (e.g. `http://127.0.0.1:5001` for a local stand-in). An `http://` endpoint implies `plain_http`.
     #[schemars(regex(pattern = r"^https?://[^/?#]+/?$"))]
     endpoint: Option<String>,
+    /// GHCR and Docker Hub: where `ferry prune` sends their own APIs' requests instead of
+    /// `https://api.github.com` and `https://hub.docker.com` (a proxy, GitHub Enterprise, a stand-in).
+    #[schemars(regex(pattern = r"^https?://[^?#]+$"))]
+    api_endpoint: Option<String>,
     /// Plain HTTP instead of HTTPS; never a silent fallback. Loopback registries use it already.
     #[schemars(extend("default" = false))]
     plain_http: Option<bool>,
@@ -162,6 +167,9 @@ pub struct RegistrySettings {
     /// `scheme://host[:port]` to send its API requests to instead of its own name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// GHCR and Docker Hub: their own API's base URL, instead of the public one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_endpoint: Option<String>,
     /// Plain HTTP (also implied by an `http://` endpoint).
     pub plain_http: bool,
     /// Extra CA certificate (PEM).
@@ -201,6 +209,7 @@ impl Default for RegistrySettings {
     fn default() -> Self {
         RegistrySettings {
             endpoint: None,
+            api_endpoint: None,
             plain_http: false,
             ca_file: None,
             auth: AuthKind::Auto,
@@ -319,7 +328,14 @@ pub(crate) struct RawEnv {
     /// Which attached artifacts (signatures, attestations, SBOMs) travel with the image.
     #[schemars(extend("default" = true))]
     referrers: Option<crate::referrers::RawFilter>,
+    /// How many of this environment's latest history records `ferry prune` never deletes the
+    /// images of (what `rollback` could return to).
+    #[schemars(extend("default" = DEFAULT_ROLLBACK_WINDOW), range(min = 1))]
+    rollback_window: Option<usize>,
 }
+
+/// `rollback_window` when a policy does not set it.
+pub const DEFAULT_ROLLBACK_WINDOW: usize = 10;
 
 /// `require:` as written.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -380,6 +396,8 @@ pub struct EnvPolicy {
     pub require: Require,
     /// Which attached artifacts travel with the image.
     pub referrers: crate::referrers::Filter,
+    /// The latest history records whose images `ferry prune` never deletes.
+    pub rollback_window: usize,
 }
 
 fn ser_repo<S: serde::Serializer>(r: &ImageRef, s: S) -> Result<S::Ok, S::Error> {
@@ -464,6 +482,8 @@ pub struct Policies {
     pub environments: BTreeMap<Environment, EnvPolicy>,
     /// Mirror policies (`kind: mirror`) by name.
     pub mirrors: BTreeMap<String, mirror::MirrorPolicy>,
+    /// Retention policies (`kind: retention`) by name.
+    pub retentions: BTreeMap<String, retention::RetentionPolicy>,
 }
 
 impl Policies {
@@ -479,6 +499,7 @@ impl Policies {
             },
             environments: BTreeMap::new(),
             mirrors: BTreeMap::new(),
+            retentions: BTreeMap::new(),
         })
     }
 
@@ -495,10 +516,44 @@ impl Policies {
         let mut registries = BTreeMap::new();
         let mut environments = BTreeMap::new();
         let mut mirrors: BTreeMap<String, mirror::MirrorPolicy> = BTreeMap::new();
+        let mut retentions: BTreeMap<String, retention::RetentionPolicy> = BTreeMap::new();
         for file in files {
+            let kind = if file.file_name().and_then(|n| n.to_str()) == Some(REGISTRIES_FILE) {
+                None
+            } else {
+                kind_of(&file)?
+            };
             if file.file_name().and_then(|n| n.to_str()) == Some(REGISTRIES_FILE) {
                 registries = load_registries(&file)?;
-            } else if kind_of(&file)?.as_deref() == Some("mirror") {
+            } else if kind.as_deref() == Some("retention") {
+                let r = retention::load(&file)?;
+                if let Some(other) = retentions.get(&r.name) {
+                    return Err(PolicyError::new(
+                        &file,
+                        "name",
+                        format!(
+                            "retention {} is also defined in {}",
+                            r.name,
+                            other.file.display()
+                        ),
+                    ));
+                }
+                for (i, repo) in r.repositories.iter().enumerate() {
+                    if let Some(other) = retentions.values().find(|o| o.repositories.contains(repo))
+                    {
+                        return Err(PolicyError::new(
+                            &file,
+                            format!("repositories[{i}]"),
+                            format!(
+                                "{} is also pruned by {} (one set of rules per repository)",
+                                repo.repository_name(),
+                                other.file.display()
+                            ),
+                        ));
+                    }
+                }
+                retentions.insert(r.name.clone(), r);
+            } else if kind.as_deref() == Some("mirror") {
                 let m = mirror::load(&file)?;
                 if let Some(other) = mirrors.get(&m.name) {
                     return Err(PolicyError::new(
@@ -545,6 +600,7 @@ impl Policies {
             registries,
             environments,
             mirrors,
+            retentions,
         })
     }
 
@@ -845,6 +901,7 @@ fn load_registries(file: &Path) -> Result<BTreeMap<String, RegistrySettings>, Po
             registry.as_str().to_owned(),
             RegistrySettings {
                 endpoint: r.endpoint.map(|e| e.trim_end_matches('/').to_owned()),
+                api_endpoint: r.api_endpoint.map(|e| e.trim_end_matches('/').to_owned()),
                 plain_http,
                 ca_file,
                 auth,
@@ -883,7 +940,7 @@ fn relative_to(file: &Path, p: &Path) -> PathBuf {
     out
 }
 
-/// A policy file's `kind` (`environment` when absent, or `mirror`).
+/// A policy file's `kind` (`environment` when absent, `mirror` or `retention`).
 fn kind_of(file: &Path) -> Result<Option<String>, PolicyError> {
     kind_in(
         file,
@@ -894,11 +951,11 @@ fn kind_of(file: &Path) -> Result<Option<String>, PolicyError> {
 /// The `kind` key of a parsed policy file; `file` names it in errors.
 fn kind_in(file: &Path, config: &config::Config) -> Result<Option<String>, PolicyError> {
     match config.get_string("kind") {
-        Ok(k) if k == "environment" || k == "mirror" => Ok(Some(k)),
+        Ok(k) if k == "environment" || k == "mirror" || k == "retention" => Ok(Some(k)),
         Ok(k) => Err(PolicyError::new(
             file,
             "kind",
-            format!("{k:?}: expected environment or mirror"),
+            format!("{k:?}: expected environment, mirror or retention"),
         )),
         Err(config::ConfigError::NotFound(_)) => Ok(None),
         Err(e) => Err(PolicyError::new(file, "kind", one_line(&e.to_string()))),
@@ -1035,6 +1092,16 @@ fn load_env(file: &Path, overrides: &Overrides) -> Result<EnvPolicy, PolicyError
         platforms,
         require,
         referrers: referrers(file, raw.referrers)?,
+        rollback_window: match raw.rollback_window {
+            Some(0) => {
+                return Err(PolicyError::new(
+                    file,
+                    "rollback_window",
+                    "must be at least 1: prune never deletes what the environment last ran",
+                ))
+            }
+            n => n.unwrap_or(DEFAULT_ROLLBACK_WINDOW),
+        },
     };
     let env_tag = policy.env_tag();
     if !policy.tags.contains(&TagRule::Literal(env_tag.clone())) {
@@ -1306,9 +1373,29 @@ mod tests {
     }
 
     #[test]
+    fn one_repository_has_one_set_of_retention_rules() {
+        let r = "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api]\n";
+        let got = err(&[("a.yaml", r), ("b.yaml", r)]);
+        assert!(
+            got.contains("b.yaml: repositories[0]: ghcr.io/acme/api is also pruned by"),
+            "{got}"
+        );
+    }
+
+    #[test]
     fn shipped_examples_load_and_mean_what_they_say() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         let p = Policies::load(&dir, &Overrides::default()).unwrap();
+        let ci = &p.retentions["ci"];
+        assert_eq!(ci.rules.keep_last, Some(50));
+        assert_eq!(
+            ci.rules.untagged,
+            crate::retention::Untagged::KeepFor(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(
+            p.env("prod").unwrap().rollback_window,
+            DEFAULT_ROLLBACK_WINDOW
+        );
         assert_eq!(
             p.registries["ghcr.io"].endpoint.as_deref(),
             Some("https://ghcr.io")
@@ -1515,7 +1602,47 @@ mod tests {
             (
                 "nightly.yaml",
                 "version: 1\nkind: replica\nsource: ghcr.io/acme\n",
-                "nightly.yaml: kind: \"replica\": expected environment or mirror",
+                "nightly.yaml: kind: \"replica\": expected environment, mirror or retention",
+            ),
+            (
+                "ci.yaml",
+                "version: 1\nkind: retention\ntags:\n  keep_last: 3\n",
+                "ci.yaml: repositories: missing: the repositories pruned",
+            ),
+            (
+                "ci.yaml",
+                "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api:v1]\n",
+                "ci.yaml: repositories[0]: \"ghcr.io/acme/api:v1\" names a tag or digest",
+            ),
+            (
+                "ci.yaml",
+                "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api]\ntags:\n  keep_last: 0\n",
+                "ci.yaml: tags.keep_last: must be at least 1",
+            ),
+            (
+                "ci.yaml",
+                "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api]\ntags:\n  max_age: a month\n",
+                "ci.yaml: tags.max_age: \"a month\"",
+            ),
+            (
+                "ci.yaml",
+                "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api]\ntags:\n  consider: [\"sha-[0-9]\"]\n",
+                "ci.yaml: tags.consider[0]: \"sha-[0-9]\" is not a tag pattern",
+            ),
+            (
+                "ci.yaml",
+                "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api]\nuntagged: sometimes\n",
+                "ci.yaml: untagged: \"sometimes\": expected keep, delete or a duration",
+            ),
+            (
+                "ci.yaml",
+                "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api]\nkeep_last: 3\n",
+                "ci.yaml: keep_last: unknown field",
+            ),
+            (
+                "prod.yaml",
+                "version: 1\nsource: ghcr.io/acme/api\ntargets:\n  - registry: r.io\n    repository: a\nrollback_window: 0\n",
+                "prod.yaml: rollback_window: must be at least 1",
             ),
             (
                 "registries.yaml",

@@ -13,6 +13,7 @@ use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 
 use super::mirror::RawMirror;
+use super::retention::RawRetention;
 use super::{RawEnv, RawRegistries};
 
 /// The kinds of policy file, one schema each.
@@ -24,14 +25,17 @@ pub enum SchemaKind {
     Mirror,
     /// `policies/registries.yaml`.
     Registries,
+    /// A `kind: retention` policy.
+    Retention,
 }
 
 impl SchemaKind {
     /// Every kind, in the order their files are written.
-    pub const ALL: [SchemaKind; 3] = [
+    pub const ALL: [SchemaKind; 4] = [
         SchemaKind::Environment,
         SchemaKind::Mirror,
         SchemaKind::Registries,
+        SchemaKind::Retention,
     ];
 
     /// The kind's name, also its schema's file stem (`environment.json`).
@@ -40,6 +44,7 @@ impl SchemaKind {
             SchemaKind::Environment => "environment",
             SchemaKind::Mirror => "mirror",
             SchemaKind::Registries => "registries",
+            SchemaKind::Retention => "retention",
         }
     }
 
@@ -54,6 +59,7 @@ impl SchemaKind {
         match super::kind_of_text(path, text).as_deref() {
             Some("registries") => SchemaKind::Registries,
             Some("mirror") => SchemaKind::Mirror,
+            Some("retention") => SchemaKind::Retention,
             _ => SchemaKind::Environment,
         }
     }
@@ -72,7 +78,7 @@ impl FromStr for SchemaKind {
         SchemaKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("{s:?}: expected environment, mirror or registries"))
+            .ok_or_else(|| format!("{s:?}: expected environment, mirror, registries or retention"))
     }
 }
 
@@ -82,6 +88,7 @@ pub fn schema(kind: SchemaKind) -> serde_json::Value {
         SchemaKind::Environment => generate::<RawEnv>(kind),
         SchemaKind::Mirror => generate::<RawMirror>(kind),
         SchemaKind::Registries => generate::<RawRegistries>(kind),
+        SchemaKind::Retention => generate::<RawRetention>(kind),
     }
 }
 

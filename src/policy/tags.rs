@@ -84,13 +84,7 @@ impl From<TagRule> for String {
     }
 }
 
-/// A version read from a tag: `v1.2.3` or `1.2.3` (build metadata cannot appear in a tag).
-pub fn version_of(tag: &str) -> Option<semver::Version> {
-    let v = tag.strip_prefix('v').unwrap_or(tag);
-    semver::Version::parse(v)
-        .ok()
-        .filter(|v| v.build.is_empty())
-}
+pub use crate::pattern::version_of;
 
 /// What `semver` does for one source tag at one target.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -857,6 +857,44 @@ impl Repo for HttpRepo {
         Ok(names.iter().filter_map(|t| Tag::parse(t).ok()).collect())
     }
 
+    async fn delete(&self, r: &ManifestRef) -> Result<bool> {
+        let url = self.url(&format!("manifests/{r}"))?;
+        // Token servers grant DELETE under its own action.
+        let scopes = [Scope::delete(self.repository.as_str())];
+        let resp = self
+            .send(Method::DELETE, url, &scopes, HeaderMap::new(), Body::None)
+            .await?;
+        match resp.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            // 405: deletes are off (distribution's `storage.delete.enabled`) or not offered.
+            // 400 for a tag: distribution before 3.0 deletes manifests by digest only.
+            status
+                if status == StatusCode::METHOD_NOT_ALLOWED
+                    || (status == StatusCode::BAD_REQUEST && matches!(r, ManifestRef::Tag(_))) =>
+            {
+                let body = read_capped(resp, MAX_ERROR_BODY).await;
+                let words = registry_error_text(&body);
+                Err(RegistryError::Unsupported {
+                    place: self.name(),
+                    what: format!("delete {}", super::deletable(r)),
+                    detail: format!(
+                        "DELETE answered {}{}",
+                        status.as_u16(),
+                        if words.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {words}")
+                        }
+                    ),
+                })
+            }
+            _ => Err(self
+                .fail(&Method::DELETE, &format!("manifest {r}"), resp)
+                .await),
+        }
+    }
+
     async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>> {
         let _probe = self.gate.referrers_probe().await;
         if !self.gate.may_have_referrers_api() {

@@ -111,6 +111,10 @@ impl Repo for Memo {
         self.inner.tags_list().await
     }
 
+    async fn delete(&self, r: &ManifestRef) -> Result<bool> {
+        self.inner.delete(r).await
+    }
+
     async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>> {
         if let Some(r) = lock(&self.referrers).get(d) {
             return Ok(r.clone());

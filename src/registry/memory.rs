@@ -40,6 +40,8 @@ pub enum WriteKind {
     Mount,
     /// A manifest put by digest.
     Manifest,
+    /// A tag or manifest deleted.
+    Delete,
     /// A tag put (or moved).
     Tag,
 }
@@ -377,6 +379,25 @@ impl Repo for MemoryRepo {
             .get(self.repository.as_str())
             .map(|r| r.tags.keys().filter_map(|t| Tag::parse(t).ok()).collect())
             .unwrap_or_default())
+    }
+
+    async fn delete(&self, r: &ManifestRef) -> Result<bool> {
+        self.count();
+        let what = r.to_string();
+        self.registry
+            .write(self.repository.as_str(), WriteKind::Delete, &what)?;
+        let mut state = self.registry.lock();
+        let Some(repo) = state.repos.get_mut(self.repository.as_str()) else {
+            return Ok(false);
+        };
+        // As distribution does: a manifest goes with every tag that names it.
+        Ok(match r {
+            ManifestRef::Tag(t) => repo.tags.remove(t.as_str()).is_some(),
+            ManifestRef::Digest(d) => {
+                repo.tags.retain(|_, v| v != d);
+                repo.manifests.remove(d).is_some()
+            }
+        })
     }
 
     async fn referrers(&self, _d: &Digest) -> Result<Option<Manifest>> {

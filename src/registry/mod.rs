@@ -129,6 +129,17 @@ pub trait Repo: Send + Sync {
     /// Every tag in the repository.
     async fn tags_list(&self) -> Result<Vec<Tag>>;
 
+    /// Deletes a tag (the manifest stays) or a manifest by digest (at most registries, with
+    /// every tag that names it). `Ok(false)` when it was already gone; a store that cannot
+    /// delete this says [`RegistryError::Unsupported`].
+    async fn delete(&self, r: &ManifestRef) -> Result<bool> {
+        Err(RegistryError::Unsupported {
+            place: self.name(),
+            what: format!("delete {}", deletable(r)),
+            detail: "this store has no deletes".into(),
+        })
+    }
+
     /// The referrers index of a manifest, or `None` where the API is not supported.
     async fn referrers(&self, d: &Digest) -> Result<Option<Manifest>>;
 
@@ -137,6 +148,14 @@ pub trait Repo: Send + Sync {
 
     /// Offered a small blob [`read_small_blob`] read and verified; a [`memo::Memo`] keeps it.
     fn remember_blob(&self, _d: &Digest, _bytes: &Bytes) {}
+}
+
+/// `a tag alone` or `manifests`: what a delete of `r` asks for, in messages.
+pub fn deletable(r: &ManifestRef) -> &'static str {
+    match r {
+        ManifestRef::Tag(_) => "a tag alone",
+        ManifestRef::Digest(_) => "manifests",
+    }
 }
 
 /// A small blob (a config, an attestation) read whole, up to `cap` bytes, and verified against

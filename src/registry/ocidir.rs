@@ -403,6 +403,28 @@ impl Repo for LayoutRepo {
             .collect())
     }
 
+    async fn delete(&self, r: &ManifestRef) -> Result<bool> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let _guard = self.index_lock.lock().await;
+        let mut index = self.read_index().await?;
+        let Some(entries) = index["manifests"].as_array_mut() else {
+            return Ok(false);
+        };
+        let before = entries.len();
+        // A tag: its entry. A manifest: every entry naming it, tagged or not (as a registry
+        // deletes a manifest with its tags). Blobs stay: other images may share them.
+        entries.retain(|e| match r {
+            ManifestRef::Tag(t) => e["annotations"][REF_NAME].as_str() != Some(t.as_str()),
+            ManifestRef::Digest(d) => e["digest"].as_str() != Some(d.as_str()),
+        });
+        if entries.len() == before {
+            return Ok(false);
+        }
+        let bytes = serde_json::to_vec_pretty(&index).expect("json value serialises");
+        write_atomic(&self.index_path(), &bytes).await?;
+        Ok(true)
+    }
+
     async fn referrers(&self, _d: &Digest) -> Result<Option<Manifest>> {
         Ok(None)
     }

@@ -21,6 +21,9 @@
 //! - `copy`: `ferry copy` in every auth mode, layouts, fan-out, byte-exact results.
 //! - `mirror`: `ferry mirror` at scale, incremental re-runs, shards, `existing: backup`.
 //! - `promote`: promote, status, history and rollback across plain, Basic and token auth.
+//! - `prune`: retention with staging and prod in place: a dry run sends no DELETE, the prune
+//!   leaves exactly the expected set (images go whole, signatures and fallback entries with
+//!   them), status and rollback still work, skopeo pulls every kept image.
 //! - `release`: a 4-image release to 3 targets (a gate refusing one image writes nothing, a
 //!   target failing mid-copy moves no tag, rerun, rollback of all four) and a 10-image no-op
 //!   rerun counted at one request per image per target.
@@ -62,6 +65,7 @@ mod memory;
 mod mirror;
 mod progress;
 mod promote;
+mod prune;
 mod referrers;
 mod release;
 mod schema;

@@ -1,0 +1,265 @@
+//! Integration tests for `ferry prune` against real registries, with staging and prod and their histories in place: the dry run sends no DELETE, the prune leaves exactly the expected tags and manifests (children, signatures and fallback entries go with their image), status and rollback still work, skopeo pulls every kept image in full.
+
+use std::collections::BTreeSet;
+
+use crate::support;
+
+use ferry::sample::{signing_key, ImageSpec, Layout, Written};
+use serde_json::Value;
+use support::bed::{said, Bed};
+use support::registry::{Mode, TestRegistry};
+use support::skopeo::{pulls_completely, tag_digest};
+
+/// CI's repository, staging on a plain registry, prod on a Basic one.
+struct World {
+    src: TestRegistry,
+    staging: TestRegistry,
+    prod: TestRegistry,
+    bed: Bed,
+}
+
+impl World {
+    fn new(retention: &str) -> World {
+        let src = TestRegistry::start(Mode::Plain);
+        let staging = TestRegistry::start(Mode::Plain);
+        let prod = TestRegistry::start(Mode::Basic);
+        let bed = Bed::new(&[&prod]);
+        let ci = format!("{}/acme/api", src.host());
+        bed.policies(&[
+            (
+                "staging.yaml",
+                format!(
+                    "version: 1\nsource: {ci}\ntargets:\n  - registry: {}\n    repository: staging/api\ntags: [staging]\n",
+                    staging.host()
+                ),
+            ),
+            (
+                "prod.yaml",
+                format!(
+                    "version: 1\nsource: {ci}\ntargets:\n  - registry: {}\n    repository: acme/api\ntags: [prod, \"{{source_tag}}\"]\nprotect: [\"v*\"]\n",
+                    prod.host()
+                ),
+            ),
+            (
+                "retention.yaml",
+                retention.replace("PROD", &prod.host()).replace("CI", &ci),
+            ),
+        ]);
+        World {
+            src,
+            staging,
+            prod,
+            bed,
+        }
+    }
+
+    /// Pushes `v1.0.N` for each N (multi-arch, with attestations) to CI's repository, with a
+    /// cosign signature on those in `signed` and an OCI referrer (fallback index) on those in
+    /// `sbom`.
+    fn push(&self, versions: &[u64], signed: &[u64], sbom: &[u64]) -> Vec<Written> {
+        let dir = self.bed.layout("ci");
+        let layout = Layout::create(&dir).unwrap();
+        versions
+            .iter()
+            .map(|n| {
+                let tag = format!("v1.0.{n}");
+                let w = layout
+                    .add_image(&ImageSpec {
+                        tag: tag.clone(),
+                        seed: 40 + n,
+                        ..ImageSpec::default()
+                    })
+                    .unwrap();
+                if signed.contains(n) {
+                    layout
+                        .add_signature(&w.digest, "ci/acme/api", &signing_key(1))
+                        .unwrap();
+                }
+                if sbom.contains(n) {
+                    layout
+                        .add_referrer(&w.digest, "application/spdx+json", *n)
+                        .unwrap();
+                }
+                self.bed.ferry_ok(&[
+                    "copy",
+                    &format!("ocidir://{}:{tag}", dir.display()),
+                    &format!("{}/acme/api:{tag}", self.src.host()),
+                ]);
+                w
+            })
+            .collect()
+    }
+
+    fn ferry(&self, args: &[&str]) -> std::process::Output {
+        self.bed.ferry_policies(args)
+    }
+
+    fn ferry_ok(&self, args: &[&str]) -> Value {
+        self.bed.ferry_policies_ok(args)
+    }
+}
+
+/// Tags of `repo` at `r`, through the registry's own API.
+fn tags(r: &TestRegistry, repo: &str) -> BTreeSet<String> {
+    let out = support::ferry()
+        .args(["tags", &format!("{}/{repo}", r.host()), "--output", "json"])
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .args(
+            r.creds()
+                .map(|(u, p)| vec!["--creds".to_owned(), format!("{}={u}:{p}", r.host())])
+                .unwrap_or_default(),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Whether `repo@digest` is still stored at `r` (a plain registry).
+fn has_manifest(r: &TestRegistry, repo: &str, digest: &str) -> bool {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-I",
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{}/v2/{repo}/manifests/{digest}", r.host()),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout) == "200"
+}
+
+fn deletes(r: &TestRegistry) -> usize {
+    r.access_log()
+        .iter()
+        .filter(|e| e.method == "DELETE")
+        .count()
+}
+
+#[test]
+fn prune_keeps_what_environments_run_and_could_roll_back_to_and_deletes_the_rest_whole() {
+    let w = World::new(
+        "version: 1\nkind: retention\nname: ci\nrepositories: [CI, PROD/acme/api]\ntags:\n  consider: [\"v*\"]\n  keep_last: 1\n",
+    );
+    // v1.0.0 (signed) and v1.0.3 (with an SBOM referrer) will go; v1.0.5 is the newest.
+    let images = w.push(&[0, 1, 2, 3, 4, 5], &[0, 5], &[3]);
+    // staging: v1.0.1 then v1.0.4; prod: v1.0.1 then v1.0.2 (its rollback target is v1.0.1).
+    for (env, v) in [("staging", 1), ("staging", 4), ("prod", 1), ("prod", 2)] {
+        w.ferry_ok(&[
+            "promote",
+            env,
+            &format!("{}/acme/api:v1.0.{v}", w.src.host()),
+            "--output",
+            "json",
+        ]);
+    }
+    let before_src = tags(&w.src, "acme/api");
+
+    // A dry run decides and sends no DELETE anywhere.
+    let plan = w.ferry_ok(&["prune", "--dry-run", "--output", "json"]);
+    for r in [&w.src, &w.staging, &w.prod] {
+        assert_eq!(deletes(r), 0, "a dry run sent a DELETE");
+    }
+    let src_plan = &plan["repositories"][0];
+    assert_eq!(src_plan["repository"], format!("{}/acme/api", w.src.host()));
+    let going: BTreeSet<&str> = src_plan["plan"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["delete"] == true)
+        .map(|t| t["what"].as_str().unwrap())
+        .collect();
+    let sig0 = format!("sha256-{}.sig", &images[0].digest[7..]);
+    let fallback3 = format!("sha256-{}", &images[3].digest[7..]);
+    let want: BTreeSet<&str> = ["v1.0.0", "v1.0.3", sig0.as_str(), fallback3.as_str()].into();
+    assert_eq!(going, want, "{src_plan:#}");
+    // Each kept image says why.
+    let why = |digest: &str| -> String {
+        src_plan["plan"]["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["what"] == digest)
+            .map(|m| m["detail"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        why(&images[4].digest).contains("staging runs it"),
+        "{}",
+        why(&images[4].digest)
+    );
+    assert!(why(&images[2].digest).contains("prod runs it"));
+    assert!(why(&images[1].digest).contains("rollback window"));
+    assert_eq!(before_src, tags(&w.src, "acme/api"));
+
+    // The prune.
+    let out = w.ferry(&["prune"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("prune ci: {}/acme/api", w.src.host())),
+        "{text}"
+    );
+    let after: BTreeSet<String> = tags(&w.src, "acme/api");
+    let want: BTreeSet<String> = before_src
+        .iter()
+        .filter(|t| !going.contains(t.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(after, want);
+    // What went, went whole: roots, platform and attestation manifests, signatures, referrers.
+    for (n, img) in images.iter().enumerate() {
+        let gone = n == 0 || n == 3;
+        assert_eq!(
+            has_manifest(&w.src, "acme/api", &img.digest),
+            !gone,
+            "v1.0.{n}"
+        );
+        for c in &img.children {
+            assert_eq!(
+                has_manifest(&w.src, "acme/api", c),
+                !gone,
+                "v1.0.{n} child {c}"
+            );
+        }
+    }
+    assert!(!after.iter().any(|t| t.contains(&images[0].digest[7..])));
+    assert!(!after.iter().any(|t| t.contains(&images[3].digest[7..])));
+    // The signature of the newest stays with it.
+    assert!(after.contains(&format!("sha256-{}.sig", &images[5].digest[7..])));
+    // Every kept image pulls in full.
+    for v in [1, 2, 4, 5] {
+        pulls_completely(&w.src, "acme/api", &format!("v1.0.{v}")).unwrap();
+    }
+    // prod's repository: everything is protected (what prod runs, its window, protected tags).
+    let prod_report = &String::from_utf8_lossy(&out.stdout);
+    assert!(prod_report.contains(&format!("prune ci: {}/acme/api", w.prod.host())));
+    assert!(tags(&w.prod, "acme/api").contains("v1.0.1"));
+
+    // A rerun finds nothing left to delete.
+    let again = w.ferry_ok(&["prune", "--output", "json"]);
+    for r in again["repositories"].as_array().unwrap() {
+        assert_eq!(r["deleted"].as_array().unwrap().len(), 0, "{r:#}");
+    }
+
+    // Status and rollback still work, and what they point at pulls.
+    w.ferry_ok(&["status", "prod", "--output", "json"]);
+    w.ferry_ok(&["rollback", "prod", "--output", "json"]);
+    assert_eq!(
+        tag_digest(&w.prod, "acme/api", "prod").as_deref(),
+        Some(images[1].digest.as_str())
+    );
+    pulls_completely(&w.prod, "acme/api", "prod").unwrap();
+    pulls_completely(&w.staging, "staging/api", "staging").unwrap();
+}
