@@ -7,8 +7,10 @@ use crate::support;
 use ferry::sample::{signing_key, ImageSpec, Layout, Written};
 use serde_json::Value;
 use support::bed::{said, Bed};
+use support::moto::{ecr_password, MotoServer, ECR_HOST};
 use support::registry::{Mode, TestRegistry};
 use support::skopeo::{pulls_completely, tag_digest};
+use support::standin::StandIn;
 
 /// CI's repository, staging on a plain registry, prod on a Basic one.
 struct World {
@@ -262,4 +264,275 @@ fn prune_keeps_what_environments_run_and_could_roll_back_to_and_deletes_the_rest
     );
     pulls_completely(&w.prod, "acme/api", "prod").unwrap();
     pulls_completely(&w.staging, "staging/api", "staging").unwrap();
+}
+
+/// Pushes `v1.0.N` (multi-arch, with attestations) for each N to `dest` (`HOST/REPO`), a
+/// cosign signature on those in `signed`; returns them, plus one image pushed by digest only.
+fn seed(bed: &Bed, dest: &str, versions: &[u64], signed: &[u64]) -> (Vec<Written>, Written) {
+    let dir = bed.layout("seed");
+    let layout = Layout::create(&dir).unwrap();
+    let mut out = Vec::new();
+    for n in versions {
+        let tag = format!("v1.0.{n}");
+        let w = layout
+            .add_image(&ImageSpec {
+                tag: tag.clone(),
+                seed: 70 + n,
+                ..ImageSpec::default()
+            })
+            .unwrap();
+        if signed.contains(n) {
+            layout
+                .add_signature(&w.digest, dest, &signing_key(1))
+                .unwrap();
+        }
+        bed.ferry_ok(&[
+            "copy",
+            &format!("ocidir://{}:{tag}", dir.display()),
+            &format!("{dest}:{tag}"),
+        ]);
+        out.push(w);
+    }
+    let loose = layout
+        .add_image(&ImageSpec {
+            tag: "loose".into(),
+            seed: 99,
+            ..ImageSpec::default()
+        })
+        .unwrap();
+    bed.ferry_ok(&[
+        "copy",
+        &format!("ocidir://{}:loose", dir.display()),
+        &format!("{dest}@{}", loose.digest),
+    ]);
+    (out, loose)
+}
+
+#[test]
+fn ghcr_deletes_package_versions_through_the_packages_api_untagged_ones_included() {
+    const TOKEN: &str = "ghp_standin_token";
+    let reg = TestRegistry::start(Mode::Plain);
+    let api = StandIn::ghcr(&reg, TOKEN);
+    let bed = Bed::new(&[]);
+    bed.policies(&[
+        (
+            "registries.yaml",
+            format!(
+                "version: 1\nregistries:\n  ghcr.io:\n    endpoint: http://{}\n    api_endpoint: {}\n",
+                reg.host(),
+                api.url()
+            ),
+        ),
+        (
+            "ci.yaml",
+            "version: 1\nkind: retention\nrepositories: [ghcr.io/acme/api]\ntags:\n  keep_last: 1\nuntagged: delete\n".into(),
+        ),
+    ]);
+    let (images, loose) = seed(
+        &bed,
+        &format!("{}/acme/api", reg.host()),
+        &[0, 1, 2],
+        &[0, 2],
+    );
+    let run = |args: &[&str]| {
+        let mut c = bed.command(&bed.with_policies(args));
+        c.env("GITHUB_TOKEN", TOKEN);
+        c.output().unwrap()
+    };
+
+    let out = run(&["prune", "--dry-run", "--output", "json"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!api.calls().iter().any(|c| c.method == "DELETE"));
+    assert_eq!(deletes(&reg), 0);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["repositories"][0]["untagged_listed"], true, "{plan:#}");
+    assert_eq!(plan["repositories"][0]["deletes_by"], "GitHub Packages API");
+
+    let out = run(&["prune", "--output", "json"]);
+    assert!(out.status.success(), "{}", said(&out));
+    // Every delete went through the Packages API, a version (a manifest) at a time.
+    let api_deletes: Vec<_> = api
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "DELETE")
+        .collect();
+    assert!(api_deletes
+        .iter()
+        .all(|c| c.status == 204 && c.path.contains("/packages/container/api/versions/")));
+    // v1.0.0 and v1.0.1 with their platform and attestation manifests, v1.0.0's signature,
+    // and the untagged image with its children.
+    let gone: Vec<&Written> = vec![&images[0], &images[1], &loose];
+    let expected = gone.iter().map(|w| 1 + w.children.len()).sum::<usize>() + 1;
+    assert_eq!(api_deletes.len(), expected, "{api_deletes:#?}");
+    for w in &gone {
+        assert!(!has_manifest(&reg, "acme/api", &w.digest));
+    }
+    let left = tags(&reg, "acme/api");
+    let want: BTreeSet<String> = [
+        "v1.0.2".to_owned(),
+        format!("sha256-{}.sig", &images[2].digest[7..]),
+    ]
+    .into();
+    assert_eq!(left, want);
+    pulls_completely(&reg, "acme/api", "v1.0.2").unwrap();
+    // No OCI DELETE: GHCR has none.
+    assert_eq!(
+        reg.access_log()
+            .iter()
+            .filter(|e| e.method == "DELETE" && e.user_agent.starts_with("ferry"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn docker_hub_deletes_tags_through_its_api_then_manifests_by_digest() {
+    const SECRET: &str = "dckr_pat_standin";
+    let reg = TestRegistry::start(Mode::Plain);
+    let api = StandIn::hub(&reg, SECRET);
+    let bed = Bed::new(&[]);
+    bed.policies(&[
+        (
+            "registries.yaml",
+            format!(
+                "version: 1\nregistries:\n  docker.io:\n    endpoint: http://{}\n    api_endpoint: {}\n",
+                reg.host(),
+                api.url()
+            ),
+        ),
+        (
+            "ci.yaml",
+            "version: 1\nkind: retention\nrepositories: [docker.io/acme/api]\ntags:\n  keep_last: 1\n".into(),
+        ),
+    ]);
+    let (images, _) = seed(&bed, &format!("{}/acme/api", reg.host()), &[0, 1, 2], &[]);
+    let out = bed.ferry_policies(&[
+        "prune",
+        "--creds",
+        &format!("docker.io=acme:{SECRET}"),
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!said(&out).contains(SECRET));
+    let calls = api.calls();
+    let tag_deletes: BTreeSet<String> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE" && c.status == 204)
+        .map(|c| c.path.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        tag_deletes,
+        ["v1.0.0".to_owned(), "v1.0.1".to_owned()].into()
+    );
+    assert!(calls
+        .iter()
+        .any(|c| c.method == "POST" && c.path == "/v2/users/login"));
+    // Then each image's manifests, by digest over the registry API, parents first.
+    for w in &images[..2] {
+        assert!(!has_manifest(&reg, "acme/api", &w.digest));
+        for c in &w.children {
+            assert!(!has_manifest(&reg, "acme/api", c));
+        }
+    }
+    assert_eq!(tags(&reg, "acme/api"), ["v1.0.2".to_owned()].into());
+    pulls_completely(&reg, "acme/api", "v1.0.2").unwrap();
+}
+
+#[test]
+fn ecr_deletes_through_batch_delete_image_at_moto() {
+    let moto = MotoServer::start();
+    let ecr = TestRegistry::start_basic_with("AWS", &ecr_password());
+    let bed = Bed::new(&[&ecr]);
+    bed.policies(&[
+        (
+            "registries.yaml",
+            format!(
+                "version: 1\nregistries:\n  {ECR_HOST}:\n    endpoint: http://{}\n",
+                ecr.host()
+            ),
+        ),
+        (
+            "ci.yaml",
+            format!("version: 1\nkind: retention\nrepositories: [{ECR_HOST}/acme/api]\ntags:\n  keep_last: 1\nuntagged: delete\n"),
+        ),
+    ]);
+    moto.create_repository("acme/api", "MUTABLE", &[]);
+    // The same images at the registry (what ferry lists) and in ECR's API (what it deletes
+    // through): moto keeps image records, not content.
+    let dir = bed.layout("seed");
+    let layout = Layout::create(&dir).unwrap();
+    let put = |w: &Written, tag: Option<&str>| {
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(&w.digest[7..])).unwrap();
+        let mut body = serde_json::json!({
+            "repositoryName": "acme/api",
+            "imageManifest": String::from_utf8(bytes).unwrap(),
+            "imageManifestMediaType": w.media_type,
+            "imageDigest": w.digest,
+        });
+        if let Some(t) = tag {
+            body["imageTag"] = t.into();
+        }
+        let (status, answer) = moto.call("PutImage", body);
+        assert_eq!(status, 200, "PutImage: {answer}");
+    };
+    for n in 0..3u64 {
+        let tag = format!("v1.0.{n}");
+        let w = layout
+            .add_image(&support::bed::single_platform(
+                &tag,
+                80 + n,
+                &[(1, 4096)],
+                &[(80 + n, 4096)],
+            ))
+            .unwrap();
+        bed.ferry_ok(&[
+            "copy",
+            &format!("ocidir://{}:{tag}", dir.display()),
+            &format!("{}/acme/api:{tag}", ecr.host()),
+        ]);
+        put(&w, Some(&tag));
+    }
+    let untagged = layout
+        .add_image(&support::bed::single_platform(
+            "x",
+            90,
+            &[(1, 4096)],
+            &[(90, 4096)],
+        ))
+        .unwrap();
+    put(&untagged, None);
+
+    let out = bed
+        .command(&bed.with_policies(&["prune", "--output", "json"]))
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "AKIAFERRYTEST0000001")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-test-secret-0b4e5c8d")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["repositories"][0]["deletes_by"],
+        "ECR BatchDeleteImage"
+    );
+    assert_eq!(report["repositories"][0]["untagged_listed"], true);
+    let (status, listed) = moto.call(
+        "ListImages",
+        serde_json::json!({"repositoryName": "acme/api"}),
+    );
+    assert_eq!(status, 200);
+    let left: Vec<(String, String)> = listed["imageIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["imageDigest"].as_str().unwrap_or_default().to_owned(),
+                i["imageTag"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(left.len(), 1, "{listed:#}");
+    assert_eq!(left[0].1, "v1.0.2");
 }

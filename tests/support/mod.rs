@@ -7,6 +7,7 @@ pub mod moto;
 pub mod oauth;
 pub mod registry;
 pub mod skopeo;
+pub mod standin;
 pub mod tls;
 pub mod tokenserver;
 
