@@ -21,6 +21,8 @@
 //! subject; the next run finds and deletes them.
 
 pub mod delete;
+#[cfg(test)]
+mod orchestration;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -378,11 +380,6 @@ impl RepoPrune<'_> {
         for r in window {
             if let Some(d) = r.digest_of(image) {
                 out.push((d.clone(), format!("{name}'s rollback window")));
-            }
-            for d in r.previous.values().flatten() {
-                if r.images.is_empty() {
-                    out.push((d.clone(), format!("{name}'s rollback window")));
-                }
             }
         }
         Ok(out)

@@ -121,6 +121,13 @@ impl MemoryRegistry {
         self.lock().repos.get(repository)?.tags.get(tag).cloned()
     }
 
+    /// Points a tag at a stored manifest, as another writer would (a promotion racing a prune).
+    pub fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) {
+        if let Some(r) = self.lock().repos.get_mut(repository) {
+            r.tags.insert(tag.to_owned(), digest.clone());
+        }
+    }
+
     /// Whether a repository holds a manifest and every blob and child it names, recursively.
     pub fn complete(&self, repository: &str, digest: &Digest) -> bool {
         self.graph(repository, digest).is_some()
