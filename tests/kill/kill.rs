@@ -14,10 +14,10 @@ use support::registry::{Mode, TestRegistry};
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// How `complete` marks an answer that says nothing about completeness (a registry error).
-const UNREADABLE: &str = "unreadable:";
+pub(crate) const UNREADABLE: &str = "unreadable:";
 
 /// Checks that what `repo:tag` names is complete: every manifest under it and every blob.
-async fn complete(
+pub(crate) async fn complete(
     client: &reqwest::Client,
     base: &str,
     repo: &str,
@@ -165,9 +165,9 @@ fn release_check(base: &str, release: &[(&str, String)], round: usize) -> usize 
 }
 
 /// A small xorshift generator: the seed is printed, so a failing sequence can be replayed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

@@ -7,8 +7,11 @@
 //!
 //! - `kill`: SIGKILL at random moments of copy, promote and mirror never leaves a tag on
 //!   incomplete content, and every rerun completes.
+//! - `prune`: SIGKILL at random moments of `ferry prune` never leaves a listed tag naming a
+//!   deleted or incomplete manifest, and every rerun completes and cleans up.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod kill;
+mod prune;
