@@ -130,7 +130,7 @@ pub enum PolicyCommand {
         /// The kind of policy file.
         #[arg(long, value_enum, required_unless_present = "out")]
         kind: Option<SchemaKind>,
-        /// Write `environment.json`, `mirror.json` and `registries.json` into this directory
+        /// Write `environment.json`, `mirror.json`, `registries.json` and `retention.json` into this directory
         /// (only KIND's with --kind).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,

@@ -107,7 +107,7 @@ pub(crate) struct RawRegistry {
     #[schemars(regex(pattern = r"^https?://[^/?#]+/?$"))]
     endpoint: Option<String>,
     /// GHCR and Docker Hub: where `ferry prune` sends their own APIs' requests instead of
-    /// `https://api.github.com` and `https://hub.docker.com` (a proxy, GitHub Enterprise, a stand-in).
+    /// `https://api.github.com` and `https://hub.docker.com` (a proxy, a stand-in).
     #[schemars(regex(pattern = r"^https?://[^?#]+$"))]
     api_endpoint: Option<String>,
     /// Plain HTTP instead of HTTPS; never a silent fallback. Loopback registries use it already.
@@ -789,6 +789,25 @@ fn load_registries(file: &Path) -> Result<BTreeMap<String, RegistrySettings>, Po
                     file,
                     key("endpoint"),
                     format!("{e:?}: expected scheme://host[:port] and nothing more"),
+                ));
+            }
+        }
+        if let Some(e) = &r.api_endpoint {
+            let ok = url::Url::parse(e)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if ok.is_none() {
+                return Err(PolicyError::new(
+                    file,
+                    key("api_endpoint"),
+                    format!("{e:?}: expected an http:// or https:// URL"),
+                ));
+            }
+            if !matches!(Kind::of(registry.as_str()), Kind::Ghcr | Kind::DockerHub) {
+                return Err(PolicyError::new(
+                    file,
+                    key("api_endpoint"),
+                    "applies to ghcr.io and docker.io only (their own APIs, used by ferry prune)",
                 ));
             }
         }
@@ -1603,6 +1622,11 @@ mod tests {
                 "nightly.yaml",
                 "version: 1\nkind: replica\nsource: ghcr.io/acme\n",
                 "nightly.yaml: kind: \"replica\": expected environment, mirror or retention",
+            ),
+            (
+                "registries.yaml",
+                "version: 1\nregistries:\n  quay.io:\n    api_endpoint: https://quay.io/api/v1\n",
+                "registries.yaml: registries.quay.io.api_endpoint: applies to ghcr.io and docker.io only",
             ),
             (
                 "ci.yaml",

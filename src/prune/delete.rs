@@ -58,7 +58,8 @@ pub struct Api {
     /// `api` (GHCR: a package name, slashes and all).
     name: String,
     credential: Option<Credential>,
-    token: tokio::sync::Mutex<Option<String>>,
+    /// Docker Hub's JWT, or why the login failed (asked once per run).
+    token: tokio::sync::Mutex<Option<Result<String, String>>>,
     /// GHCR: package versions by digest, and where the package lives (`orgs/acme`).
     versions: tokio::sync::Mutex<Option<(String, HashMap<Digest, Version>)>>,
     place: String,
@@ -140,6 +141,12 @@ impl Deleter {
             Deleter::Ghcr(a) | Deleter::Hub { api: a, .. } => a.requests.load(Ordering::Relaxed),
             _ => 0,
         }
+    }
+
+    /// Whether deleting an image's last tag deletes the image too (ECR): such a tag of a
+    /// manifest that stays cannot go.
+    pub fn last_tag_takes_the_image(&self) -> bool {
+        matches!(self, Deleter::Ecr { .. })
     }
 
     /// What deletes tags and manifests here, for the report.
@@ -404,16 +411,13 @@ impl Api {
                     return Ok(all);
                 }
                 // An organisation's package 404s under `orgs/` when the owner is a user.
-                Err(RegistryError::Cloud { detail, .. }) if detail.contains("answered 404") => {
-                    last_err = Some(detail);
+                Err(e @ RegistryError::Cloud { .. }) if e.to_string().contains("answered 404") => {
+                    last_err = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(self.error(
-            "listing package versions",
-            last_err.unwrap_or_else(|| "not found".into()),
-        ))
+        Err(last_err.unwrap_or_else(|| self.error("listing package versions", "not found")))
     }
 
     async fn ghcr_delete_version(&self, d: &Digest) -> Result<bool, RegistryError> {
@@ -461,8 +465,17 @@ impl Api {
     async fn hub_token(&self) -> Result<String, RegistryError> {
         let mut token = self.token.lock().await;
         if let Some(t) = token.as_ref() {
-            return Ok(t.clone());
+            return t.clone().map_err(|first| RegistryError::Unauthorized {
+                host: self.base.clone(),
+                detail: format!("the login failed earlier in this run ({first})"),
+            });
         }
+        let t = self.hub_login().await;
+        *token = Some(t.as_ref().map(Clone::clone).map_err(ToString::to_string));
+        t
+    }
+
+    async fn hub_login(&self) -> Result<String, RegistryError> {
         let Some(Credential::Basic { username, password }) = &self.credential else {
             return Err(RegistryError::Unauthorized {
                 host: self.base.clone(),
@@ -485,7 +498,6 @@ impl Api {
             .ok()
             .and_then(|v| v["token"].as_str().map(str::to_owned))
             .ok_or_else(|| self.error("logging in", "no token in the answer"))?;
-        *token = Some(t.clone());
         Ok(t)
     }
 

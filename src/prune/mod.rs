@@ -91,7 +91,8 @@ pub struct RepoReport {
     pub tags_listed: usize,
     /// The decisions.
     pub plan: Plan,
-    /// Tags and manifests deleted.
+    /// Tags and manifests deleted (not counting those already gone, nor tags the registry
+    /// removed with their manifest).
     pub deleted: Vec<String>,
     /// Deletes not sent, and why (an environment moved onto it, the registry cannot).
     pub skipped: Vec<Skipped>,
@@ -649,52 +650,85 @@ impl RepoPrune<'_> {
             list.lock().expect("report").push(Skipped { what, why });
         };
 
+        // Manifests whose tag could not be deleted: they stay (their tag would dangle).
+        let failed_parents: Mutex<HashSet<Digest>> = Mutex::default();
+        // Digests a staying tag names: where deleting a tag deletes an image left untagged
+        // (ECR), a tag is the last one only when none of these names its image.
+        let staying: HashSet<&Digest> = plan
+            .tags
+            .iter()
+            .filter(|t| !t.delete)
+            .filter_map(|t| digest_of.get(&t.what).copied())
+            .collect();
+
         // 1. Tags that are not attachment tags (those go with their image, below).
-        let tags: Vec<&Tag> = plan
+        let tags: Vec<Tag> = plan
             .tag_deletes()
             .filter(|t| !is_attachment_tag(t.as_str()))
+            .cloned()
             .collect();
-        stream::iter(tags)
-            .for_each_concurrent(par, |tag| {
-                let (done, skipped, failed) = (&done, &skipped, &failed);
-                let no_tag_deletes = &no_tag_deletes;
-                let digest = digest_of.get(tag).copied();
-                let goes_with_manifest = digest.is_some_and(|d| going.contains(d));
-                async move {
-                    if no_tag_deletes.load(std::sync::atomic::Ordering::Relaxed) {
+        let one_tag = |tag: Tag| {
+            let (done, skipped, failed) = (&done, &skipped, &failed);
+            let (no_tag_deletes, failed_parents) = (&no_tag_deletes, &failed_parents);
+            let digest = digest_of.get(&tag).copied();
+            let goes_with_manifest = digest.is_some_and(|d| going.contains(d));
+            let takes_a_kept_image = deleter.last_tag_takes_the_image()
+                && digest.is_some_and(|d| !going.contains(d) && !staying.contains(d));
+            async move {
+                if takes_a_kept_image {
+                    return skip(
+                        skipped,
+                        tag.to_string(),
+                        "deleting an image's last tag deletes the image here, and the image stays"
+                            .into(),
+                    );
+                }
+                if no_tag_deletes.load(std::sync::atomic::Ordering::Relaxed) {
+                    if !goes_with_manifest {
+                        skip(
+                            skipped,
+                            tag.to_string(),
+                            "this registry cannot delete a tag alone".into(),
+                        );
+                    }
+                    return;
+                }
+                if let Some(d) = digest {
+                    match guard.claimed(d).await {
+                        Ok(None) => {}
+                        Ok(Some(why)) => return skip(skipped, tag.to_string(), why),
+                        Err(e) => return skip(failed, tag.to_string(), e.to_string()),
+                    }
+                }
+                match deleter.delete_tag(&tag).await {
+                    Ok(true) => done.lock().expect("report").push(tag.to_string()),
+                    Ok(false) => {}
+                    Err(RegistryError::Unsupported { detail, .. }) => {
+                        no_tag_deletes.store(true, std::sync::atomic::Ordering::Relaxed);
                         if !goes_with_manifest {
                             skip(
                                 skipped,
                                 tag.to_string(),
-                                "this registry cannot delete a tag alone".into(),
+                                format!("this registry cannot delete a tag alone ({detail})"),
                             );
                         }
-                        return;
                     }
-                    if let Some(d) = digest {
-                        match guard.claimed(d).await {
-                            Ok(None) => {}
-                            Ok(Some(why)) => return skip(skipped, tag.to_string(), why),
-                            Err(e) => return skip(failed, tag.to_string(), e.to_string()),
+                    Err(e) => {
+                        if let Some(d) = digest {
+                            failed_parents.lock().expect("report").insert(d.clone());
                         }
-                    }
-                    match deleter.delete_tag(tag).await {
-                        Ok(_) => done.lock().expect("report").push(tag.to_string()),
-                        Err(RegistryError::Unsupported { detail, .. }) => {
-                            no_tag_deletes.store(true, std::sync::atomic::Ordering::Relaxed);
-                            if !goes_with_manifest {
-                                skip(
-                                    skipped,
-                                    tag.to_string(),
-                                    format!("this registry cannot delete a tag alone ({detail})"),
-                                );
-                            }
-                        }
-                        Err(e) => skip(failed, tag.to_string(), e.to_string()),
+                        skip(failed, tag.to_string(), e.to_string())
                     }
                 }
-            })
-            .await;
+            }
+        };
+        // The first alone: a registry that cannot delete a tag alone says so once, not once
+        // per request in flight.
+        let mut tags = tags.into_iter();
+        if let Some(first) = tags.next() {
+            one_tag(first).await;
+        }
+        stream::iter(tags).for_each_concurrent(par, one_tag).await;
 
         // 2. Manifests, parents before children, each with the attachment tags naming it.
         let attachment_tags: HashMap<Digest, Vec<Tag>> = plan
@@ -705,12 +739,14 @@ impl RepoPrune<'_> {
                 m.entry(d).or_insert_with(Vec::new).push(t);
                 m
             });
-        let failed_parents: Mutex<HashSet<Digest>> = Mutex::default();
+        // Manifest deletes the registry cannot do at all; learnt from the first refusal.
+        let no_manifest_deletes = std::sync::atomic::AtomicBool::new(false);
         for level in levels(&plan, &listing.manifests) {
             stream::iter(level)
                 .for_each_concurrent(par, |d| {
                     let (done, skipped, failed) = (&done, &skipped, &failed);
                     let (failed_parents, no_tag_deletes) = (&failed_parents, &no_tag_deletes);
+                    let no_manifest_deletes = &no_manifest_deletes;
                     let tags = attachment_tags.get(&d).cloned().unwrap_or_default();
                     let parents: Vec<Digest> = listing
                         .manifests
@@ -719,7 +755,18 @@ impl RepoPrune<'_> {
                         .map(|m| m.digest.clone())
                         .collect();
                     async move {
-                        // A parent that stayed keeps what is under it.
+                        if no_manifest_deletes.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        // A parent that stayed keeps what is under it; a manifest whose tag
+                        // could not be deleted stays with it.
+                        if failed_parents.lock().expect("report").contains(&d) {
+                            return skip(
+                                skipped,
+                                d.to_string(),
+                                "its tag could not be deleted".into(),
+                            );
+                        }
                         if parents
                             .iter()
                             .any(|p| failed_parents.lock().expect("report").contains(p))
@@ -745,7 +792,8 @@ impl RepoPrune<'_> {
                         if !no_tag_deletes.load(std::sync::atomic::Ordering::Relaxed) {
                             for t in &tags {
                                 match deleter.delete_tag(t).await {
-                                    Ok(_) => done.lock().expect("report").push(t.to_string()),
+                                    Ok(true) => done.lock().expect("report").push(t.to_string()),
+                                    Ok(false) => {}
                                     Err(RegistryError::Unsupported { .. }) => {
                                         no_tag_deletes
                                             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -759,7 +807,16 @@ impl RepoPrune<'_> {
                             }
                         }
                         match deleter.delete_manifest(&d).await {
-                            Ok(_) => done.lock().expect("report").push(d.to_string()),
+                            Ok(true) => done.lock().expect("report").push(d.to_string()),
+                            Ok(false) => {}
+                            Err(e @ RegistryError::Unsupported { .. }) => {
+                                // Said once: every other manifest would be refused the same way.
+                                if !no_manifest_deletes
+                                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                                {
+                                    skip(failed, "manifests".into(), e.to_string());
+                                }
+                            }
                             Err(e) => {
                                 failed_parents.lock().expect("report").insert(d.clone());
                                 skip(failed, d.to_string(), e.to_string());

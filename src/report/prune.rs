@@ -90,7 +90,7 @@ fn write_repo(out: &mut dyn Write, r: &RepoReport, dry_run: bool) -> std::io::Re
     if !r.untagged_listed {
         writeln!(
             out,
-            "  untagged manifests: not listed (this registry lists tags only); its own garbage collection removes them"
+            "  untagged manifests: not listed (this registry's API lists tags only); they are left to the registry's own cleanup"
         )?;
     }
     for s in &r.skipped {

@@ -1,6 +1,7 @@
 //! Integration tests for `ferry prune` against real registries, with staging and prod and their histories in place: the dry run sends no DELETE, the prune leaves exactly the expected tags and manifests (children, signatures and fallback entries go with their image), status and rollback still work, skopeo pulls every kept image in full.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::support;
 
@@ -535,4 +536,104 @@ fn ecr_deletes_through_batch_delete_image_at_moto() {
         .collect();
     assert_eq!(left.len(), 1, "{listed:#}");
     assert_eq!(left[0].1, "v1.0.2");
+}
+
+/// Writes `n` distinct single-layer images straight into a registry's storage, as pushes would
+/// have left them: image `i` tagged `sha-{i:05}`, created `i` minutes after a fixed time.
+fn seed_storage(reg: &TestRegistry, repo: &str, n: usize) -> Vec<String> {
+    use sha2::Digest as _;
+    let root = reg.storage_dir().join("docker/registry/v2");
+    let put_blob = |bytes: &[u8]| -> String {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        let dir = root.join("blobs/sha256").join(&hex[..2]).join(&hex);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("data"), bytes).unwrap();
+        hex
+    };
+    let repo_dir = root.join("repositories").join(repo);
+    let link = |path: std::path::PathBuf, hex: &str| {
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("link"), format!("sha256:{hex}")).unwrap();
+    };
+    let layer = put_blob(b"one shared layer");
+    link(repo_dir.join("_layers/sha256").join(&layer), &layer);
+    let mut digests = Vec::with_capacity(n);
+    for i in 0..n {
+        let created = humantime::format_rfc3339(
+            std::time::UNIX_EPOCH + Duration::from_secs(1_790_000_000 + 60 * i as u64),
+        );
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","created":"{created}","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let config_hex = put_blob(config.as_bytes());
+        link(
+            repo_dir.join("_layers/sha256").join(&config_hex),
+            &config_hex,
+        );
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{config_hex}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{layer}","size":16}}]}}"#,
+            config.len()
+        );
+        let hex = put_blob(manifest.as_bytes());
+        link(
+            repo_dir.join("_manifests/revisions/sha256").join(&hex),
+            &hex,
+        );
+        let tag = repo_dir.join(format!("_manifests/tags/sha-{i:05}"));
+        link(tag.join("current"), &hex);
+        link(tag.join("index/sha256").join(&hex), &hex);
+        digests.push(format!("sha256:{hex}"));
+    }
+    digests
+}
+
+/// Issue 18: pruning 10,000 tags down to 50 in one repository — wall time and requests,
+/// against the tags listed plus the deletes. Ignored in CI (about a minute of registry CPU on
+/// two cores); run it with `cargo test --test it -- --ignored prune::ten_thousand --nocapture`.
+#[test]
+#[ignore = "about a minute on two cores: a measurement, run by hand"]
+fn ten_thousand_tags_pruned_to_fifty() {
+    const N: usize = 10_000;
+    let reg = TestRegistry::start_cached();
+    let started = std::time::Instant::now();
+    let digests = seed_storage(&reg, "ci/api", N);
+    eprintln!("seeded {N} images in {:?}", started.elapsed());
+    let bed = Bed::new(&[]);
+    bed.policies(&[(
+        "ci.yaml",
+        format!(
+            "version: 1\nkind: retention\nrepositories: [{}/ci/api]\ntags:\n  consider: [\"sha-*\"]\n  keep_last: 50\n",
+            reg.host()
+        ),
+    )]);
+    let before = reg.access_log().len();
+    let started = std::time::Instant::now();
+    let report = w_ok(&bed, &["prune", "--parallel", "16", "--output", "json"]);
+    let took = started.elapsed();
+    let log = reg.access_log();
+    let new = &log[before..];
+    let by = |m: &str| new.iter().filter(|e| e.method == m).count();
+    let deleted = by("DELETE");
+    eprintln!(
+        "pruned {N} tags to 50 in {took:?}: {} requests ({} GET, {} HEAD, {deleted} DELETE); tags listed + deletes = {}; ratio {:.2}",
+        new.len(),
+        by("GET"),
+        by("HEAD"),
+        N + deleted,
+        new.len() as f64 / (N + deleted) as f64
+    );
+    let r = &report["repositories"][0];
+    assert_eq!(r["tags_listed"], N);
+    assert_eq!(r["failed"].as_array().unwrap().len(), 0, "{r}");
+    let left = tags(&reg, "ci/api");
+    let want: BTreeSet<String> = (N - 50..N).map(|i| format!("sha-{i:05}")).collect();
+    assert_eq!(left, want);
+    assert!(!has_manifest(&reg, "ci/api", &digests[0]));
+    assert!(has_manifest(&reg, "ci/api", &digests[N - 1]));
+    // Within a small constant of the tags listed plus the deletes.
+    assert!(new.len() <= 3 * (N + deleted), "{} requests", new.len());
+}
+
+fn w_ok(bed: &Bed, args: &[&str]) -> Value {
+    bed.ferry_policies_ok(args)
 }
