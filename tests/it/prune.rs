@@ -637,3 +637,59 @@ fn ten_thousand_tags_pruned_to_fifty() {
 fn w_ok(bed: &Bed, args: &[&str]) -> Value {
     bed.ferry_policies_ok(args)
 }
+
+#[test]
+fn shards_split_repositories_whole_and_the_step_summary_lists_them() {
+    let reg = TestRegistry::start(Mode::Plain);
+    let bed = Bed::new(&[]);
+    let repos: Vec<String> = (0..8)
+        .map(|i| format!("{}/team/app{i}", reg.host()))
+        .collect();
+    bed.policies(&[(
+        "ci.yaml",
+        format!(
+            "version: 1\nkind: retention\nrepositories: [{}]\ntags:\n  keep_last: 1\n",
+            repos.join(", ")
+        ),
+    )]);
+    let summary = bed.layout("summary.md");
+    let mut seen: Vec<String> = Vec::new();
+    for k in 1..=3 {
+        let out = bed
+            .command(&bed.with_policies(&[
+                "prune",
+                "--dry-run",
+                "--shard",
+                &format!("{k}/3"),
+                "--output",
+                "json",
+            ]))
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", said(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        seen.extend(
+            v["repositories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["repository"].as_str().unwrap().to_owned()),
+        );
+    }
+    // Every repository exactly once, over the three shards.
+    seen.sort();
+    let mut want = repos.clone();
+    want.sort();
+    assert_eq!(seen, want);
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(
+        md.matches("### ferry prune (dry run) (shard").count(),
+        3,
+        "{md}"
+    );
+    for r in &repos {
+        assert!(md.contains(&format!("| `{r}` |")), "{md}");
+    }
+    assert_eq!(deletes(&reg), 0);
+}
