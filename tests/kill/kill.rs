@@ -177,6 +177,7 @@ impl Rng {
 
 #[test]
 fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
+    let _alone = crate::alone();
     // Rounds go on until this many SIGKILLs have landed while ferry was running.
     let wanted: usize = std::env::var("FERRY_KILLS")
         .ok()

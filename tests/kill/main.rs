@@ -15,3 +15,12 @@ mod support;
 
 mod kill;
 mod prune;
+
+/// Held by each kill test for its whole run: they aim kills inside runs they time undisturbed,
+/// so they take turns rather than share the machine (the harness runs tests on threads).
+pub static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the machine for one kill test (a test that panicked before does not poison it).
+pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
