@@ -132,9 +132,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let ctx = context(&dir, &a.common, &[])?;
             let run = mirror::select::Request {
                 names: &a.names,
-                shard: a.shard.as_deref(),
+                shard: a.sharding.shard.as_deref(),
                 job_index: std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
-                shard_count: a.shard_count,
+                shard_count: a.sharding.shard_count,
                 dry_run: a.dry_run,
                 fail_fast: a.fail_fast,
                 parallel: a.parallel,
@@ -150,19 +150,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Prune(a) => {
             let ctx = context(&dir, &a.common, &[])?;
-            let shard = match (
-                a.shard.as_deref(),
-                std::env::var("JOB_COMPLETION_INDEX").ok(),
-            ) {
-                (Some(s), _) => Some(Shard::parse(s).map_err(Error::Usage)?),
-                (None, Some(i)) => {
-                    let count = a.shard_count.ok_or_else(|| {
-                        Error::Usage("JOB_COMPLETION_INDEX is set: give the completion count with --shard-count or FERRY_SHARD_COUNT".into())
-                    })?;
-                    Some(Shard::from_job_index(&i, count).map_err(Error::Usage)?)
-                }
-                (None, None) => None,
-            };
+            let shard = Shard::resolve(
+                a.sharding.shard.as_deref(),
+                std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+                a.sharding.shard_count,
+            )
+            .map_err(Error::Usage)?;
             if a.parallel == 0 {
                 return Err(Error::Usage("--parallel must be at least 1".into()));
             }

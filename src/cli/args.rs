@@ -206,13 +206,9 @@ pub struct MirrorArgs {
     /// Read and decide, print the plan, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Only this shard's tags: K/N, split by a stable hash of each selected tag (default: a
-    /// Kubernetes Indexed Job's JOB_COMPLETION_INDEX with --shard-count).
-    #[arg(long)]
-    pub shard: Option<String>,
-    /// The number of shards when the index comes from JOB_COMPLETION_INDEX.
-    #[arg(long, env = "FERRY_SHARD_COUNT")]
-    pub shard_count: Option<u32>,
+    /// Only this shard's tags, split by a stable hash of each selected tag.
+    #[command(flatten)]
+    pub sharding: ShardArgs,
     /// Stop starting new images after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
@@ -232,19 +228,28 @@ pub struct PruneArgs {
     /// Read and decide, print the plan, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Only this shard's repositories: K/N, split by a stable hash of each repository (default:
-    /// a Kubernetes Indexed Job's JOB_COMPLETION_INDEX with --shard-count).
-    #[arg(long)]
-    pub shard: Option<String>,
-    /// The number of shards when the index comes from JOB_COMPLETION_INDEX.
-    #[arg(long, env = "FERRY_SHARD_COUNT")]
-    pub shard_count: Option<u32>,
+    /// Only this shard's repositories, split by a stable hash of each repository (a repository
+    /// is pruned whole by one shard).
+    #[command(flatten)]
+    pub sharding: ShardArgs,
     /// Requests in flight per repository.
     #[arg(long, default_value_t = crate::prune::DEFAULT_PARALLEL)]
     pub parallel: usize,
     /// Output format and connection settings.
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `--shard` and `--shard-count`, for `mirror` and `prune`.
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// Only this shard's share of the work: K/N (default: a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX with --shard-count).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// The number of shards when the index comes from JOB_COMPLETION_INDEX.
+    #[arg(long, env = "FERRY_SHARD_COUNT")]
+    pub shard_count: Option<u32>,
 }
 
 /// `ferry history`.

@@ -45,6 +45,25 @@ impl Shard {
         })
     }
 
+    /// The shard a run asks for: `--shard K/N` (`flag`) wins; else a Kubernetes Indexed Job's
+    /// `JOB_COMPLETION_INDEX` (`job_index`) with the completion `count`; else none.
+    pub fn resolve(
+        flag: Option<&str>,
+        job_index: Option<&str>,
+        count: Option<u32>,
+    ) -> Result<Option<Shard>, String> {
+        match (flag, job_index) {
+            (Some(s), _) => Shard::parse(s).map(Some),
+            (None, Some(index)) => {
+                let count = count.ok_or(
+                    "JOB_COMPLETION_INDEX is set: give the completion count with --shard-count or FERRY_SHARD_COUNT",
+                )?;
+                Shard::from_job_index(index, count).map(Some)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     /// True when this shard owns `key`: a tag's [`tag_key`] or a digest's [`digest_key`]. Each
     /// key has exactly one owner, so two shards never write the same tag.
     pub fn owns(&self, key: &str) -> bool {

@@ -38,18 +38,8 @@ impl Request<'_> {
     /// Checks the request against the loaded policies: the shard first, then `parallel`, then
     /// the names. Every problem is a usage error.
     pub fn resolve<'p>(&self, policies: &'p Policies) -> Result<Selection<'p>> {
-        let shard = match (self.shard, self.job_index) {
-            (Some(s), _) => Some(Shard::parse(s).map_err(Error::Usage)?),
-            (None, Some(index)) => {
-                let count = self.shard_count.ok_or_else(|| {
-                    Error::Usage(
-                        "JOB_COMPLETION_INDEX is set: give the completion count with --shard-count or FERRY_SHARD_COUNT".into(),
-                    )
-                })?;
-                Some(Shard::from_job_index(index, count).map_err(Error::Usage)?)
-            }
-            (None, None) => None,
-        };
+        let shard =
+            Shard::resolve(self.shard, self.job_index, self.shard_count).map_err(Error::Usage)?;
         if self.parallel == 0 {
             return Err(Error::Usage("--parallel must be at least 1".into()));
         }

@@ -364,23 +364,7 @@ pub fn load(file: &Path) -> Result<MirrorPolicy, PolicyError> {
     let config = build(file, config::Config::builder().add_source(yaml(file)))?;
     let raw: RawMirror = deserialize(file, config)?;
     check_version(file, raw.version)?;
-    let stem = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let name = raw.name.unwrap_or(stem);
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(PolicyError::new(
-            file,
-            "name",
-            format!("{name:?}: letters, digits, '-', '_' and '.' only"),
-        ));
-    }
+    let name = super::policy_name(file, raw.name)?;
     let source = raw.source.ok_or_else(|| {
         PolicyError::new(
             file,

@@ -959,6 +959,29 @@ fn relative_to(file: &Path, p: &Path) -> PathBuf {
     out
 }
 
+/// A mirror or retention policy's `name`: as written, else the file's stem; letters, digits,
+/// `-`, `_` and `.` only.
+fn policy_name(file: &Path, name: Option<String>) -> Result<String, PolicyError> {
+    let name = name.unwrap_or_else(|| {
+        file.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned()
+    });
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(PolicyError::new(
+            file,
+            "name",
+            format!("{name:?}: letters, digits, '-', '_' and '.' only"),
+        ));
+    }
+    Ok(name)
+}
+
 /// A policy file's `kind` (`environment` when absent, `mirror` or `retention`).
 fn kind_of(file: &Path) -> Result<Option<String>, PolicyError> {
     kind_in(

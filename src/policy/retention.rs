@@ -80,23 +80,7 @@ pub fn load(file: &Path) -> Result<RetentionPolicy, PolicyError> {
     let config = build(file, config::Config::builder().add_source(yaml(file)))?;
     let raw: RawRetention = deserialize(file, config)?;
     check_version(file, raw.version)?;
-    let name = raw.name.unwrap_or_else(|| {
-        file.file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned()
-    });
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(PolicyError::new(
-            file,
-            "name",
-            format!("{name:?}: letters, digits, '-', '_' and '.' only"),
-        ));
-    }
+    let name = super::policy_name(file, raw.name)?;
     if raw.repositories.is_empty() {
         return Err(PolicyError::new(
             file,

@@ -167,6 +167,22 @@ fn release_check(base: &str, release: &[(&str, String)], round: usize) -> usize 
 /// A small xorshift generator: the seed is printed, so a failing sequence can be replayed.
 pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
+    /// Seeded from `FERRY_KILL_SEED`, else the clock; the seed is printed to replay a failure.
+    pub(crate) fn from_env() -> Rng {
+        let seed = std::env::var("FERRY_KILL_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("FERRY_KILL_SEED={seed}");
+        Rng(seed)
+    }
+
     pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -183,18 +199,7 @@ fn random_sigkills_never_leave_a_tag_on_incomplete_content() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let seed = std::env::var("FERRY_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("FERRY_KILL_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env();
     let src = TestRegistry::start(Mode::Plain);
     let dest = TestRegistry::start(Mode::Plain);
     let bed = Bed::new(&[]);

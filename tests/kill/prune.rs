@@ -93,18 +93,7 @@ fn random_sigkills_during_a_prune_never_leave_a_tag_on_a_deleted_manifest() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
-    let seed = std::env::var("FERRY_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("FERRY_KILL_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env();
     let reg = TestRegistry::start(Mode::Plain);
     let bed = Bed::new(&[]);
     let dir = bed.policies(&[(

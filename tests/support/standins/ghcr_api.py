@@ -30,20 +30,17 @@ Not modelled: the 5,000-download limit on deleting public versions, restore, the
 Every request is logged as one JSON line appended to `DIR/../standin-access.log`.
 """
 
-import argparse
 import datetime
-import json
 import os
 import re
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import standin_common
 
 DOCS = "https://docs.github.com/rest/packages/packages"
-SEGMENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 ROUTE = re.compile(
     r"^/(?:(?P<kind>orgs|users)/(?P<owner>[^/]+)|(?P<self>user))"
     r"/packages/container/(?P<package>.+?)/versions(?:/(?P<id>[^/]+))?/?$"
@@ -57,7 +54,6 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 
-LOG_LOCK = threading.Lock()
 
 
 def iso(ts):
@@ -68,16 +64,7 @@ def version_id(digest):
     return int(digest.split(":", 1)[1][:8], 16)
 
 
-class Storage:
-    def __init__(self, root):
-        self.repos = os.path.join(root, "docker", "registry", "v2", "repositories")
-
-    def repo_dir(self, name):
-        if not all(SEGMENT.match(s) for s in name.split("/")):
-            return None
-        path = os.path.join(self.repos, *name.split("/"))
-        return path if os.path.isdir(os.path.join(path, "_manifests")) else None
-
+class Storage(standin_common.Storage):
     def find_owner(self, package):
         """Owners that hold `package` (for /user/... without --user)."""
         owners = []
@@ -86,15 +73,6 @@ class Storage:
                 if self.repo_dir(owner + "/" + package):
                     owners.append(owner)
         return owners
-
-    @staticmethod
-    def read_link(path):
-        try:
-            with open(path) as f:
-                value = f.read().strip()
-            return value, os.stat(path).st_mtime
-        except OSError:
-            return None, None
 
     def versions(self, repo_path):
         """All revisions, newest first: list of dicts (digest, mtime, tags)."""
@@ -119,54 +97,16 @@ class Storage:
         return out
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(standin_common.JsonHandler):
+    SERVER = "ghcr"
     server_version = "GitHub.com"
-    protocol_version = "HTTP/1.1"
-
-    def version_string(self):
-        return self.server_version
-
-    # --- plumbing -------------------------------------------------------
-    def log_request(self, code="-", size="-"):
-        try:
-            code = int(code)
-        except (TypeError, ValueError):
-            pass
-        line = json.dumps(
-            {
-                "server": "ghcr",
-                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "method": self.command,
-                "path": self.path,
-                "status": code,
-            }
-        )
-        with LOG_LOCK:
-            with open(self.server.access_log, "a") as f:
-                f.write(line + "\n")
-
-    def log_message(self, fmt, *args):
-        pass
 
     def send_json(self, status, body, headers=None):
-        data = b"" if body is None else json.dumps(body, indent=2).encode()
-        self.send_response(status)
-        if body is not None:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        if status != 204:
-            self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if data and self.command != "HEAD":
-            self.wfile.write(data)
+        headers = [("X-GitHub-Media-Type", "github.v3; format=json")] + list((headers or {}).items())
+        self.write_json(status, body, "application/json; charset=utf-8", headers, indent=2)
 
     def error(self, status, message, doc=DOCS):
         self.send_json(status, {"message": message, "documentation_url": doc, "status": str(status)})
-
-    def base_url(self):
-        return "http://" + (self.headers.get("Host") or "127.0.0.1:%d" % self.server.server_port)
 
     def authorized(self):
         token = self.server.token
@@ -320,27 +260,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--storage", required=True, help="docker-registry filesystem rootdirectory")
-    ap.add_argument("--registry", required=True, help="base URL of that registry, e.g. http://127.0.0.1:5000")
-    ap.add_argument("--token", help="require Authorization: Bearer TOKEN")
+    ap = standin_common.arguments(
+        __doc__.splitlines()[0],
+        "base URL of that registry, e.g. http://127.0.0.1:5000",
+        "require Authorization: Bearer TOKEN",
+    )
     ap.add_argument("--user", help="login of the authenticated user, for /user/... routes")
     args = ap.parse_args()
-
-    storage_dir = os.path.abspath(args.storage)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    server.storage = Storage(storage_dir)
-    server.registry = args.registry.rstrip("/")
-    server.token = args.token
-    server.user = args.user.lower() if args.user else None
-    server.access_log = os.path.join(os.path.dirname(storage_dir), "standin-access.log")
-    print("ready", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    standin_common.serve(Handler, Storage, args, user=args.user.lower() if args.user else None)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ what its tag store's Untag does).
 Every request is logged as one JSON line appended to `DIR/../standin-access.log`.
 """
 
-import argparse
 import base64
 import datetime
 import hashlib
@@ -43,16 +42,15 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-SEGMENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+import standin_common
+
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 ROUTE = re.compile(
     r"^/v2/(?:namespaces/(?P<ns1>[^/]+)/repositories/(?P<repo1>[^/]+)"
     r"|repositories/(?P<ns2>[^/]+)/(?P<repo2>[^/]+))"
     r"/tags(?:/(?P<tag>[^/]+))?/?$"
 )
-LOG_LOCK = threading.Lock()
 
 
 def iso(ts):
@@ -72,25 +70,7 @@ def make_jwt(subject):
     return "%s.%s.%s" % (header, payload, sig)
 
 
-class Storage:
-    def __init__(self, root):
-        self.root = root
-        self.repos = os.path.join(root, "docker", "registry", "v2", "repositories")
-
-    def repo_dir(self, name):
-        if not all(SEGMENT.match(s) for s in name.split("/")):
-            return None
-        path = os.path.join(self.repos, *name.split("/"))
-        return path if os.path.isdir(os.path.join(path, "_manifests")) else None
-
-    def blob(self, digest):
-        try:
-            algo, hexd = digest.split(":", 1)
-            with open(os.path.join(self.root, "docker", "registry", "v2", "blobs", algo, hexd[:2], hexd, "data"), "rb") as f:
-                return f.read()
-        except (OSError, ValueError):
-            return None
-
+class Storage(standin_common.Storage):
     def blob_json(self, digest):
         data = self.blob(digest)
         try:
@@ -121,23 +101,6 @@ class Storage:
             "last_pulled": None,
             "last_pushed": pushed,
         }
-
-    def tags(self, repo_path):
-        """All tags, newest first: list of dicts (name, digest, mtime)."""
-        out = []
-        tags_dir = os.path.join(repo_path, "_manifests", "tags")
-        if os.path.isdir(tags_dir):
-            for tag in os.listdir(tags_dir):
-                link = os.path.join(tags_dir, tag, "current", "link")
-                try:
-                    with open(link) as f:
-                        digest = f.read().strip()
-                    mtime = os.stat(link).st_mtime
-                except OSError:
-                    continue
-                out.append({"name": tag, "digest": digest, "mtime": mtime})
-        out.sort(key=lambda t: (-t["mtime"], t["name"]))
-        return out
 
     def tag_json(self, repo_id, t):
         pushed = iso(t["mtime"])
@@ -172,47 +135,17 @@ class Storage:
         }
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(standin_common.JsonHandler):
+    SERVER = "hub"
     server_version = "hub-standin"
-    protocol_version = "HTTP/1.1"
-
-    def version_string(self):
-        return self.server_version
-
-    def log_request(self, code="-", size="-"):
-        try:
-            code = int(code)
-        except (TypeError, ValueError):
-            pass
-        line = json.dumps(
-            {
-                "server": "hub",
-                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "method": self.command,
-                "path": self.path,
-                "status": code,
-            }
-        )
-        with LOG_LOCK:
-            with open(self.server.access_log, "a") as f:
-                f.write(line + "\n")
-
-    def log_message(self, fmt, *args):
-        pass
 
     def send_json(self, status, body):
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        if body is not None:
-            self.send_header("Content-Type", "application/json")
-        if status != 204:
-            self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-RateLimit-Limit", "180")
-        self.send_header("X-RateLimit-Remaining", "179")
-        self.send_header("X-RateLimit-Reset", str(int(time.time()) + 60))
-        self.end_headers()
-        if data and self.command != "HEAD":
-            self.wfile.write(data)
+        limits = [
+            ("X-RateLimit-Limit", "180"),
+            ("X-RateLimit-Remaining", "179"),
+            ("X-RateLimit-Reset", str(int(time.time()) + 60)),
+        ]
+        self.write_json(status, body, "application/json", limits)
 
     def read_json(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -222,9 +155,6 @@ class Handler(BaseHTTPRequestHandler):
             return body if isinstance(body, dict) else {}
         except ValueError:
             return None
-
-    def base_url(self):
-        return "http://" + (self.headers.get("Host") or "127.0.0.1:%d" % self.server.server_port)
 
     def authorized(self):
         parts = self.headers.get("Authorization", "").split(None, 1)
@@ -367,27 +297,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--storage", required=True, help="docker-registry filesystem rootdirectory")
-    ap.add_argument("--registry", required=True, help="base URL of that registry (kept for symmetry; unused)")
-    ap.add_argument("--token", help="the only password/secret accepted by the login routes")
-    args = ap.parse_args()
-
-    storage_dir = os.path.abspath(args.storage)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    server.storage = Storage(storage_dir)
-    server.registry = args.registry.rstrip("/")
-    server.token = args.token
-    server.issued = set()
-    server.lock = threading.Lock()
-    server.access_log = os.path.join(os.path.dirname(storage_dir), "standin-access.log")
-    print("ready", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    args = standin_common.arguments(
+        __doc__.splitlines()[0],
+        "base URL of that registry (kept for symmetry; unused)",
+        "the only password/secret accepted by the login routes",
+    ).parse_args()
+    standin_common.serve(Handler, Storage, args, issued=set(), lock=threading.Lock())
 
 
 if __name__ == "__main__":
