@@ -135,12 +135,46 @@ impl Deleter {
         }
     }
 
-    /// Requests sent to APIs other than the registry's OCI API (ECR calls are counted by ECR).
+    /// Requests sent to APIs other than the registry's OCI API.
     pub fn api_requests(&self) -> u64 {
         match self {
             Deleter::Ghcr(a) | Deleter::Hub { api: a, .. } => a.requests.load(Ordering::Relaxed),
-            _ => 0,
+            // Counted for the whole process: the report takes the difference.
+            Deleter::Ecr { client, .. } => client.cloud().ecr.calls(),
+            Deleter::Oci(_) => 0,
         }
+    }
+
+    /// How many deletes one request carries: ECR's `BatchDeleteImage` takes 100; everywhere
+    /// else, one.
+    pub fn batch(&self) -> usize {
+        match self {
+            Deleter::Ecr { .. } => crate::cloud::ecr::DELETE_BATCH,
+            _ => 1,
+        }
+    }
+
+    /// Deletes tags or manifests together where the registry takes them in one request
+    /// ([`Deleter::batch`] at a time), else one by one; a result per reference, in order.
+    pub async fn delete_many(&self, refs: &[ManifestRef]) -> Vec<Result<bool, RegistryError>> {
+        if let Deleter::Ecr { .. } = self {
+            let ids = refs
+                .iter()
+                .map(|r| match r {
+                    ManifestRef::Tag(t) => EcrImageId::Tag(t.to_string()),
+                    ManifestRef::Digest(d) => EcrImageId::Digest(d.to_string()),
+                })
+                .collect();
+            return self.ecr_many(ids).await;
+        }
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            out.push(match r {
+                ManifestRef::Tag(t) => self.delete_tag(t).await,
+                ManifestRef::Digest(d) => self.delete_manifest(d).await,
+            });
+        }
+        out
     }
 
     /// Whether deleting an image's last tag deletes the image too (ECR): such a tag of a
@@ -227,6 +261,11 @@ impl Deleter {
     }
 
     async fn ecr(&self, id: EcrImageId) -> Result<bool, RegistryError> {
+        self.ecr_many(vec![id]).await.pop().unwrap_or(Ok(false))
+    }
+
+    /// ECR: one `BatchDeleteImage` per 100 ids; per id, deleted, already gone, or refused.
+    async fn ecr_many(&self, ids: Vec<EcrImageId>) -> Vec<Result<bool, RegistryError>> {
         let Deleter::Ecr {
             host,
             registry,
@@ -236,22 +275,33 @@ impl Deleter {
         else {
             unreachable!("only called for ECR");
         };
-        let host = host.clone();
-        let mut out = client
+        match client
             .cloud()
             .ecr
-            .batch_delete(registry, repository, std::slice::from_ref(&id))
+            .batch_delete(registry, repository, &ids)
             .await
-            .map_err(|e| RegistryError::Cloud {
-                host: host.clone(),
-                detail: e.to_string(),
-            })?;
-        out.pop()
-            .unwrap_or(Ok(false))
-            .map_err(|detail| RegistryError::Cloud {
-                host,
-                detail: format!("ecr BatchDeleteImage refused {repository}: {detail}"),
-            })
+        {
+            Ok(results) => results
+                .into_iter()
+                .map(|r| {
+                    r.map_err(|detail| RegistryError::Cloud {
+                        host: host.clone(),
+                        detail: format!("ecr BatchDeleteImage refused {repository}: {detail}"),
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                let detail = e.to_string();
+                ids.iter()
+                    .map(|_| {
+                        Err(RegistryError::Cloud {
+                            host: host.clone(),
+                            detail: detail.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        }
     }
 }
 

@@ -105,6 +105,8 @@ pub struct RepoReport {
     pub untagged_listed: bool,
     /// Requests sent to the registry and its APIs.
     pub requests: u64,
+    /// Of those, requests to the registry's own API (ECR, GitHub Packages, Docker Hub).
+    pub api_requests: u64,
 }
 
 /// A delete not done, and why.
@@ -238,6 +240,7 @@ impl RepoPrune<'_> {
             error: None,
             untagged_listed: false,
             requests: 0,
+            api_requests: 0,
         };
         let repo = match self.client.open(self.target, false) {
             Ok(r) => r,
@@ -249,11 +252,13 @@ impl RepoPrune<'_> {
         let deleter =
             Deleter::open(self.client, self.api_endpoints, self.target, repo.clone()).await;
         report.deletes_by = deleter.describe();
+        let api_before = deleter.api_requests();
         let outcome = self.prune(&repo, &deleter, &mut report).await;
         if let Err(e) = outcome {
             report.error = Some(e);
         }
-        report.requests = repo.stats().requests + deleter.api_requests();
+        report.api_requests = deleter.api_requests() - api_before;
+        report.requests = repo.stats().requests + report.api_requests;
         report
     }
 
@@ -299,7 +304,11 @@ impl RepoPrune<'_> {
                     .collect(),
             ),
         };
-        self.delete(deleter, &guard, &listing, report).await;
+        if deleter.batch() > 1 {
+            self.delete_batched(deleter, &guard, &listing, report).await;
+        } else {
+            self.delete(deleter, &guard, &listing, report).await;
+        }
         Ok(())
     }
 
@@ -832,6 +841,129 @@ impl RepoPrune<'_> {
     }
 }
 
+impl RepoPrune<'_> {
+    /// [`RepoPrune::delete`] where the registry takes many deletes in one request (ECR): the
+    /// same order, in batches, the environment tags read again right before each batch. A
+    /// digest delete takes the image's tags with it there, attachment tags included.
+    async fn delete_batched(
+        &self,
+        deleter: &Deleter,
+        guard: &Guard,
+        listing: &Listing,
+        report: &mut RepoReport,
+    ) {
+        let plan = report.plan.clone();
+        let digest_of: HashMap<&Tag, &Digest> =
+            listing.tags.iter().map(|t| (&t.tag, &t.digest)).collect();
+        let going: HashSet<&Digest> = plan.manifest_deletes().collect();
+        let staying: HashSet<&Digest> = plan
+            .tags
+            .iter()
+            .filter(|t| !t.delete)
+            .filter_map(|t| digest_of.get(&t.what).copied())
+            .collect();
+        let mut held: HashSet<Digest> = HashSet::new();
+        // 1. Tags of images that stay under another tag; the others go with their image.
+        let mut tags = Vec::new();
+        for t in plan
+            .tag_deletes()
+            .filter(|t| !is_attachment_tag(t.as_str()))
+        {
+            match digest_of.get(t).copied() {
+                Some(d) if going.contains(d) => {}
+                Some(d) if deleter.last_tag_takes_the_image() && !staying.contains(d) => {
+                    report.skipped.push(Skipped {
+                        what: t.to_string(),
+                        why: "deleting an image's last tag deletes the image here, and the image stays"
+                            .into(),
+                    });
+                }
+                Some(d) => tags.push((ManifestRef::Tag(t.clone()), d.clone())),
+                None => {}
+            }
+        }
+        self.send_batches(deleter, guard, tags, &mut held, report)
+            .await;
+        // 2. Manifests, parents first.
+        for level in levels(&plan, &listing.manifests) {
+            let mut wave = Vec::new();
+            for d in level {
+                let parent_held = listing.manifests.values().any(|m| {
+                    (m.children.contains(&d) || m.attachments.contains(&d))
+                        && held.contains(&m.digest)
+                });
+                if parent_held {
+                    report.skipped.push(Skipped {
+                        what: d.to_string(),
+                        why: "its parent was not deleted".into(),
+                    });
+                    held.insert(d);
+                } else {
+                    wave.push((ManifestRef::Digest(d.clone()), d));
+                }
+            }
+            self.send_batches(deleter, guard, wave, &mut held, report)
+                .await;
+        }
+    }
+
+    /// Sends `items` (a reference, and the manifest it stands for) in batches; what an
+    /// environment now holds, or what fails, joins `held`.
+    async fn send_batches(
+        &self,
+        deleter: &Deleter,
+        guard: &Guard,
+        items: Vec<(ManifestRef, Digest)>,
+        held: &mut HashSet<Digest>,
+        report: &mut RepoReport,
+    ) {
+        for chunk in items.chunks(deleter.batch()) {
+            let digests: Vec<Digest> = chunk.iter().map(|(_, d)| d.clone()).collect();
+            let claimed = match guard.claimed_many(&digests).await {
+                Ok(c) => c,
+                Err(e) => {
+                    for (r, d) in chunk {
+                        held.insert(d.clone());
+                        report.failed.push(Skipped {
+                            what: r.to_string(),
+                            why: e.to_string(),
+                        });
+                    }
+                    continue;
+                }
+            };
+            let mut send = Vec::new();
+            for (r, d) in chunk {
+                match claimed.get(d) {
+                    Some(why) => {
+                        held.insert(d.clone());
+                        report.skipped.push(Skipped {
+                            what: r.to_string(),
+                            why: why.clone(),
+                        });
+                    }
+                    None => send.push((r.clone(), d.clone())),
+                }
+            }
+            let refs: Vec<ManifestRef> = send.iter().map(|(r, _)| r.clone()).collect();
+            let results = deleter.delete_many(&refs).await;
+            for ((r, d), result) in send.into_iter().zip(results) {
+                match result {
+                    Ok(true) => report.deleted.push(r.to_string()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        held.insert(d);
+                        report.failed.push(Skipped {
+                            what: r.to_string(),
+                            why: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The manifests to delete in waves: each after every deleted manifest that lists it or that
 /// it is attached to.
 fn levels(plan: &Plan, manifests: &BTreeMap<Digest, ManifestInfo>) -> Vec<Vec<Digest>> {
@@ -904,6 +1036,38 @@ impl Guard {
             }
         }
         Ok(None)
+    }
+
+    /// [`Guard::claimed`] for many digests, the environment tags read once.
+    async fn claimed_many(
+        &self,
+        ds: &[Digest],
+    ) -> std::result::Result<HashMap<Digest, String>, RegistryError> {
+        let mut out = HashMap::new();
+        if self.watches.is_empty() {
+            return Ok(out);
+        }
+        let heads = futures::future::join_all(self.watches.iter().map(|w| async move {
+            self.repo
+                .manifest_head(&ManifestRef::Tag(w.tag.clone()))
+                .await
+        }))
+        .await;
+        for (w, h) in self.watches.iter().zip(heads) {
+            let Some(h) = h? else { continue };
+            for d in ds {
+                if !out.contains_key(d) && self.holds(&h.digest, d).await? {
+                    out.insert(
+                        d.clone(),
+                        format!(
+                            "{} moved to it during the prune ({} now names {})",
+                            w.env, w.tag, h.digest
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// True when `root` is `d` or has `d` below it.

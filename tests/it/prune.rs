@@ -518,6 +518,16 @@ fn ecr_deletes_through_batch_delete_image_at_moto() {
         "ECR BatchDeleteImage"
     );
     assert_eq!(report["repositories"][0]["untagged_listed"], true);
+    // GetAuthorizationToken (to list through the registry API), one DescribeImages for the
+    // untagged images, one BatchDeleteImage for all three: tags go with their image at ECR.
+    assert_eq!(report["repositories"][0]["api_requests"], 3, "{report:#}");
+    assert_eq!(
+        report["repositories"][0]["deleted"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let (status, listed) = moto.call(
         "ListImages",
         serde_json::json!({"repositoryName": "acme/api"}),
