@@ -108,8 +108,16 @@ pub enum Why {
     Newest(usize),
     /// Younger than `max_age`, or of unknown age.
     Young,
-    /// Beyond the newest `keep_last` (and older than `max_age`, when set).
-    Old,
+    /// A tag the rules delete: its rank in its kind when `keep_last` is set (beyond the N
+    /// newest), its age in whole days when `max_age` is set (older).
+    Old {
+        /// 1 = newest.
+        rank: Option<usize>,
+        /// Days since its image was created.
+        days: Option<u64>,
+    },
+    /// A manifest every tag of which goes.
+    TagsGo,
     /// A tag still kept points at it.
     Tagged(Tag),
     /// Listed by a kept index, or attached to something kept.
@@ -134,7 +142,16 @@ impl std::fmt::Display for Why {
             Why::Protected(r) => f.write_str(r),
             Why::Newest(n) => write!(f, "newest #{n}"),
             Why::Young => f.write_str("younger than max_age"),
-            Why::Old => f.write_str("old: beyond keep_last or max_age"),
+            Why::Old { rank, days } => {
+                let rank = rank.map(|r| format!("beyond keep_last (#{r})"));
+                let days = days.map(|d| format!("older than max_age ({d} days)"));
+                match (rank, days) {
+                    (Some(r), Some(d)) => write!(f, "{r} and {d}"),
+                    (Some(x), None) | (None, Some(x)) => f.write_str(&x),
+                    (None, None) => f.write_str("old"),
+                }
+            }
+            Why::TagsGo => f.write_str("every tag naming it goes"),
             Why::Tagged(t) => write!(f, "tag {t} stays"),
             Why::Under(d) => write!(f, "belongs to {}", short(d)),
             Why::UntaggedKept => f.write_str("untagged, kept by the rules"),
@@ -261,7 +278,13 @@ pub fn plan(
                 Decision {
                     what: t.tag.clone(),
                     delete: true,
-                    why: Why::Old,
+                    why: Why::Old {
+                        rank: rules.keep_last.map(|_| r),
+                        days: rules
+                            .max_age
+                            .and_then(|_| age(t.created))
+                            .map(|a| a.as_secs() / 86_400),
+                    },
                 }
             })
         };
@@ -337,7 +360,7 @@ pub fn plan(
         let why = if let Some(s) = orphaned.get(&m.digest) {
             Why::Orphan(s.clone())
         } else if tagged.contains(&m.digest) {
-            Why::Old
+            Why::TagsGo
         } else {
             Why::Untagged
         };
@@ -715,6 +738,41 @@ mod tests {
             .manifests
             .iter()
             .any(|m| m.what == d(20) && m.why == Why::Orphan(d(1))));
+    }
+
+    #[test]
+    fn a_deleted_tag_says_which_rule_and_by_how_much() {
+        let rules = Rules {
+            keep_last: Some(1),
+            max_age: Some(15 * DAY),
+            ..Rules::default()
+        };
+        let tags = vec![tag("sha-1", 1, 40), tag("sha-2", 2, 1)];
+        let manifests = vec![image(1, 40), image(2, 1)];
+        let p = plan(
+            &rules,
+            &Protections::default(),
+            &tags,
+            &manifests,
+            &BTreeSet::new(),
+            now(),
+        );
+        let why = &p.tags[0].why;
+        assert_eq!(
+            why,
+            &Why::Old {
+                rank: Some(2),
+                days: Some(40)
+            }
+        );
+        assert_eq!(
+            why.to_string(),
+            "beyond keep_last (#2) and older than max_age (40 days)"
+        );
+        assert_eq!(
+            p.manifests.iter().find(|m| m.what == d(1)).map(|m| &m.why),
+            Some(&Why::TagsGo)
+        );
     }
 
     #[test]

@@ -1156,7 +1156,7 @@ mod tests {
                 .map(|n| retention::Decision {
                     what: d(*n),
                     delete: true,
-                    why: retention::Why::Old,
+                    why: retention::Why::TagsGo,
                 })
                 .collect(),
         };
