@@ -750,89 +750,93 @@ impl RepoPrune<'_> {
             });
         // Manifest deletes the registry cannot do at all; learnt from the first refusal.
         let no_manifest_deletes = std::sync::atomic::AtomicBool::new(false);
-        for level in levels(&plan, &listing.manifests) {
-            stream::iter(level)
-                .for_each_concurrent(par, |d| {
-                    let (done, skipped, failed) = (&done, &skipped, &failed);
-                    let (failed_parents, no_tag_deletes) = (&failed_parents, &no_tag_deletes);
-                    let no_manifest_deletes = &no_manifest_deletes;
-                    let tags = attachment_tags.get(&d).cloned().unwrap_or_default();
-                    let parents: Vec<Digest> = listing
-                        .manifests
-                        .values()
-                        .filter(|m| m.children.contains(&d) || m.attachments.contains(&d))
-                        .map(|m| m.digest.clone())
-                        .collect();
-                    async move {
-                        if no_manifest_deletes.load(std::sync::atomic::Ordering::Relaxed) {
-                            return;
-                        }
-                        // A parent that stayed keeps what is under it; a manifest whose tag
-                        // could not be deleted stays with it.
-                        if failed_parents.lock().expect("report").contains(&d) {
-                            return skip(
-                                skipped,
-                                d.to_string(),
-                                "its tag could not be deleted".into(),
-                            );
-                        }
-                        if parents
-                            .iter()
-                            .any(|p| failed_parents.lock().expect("report").contains(p))
-                        {
-                            failed_parents.lock().expect("report").insert(d.clone());
-                            return skip(
-                                skipped,
-                                d.to_string(),
-                                "its parent was not deleted".into(),
-                            );
-                        }
-                        match guard.claimed(&d).await {
-                            Ok(None) => {}
-                            Ok(Some(why)) => {
-                                failed_parents.lock().expect("report").insert(d.clone());
-                                return skip(skipped, d.to_string(), why);
-                            }
-                            Err(e) => {
-                                failed_parents.lock().expect("report").insert(d.clone());
-                                return skip(failed, d.to_string(), e.to_string());
-                            }
-                        }
-                        if !no_tag_deletes.load(std::sync::atomic::Ordering::Relaxed) {
-                            for t in &tags {
-                                match deleter.delete_tag(t).await {
-                                    Ok(true) => done.lock().expect("report").push(t.to_string()),
-                                    Ok(false) => {}
-                                    Err(RegistryError::Unsupported { .. }) => {
-                                        no_tag_deletes
-                                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                                        break;
-                                    }
-                                    Err(e) => {
-                                        failed_parents.lock().expect("report").insert(d.clone());
-                                        return skip(failed, t.to_string(), e.to_string());
-                                    }
-                                }
-                            }
-                        }
-                        match deleter.delete_manifest(&d).await {
-                            Ok(true) => done.lock().expect("report").push(d.to_string()),
+        let one_manifest = |d: Digest| {
+            let (done, skipped, failed) = (&done, &skipped, &failed);
+            let (failed_parents, no_tag_deletes) = (&failed_parents, &no_tag_deletes);
+            let no_manifest_deletes = &no_manifest_deletes;
+            let tags = attachment_tags.get(&d).cloned().unwrap_or_default();
+            let parents: Vec<Digest> = listing
+                .manifests
+                .values()
+                .filter(|m| m.children.contains(&d) || m.attachments.contains(&d))
+                .map(|m| m.digest.clone())
+                .collect();
+            async move {
+                if no_manifest_deletes.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                // A parent that stayed keeps what is under it; a manifest whose tag
+                // could not be deleted stays with it.
+                if failed_parents.lock().expect("report").contains(&d) {
+                    return skip(
+                        skipped,
+                        d.to_string(),
+                        "its tag could not be deleted".into(),
+                    );
+                }
+                if parents
+                    .iter()
+                    .any(|p| failed_parents.lock().expect("report").contains(p))
+                {
+                    failed_parents.lock().expect("report").insert(d.clone());
+                    return skip(skipped, d.to_string(), "its parent was not deleted".into());
+                }
+                match guard.claimed(&d).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => {
+                        failed_parents.lock().expect("report").insert(d.clone());
+                        return skip(skipped, d.to_string(), why);
+                    }
+                    Err(e) => {
+                        failed_parents.lock().expect("report").insert(d.clone());
+                        return skip(failed, d.to_string(), e.to_string());
+                    }
+                }
+                if !no_tag_deletes.load(std::sync::atomic::Ordering::Relaxed) {
+                    for t in &tags {
+                        match deleter.delete_tag(t).await {
+                            Ok(true) => done.lock().expect("report").push(t.to_string()),
                             Ok(false) => {}
-                            Err(e @ RegistryError::Unsupported { .. }) => {
-                                // Said once: every other manifest would be refused the same way.
-                                if !no_manifest_deletes
-                                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                                {
-                                    skip(failed, "manifests".into(), e.to_string());
-                                }
+                            Err(RegistryError::Unsupported { .. }) => {
+                                no_tag_deletes.store(true, std::sync::atomic::Ordering::Relaxed);
+                                break;
                             }
                             Err(e) => {
                                 failed_parents.lock().expect("report").insert(d.clone());
-                                skip(failed, d.to_string(), e.to_string());
+                                return skip(failed, t.to_string(), e.to_string());
                             }
                         }
                     }
-                })
+                }
+                match deleter.delete_manifest(&d).await {
+                    Ok(true) => done.lock().expect("report").push(d.to_string()),
+                    Ok(false) => {}
+                    Err(e @ RegistryError::Unsupported { .. }) => {
+                        // Said once, as a skip: the registry cannot, and every other
+                        // manifest would be refused the same way.
+                        if !no_manifest_deletes.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            skip(skipped, "manifests".into(), e.to_string());
+                        }
+                    }
+                    Err(e) => {
+                        failed_parents.lock().expect("report").insert(d.clone());
+                        skip(failed, d.to_string(), e.to_string());
+                    }
+                }
+            }
+        };
+        // The first manifest delete alone: a registry that cannot delete says so once.
+        let mut probed = false;
+        for level in levels(&plan, &listing.manifests) {
+            let mut level = level.into_iter();
+            if !probed {
+                if let Some(first) = level.next() {
+                    one_manifest(first).await;
+                    probed = true;
+                }
+            }
+            stream::iter(level)
+                .for_each_concurrent(par, one_manifest)
                 .await;
         }
         report.deleted = done.into_inner().expect("report");

@@ -703,3 +703,34 @@ fn shards_split_repositories_whole_and_the_step_summary_lists_them() {
     }
     assert_eq!(deletes(&reg), 0);
 }
+
+#[test]
+fn a_registry_that_cannot_delete_is_reported_and_skipped() {
+    let mut reg = TestRegistry::start(Mode::Plain);
+    let bed = Bed::new(&[]);
+    bed.policies(&[(
+        "ci.yaml",
+        format!(
+            "version: 1\nkind: retention\nrepositories: [{}/ci/api]\ntags:\n  keep_last: 1\n",
+            reg.host()
+        ),
+    )]);
+    let (images, _) = seed(&bed, &format!("{}/ci/api", reg.host()), &[0, 1, 2], &[]);
+    reg.turn_deletes_off();
+    let out = bed.ferry_policies(&["prune"]);
+    // Nothing failed: the registry cannot delete, and says so once.
+    assert!(out.status.success(), "{}", said(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("cannot delete manifests: DELETE answered 405")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("skipped manifests:"), "{text}");
+    // One tag DELETE (405: not a tag alone either), one manifest DELETE, then no more.
+    assert_eq!(deletes(&reg), 2);
+    for w in &images {
+        assert!(has_manifest(&reg, "ci/api", &w.digest));
+    }
+}

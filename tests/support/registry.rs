@@ -367,6 +367,22 @@ impl TestRegistry {
     }
 
     /// Starts it again on the same port with the same storage.
+    /// Restarts the registry with deletes turned off (`storage.delete.enabled: false`, the
+    /// distribution default): every DELETE then answers 405 UNSUPPORTED.
+    pub fn turn_deletes_off(&mut self) {
+        let path = self.dir.path().join("config.yml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            cfg.replace(
+                "  delete:\n    enabled: true\n",
+                "  delete:\n    enabled: false\n",
+            ),
+        )
+        .unwrap();
+        self.restart();
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         assert!(
