@@ -532,23 +532,41 @@ impl Api {
                 detail: "the Docker Hub API needs a username and password or access token (docker login docker.io)".into(),
             });
         };
-        self.count();
-        let resp = self
-            .http
-            .post(format!("{}/v2/users/login", self.base))
-            .json(&serde_json::json!({"username": username, "password": password.expose()}))
-            .send()
-            .await
-            .map_err(|e| self.error("logging in", crate::transport::describe(&e)))?;
-        if !resp.status().is_success() {
-            return Err(self.failed("logging in", resp).await);
+        // Hub's current route first; the older login where it is not offered (404).
+        let routes = [
+            (
+                "/v2/auth/token",
+                serde_json::json!({"identifier": username, "secret": password.expose()}),
+                "access_token",
+            ),
+            (
+                "/v2/users/login",
+                serde_json::json!({"username": username, "password": password.expose()}),
+                "token",
+            ),
+        ];
+        for (route, body, field) in routes {
+            self.count();
+            let resp = self
+                .http
+                .post(format!("{}{route}", self.base))
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| self.error("logging in", crate::transport::describe(&e)))?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND && route == "/v2/auth/token" {
+                continue;
+            }
+            if !resp.status().is_success() {
+                return Err(self.failed("logging in", resp).await);
+            }
+            let answer = crate::transport::read_capped(resp, 1 << 20).await;
+            return serde_json::from_slice::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v[field].as_str().map(str::to_owned))
+                .ok_or_else(|| self.error("logging in", "no token in the answer"));
         }
-        let body = crate::transport::read_capped(resp, 1 << 20).await;
-        let t = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["token"].as_str().map(str::to_owned))
-            .ok_or_else(|| self.error("logging in", "no token in the answer"))?;
-        Ok(t)
+        Err(self.error("logging in", "no login route answered"))
     }
 
     async fn hub_delete_tag(&self, tag: &Tag) -> Result<bool, RegistryError> {

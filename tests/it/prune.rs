@@ -426,9 +426,10 @@ fn docker_hub_deletes_tags_through_its_api_then_manifests_by_digest() {
         tag_deletes,
         ["v1.0.0".to_owned(), "v1.0.1".to_owned()].into()
     );
-    assert!(calls
-        .iter()
-        .any(|c| c.method == "POST" && c.path == "/v2/users/login"));
+    // Hub's current login route, once for the run.
+    let logins: Vec<_> = calls.iter().filter(|c| c.method == "POST").collect();
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert_eq!(logins[0].path, "/v2/auth/token");
     // Then each image's manifests, by digest over the registry API, parents first.
     for w in &images[..2] {
         assert!(!has_manifest(&reg, "acme/api", &w.digest));
