@@ -1024,22 +1024,7 @@ struct Guard {
 impl Guard {
     /// `Some(why)` when an environment's tag now names `d`, or something `d` is below.
     async fn claimed(&self, d: &Digest) -> std::result::Result<Option<String>, RegistryError> {
-        let heads = futures::future::join_all(self.watches.iter().map(|w| async move {
-            self.repo
-                .manifest_head(&ManifestRef::Tag(w.tag.clone()))
-                .await
-        }))
-        .await;
-        for (w, h) in self.watches.iter().zip(heads) {
-            let Some(h) = h? else { continue };
-            if self.holds(&h.digest, d).await? {
-                return Ok(Some(format!(
-                    "{} moved to it during the prune ({} now names {})",
-                    w.env, w.tag, h.digest
-                )));
-            }
-        }
-        Ok(None)
+        Ok(self.claimed_many(std::slice::from_ref(d)).await?.remove(d))
     }
 
     /// [`Guard::claimed`] for many digests, the environment tags read once.
