@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::copy::Client;
@@ -217,6 +217,19 @@ struct Listing {
     manifests: BTreeMap<Digest, ManifestInfo>,
     absent: BTreeSet<Digest>,
     untagged_listed: bool,
+}
+
+impl Listing {
+    /// For each manifest, the manifests that list it or that it is attached to.
+    fn parents(&self) -> HashMap<&Digest, Vec<&Digest>> {
+        let mut out: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+        for m in self.manifests.values() {
+            for c in m.children.iter().chain(&m.attachments) {
+                out.entry(c).or_default().push(&m.digest);
+            }
+        }
+        out
+    }
 }
 
 /// An environment's tag in this repository, read again before each delete.
@@ -412,10 +425,8 @@ impl RepoPrune<'_> {
                 }
             })
             .buffered(par)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<std::result::Result<_, _>>()?;
+            .try_collect()
+            .await?;
         let mut listing = Listing::default();
         let mut media: HashMap<Digest, Option<String>> = HashMap::new();
         for (tag, head) in heads {
@@ -466,10 +477,8 @@ impl RepoPrune<'_> {
                     }
                 })
                 .buffered(par)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<std::result::Result<_, _>>()?;
+                .try_collect()
+                .await?;
             for (d, m) in found {
                 let children: Vec<Digest> = m
                     .as_ref()
@@ -514,10 +523,11 @@ impl RepoPrune<'_> {
             }
         }
         // The referrers API, where the registry has one (asked once when it has none).
+        let attachments: HashSet<&Digest> = attached.iter().map(|(_, a)| a).collect();
         let subjects: Vec<Digest> = listing
             .manifests
             .keys()
-            .filter(|d| !attached.iter().any(|(_, a)| a == *d))
+            .filter(|d| !attachments.contains(d))
             .cloned()
             .collect();
         let referrers: Vec<(Digest, Option<Manifest>)> = stream::iter(subjects)
@@ -526,10 +536,8 @@ impl RepoPrune<'_> {
                 async move { repo.referrers(&d).await.map(|r| (d, r)) }
             })
             .buffered(par)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<std::result::Result<_, _>>()?;
+            .try_collect()
+            .await?;
         for (subject, index) in referrers {
             for c in index.iter().flat_map(|i| &i.children) {
                 attached.push((subject.clone(), c.digest.clone()));
@@ -566,10 +574,8 @@ impl RepoPrune<'_> {
                 }
             })
             .buffered(par)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<std::result::Result<_, _>>()?;
+            .try_collect()
+            .await?;
         listing.absent = gone.into_iter().flatten().collect();
         // Creation times, only where a rule ranks or ages by them.
         let needs_times = self.rules.max_age.is_some()
@@ -750,16 +756,17 @@ impl RepoPrune<'_> {
             });
         // Manifest deletes the registry cannot do at all; learnt from the first refusal.
         let no_manifest_deletes = std::sync::atomic::AtomicBool::new(false);
+        let parents_of = listing.parents();
         let one_manifest = |d: Digest| {
             let (done, skipped, failed) = (&done, &skipped, &failed);
             let (failed_parents, no_tag_deletes) = (&failed_parents, &no_tag_deletes);
             let no_manifest_deletes = &no_manifest_deletes;
             let tags = attachment_tags.get(&d).cloned().unwrap_or_default();
-            let parents: Vec<Digest> = listing
-                .manifests
-                .values()
-                .filter(|m| m.children.contains(&d) || m.attachments.contains(&d))
-                .map(|m| m.digest.clone())
+            let parents: Vec<Digest> = parents_of
+                .get(&d)
+                .into_iter()
+                .flatten()
+                .map(|p| (*p).clone())
                 .collect();
             async move {
                 if no_manifest_deletes.load(std::sync::atomic::Ordering::Relaxed) {
@@ -866,6 +873,7 @@ impl RepoPrune<'_> {
             .filter(|t| !t.delete)
             .filter_map(|t| digest_of.get(&t.what).copied())
             .collect();
+        let parents_of = listing.parents();
         let mut held: HashSet<Digest> = HashSet::new();
         // 1. Tags of images that stay under another tag; the others go with their image.
         let mut tags = Vec::new();
@@ -892,10 +900,9 @@ impl RepoPrune<'_> {
         for level in levels(&plan, &listing.manifests) {
             let mut wave = Vec::new();
             for d in level {
-                let parent_held = listing.manifests.values().any(|m| {
-                    (m.children.contains(&d) || m.attachments.contains(&d))
-                        && held.contains(&m.digest)
-                });
+                let parent_held = parents_of
+                    .get(&d)
+                    .is_some_and(|ps| ps.iter().any(|p| held.contains(*p)));
                 if parent_held {
                     report.skipped.push(Skipped {
                         what: d.to_string(),
